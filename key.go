@@ -1,0 +1,91 @@
+package shmmap
+
+import (
+	"crypto/rand"
+	"encoding/binary"
+	"os"
+	"sync"
+)
+
+// A key made by Create is keyPrefix followed by three fixed-width base62
+// numbers: the creating process' pid (4 digits, enough for Linux's largest
+// pid_max of 2^22), its start time in clock ticks since boot (6 digits, 18
+// years of uptime at 100 Hz; 0 where the system has no such notion), and 64
+// random bits from crypto/rand (11 digits). The pid and start time let Sweep
+// tell a dead creator from a live one, even after the pid is reused; the
+// random bits make keys unguessable. 29 bytes in all, within macOS's 30.
+const (
+	keyPrefix   = "/shmmap_"
+	pidDigits   = 4
+	startDigits = 6
+	randDigits  = 11
+	keyLen      = len(keyPrefix) + pidDigits + startDigits + randDigits
+)
+
+const base62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+// creator is this process' identity as keys record it, computed once.
+var creator = sync.OnceValue(func() [pidDigits + startDigits]byte {
+	var b [pidDigits + startDigits]byte
+	putBase62(b[:pidDigits], uint64(os.Getpid()))
+	putBase62(b[pidDigits:], processStart(os.Getpid()))
+	return b
+})
+
+// newKey returns a fresh key for Create.
+func newKey() string {
+	var b [keyLen]byte
+	var r [8]byte
+	rand.Read(r[:]) // never fails (Go 1.24); it would crash the program rather than return
+	n := copy(b[:], keyPrefix)
+	c := creator()
+	n += copy(b[n:], c[:])
+	putBase62(b[n:], binary.LittleEndian.Uint64(r[:]))
+	return string(b[:])
+}
+
+// putBase62 writes v into b in base62, most significant digit first, padded
+// with zeros; digits that do not fit are dropped (a pid or start time that
+// large then names a different process, which Sweep treats as alive only if
+// that one is).
+func putBase62(b []byte, v uint64) {
+	for i := len(b) - 1; i >= 0; i-- {
+		b[i] = base62[v%62]
+		v /= 62
+	}
+}
+
+// parseKey returns the pid and start time recorded in a key that Create
+// made, and ok false for any other name (one made by another program, or
+// one that merely looks alike).
+func parseKey(name string) (pid int, start uint64, ok bool) {
+	if len(name) != keyLen || name[:len(keyPrefix)] != keyPrefix {
+		return 0, 0, false
+	}
+	digits := name[len(keyPrefix):]
+	var vals [3]uint64
+	widths := [3]int{pidDigits, startDigits, randDigits}
+	for i, w := range widths {
+		for _, c := range []byte(digits[:w]) {
+			d := digitValue(c)
+			if d < 0 {
+				return 0, 0, false
+			}
+			vals[i] = vals[i]*62 + uint64(d)
+		}
+		digits = digits[w:]
+	}
+	return int(vals[0]), vals[1], true
+}
+
+func digitValue(c byte) int {
+	switch {
+	case '0' <= c && c <= '9':
+		return int(c - '0')
+	case 'A' <= c && c <= 'Z':
+		return int(c-'A') + 10
+	case 'a' <= c && c <= 'z':
+		return int(c-'a') + 36
+	}
+	return -1
+}

@@ -1,0 +1,85 @@
+//go:build darwin
+
+package shmmap
+
+import (
+	"syscall"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// macOS keeps shm names verbatim, up to PSHMNAMLEN (31) bytes; older kernels
+// reject 31, so keys stay at 30 with the slash (shm_open(2): ENAMETOOLONG).
+const maxKeyLen = 30
+
+// x/sys/unix does not wrap shm_open and shm_unlink on darwin. They are called
+// here the way x/sys/unix calls libSystem, without cgo: a trampoline in
+// shm_darwin.s jumps to the libSystem symbol that cgo_import_dynamic binds,
+// and syscall.syscall runs it on the system stack as the runtime's other libc
+// calls. Not the raw syscall numbers (266, 267): Go's darwin policy is that
+// only libSystem is a stable interface, and the raw numbers have changed
+// before. shm_open is variadic, and on darwin/arm64 variadic arguments go on
+// the stack, not in registers: syscall.syscall copies its third argument onto
+// the stack for exactly that (it serves open and fcntl too), so mode reaches
+// shm_open on both arm64 and amd64.
+//
+//go:linkname syscall_syscall syscall.syscall
+func syscall_syscall(fn, a1, a2, a3 uintptr) (r1, r2 uintptr, err syscall.Errno)
+
+var (
+	libc_shm_open_trampoline_addr   uintptr
+	libc_shm_unlink_trampoline_addr uintptr
+)
+
+//go:cgo_import_dynamic libc_shm_open shm_open "/usr/lib/libSystem.B.dylib"
+//go:cgo_import_dynamic libc_shm_unlink shm_unlink "/usr/lib/libSystem.B.dylib"
+
+// shmOpen opens segment name (canonical form), close-on-exec. shm_open(2)
+// takes only O_RDONLY, O_RDWR, O_CREAT, O_EXCL and O_TRUNC, so FD_CLOEXEC is
+// set after it, under syscall.ForkLock, which os/exec holds while it forks:
+// no child can inherit the fd in between.
+func shmOpen(name string, flag int, mode uint32) (fd int, err error) {
+	p, err := unix.BytePtrFromString(name)
+	if err != nil {
+		return -1, err
+	}
+	syscall.ForkLock.RLock()
+	defer syscall.ForkLock.RUnlock()
+	for {
+		r, _, errno := syscall_syscall(libc_shm_open_trampoline_addr, uintptr(unsafe.Pointer(p)), uintptr(flag), uintptr(mode))
+		switch errno {
+		case 0:
+			unix.CloseOnExec(int(r))
+			return int(r), nil
+		case syscall.EINTR:
+			continue
+		}
+		return -1, errno
+	}
+}
+
+// shmUnlink removes segment name, as shm_unlink(2) does.
+func shmUnlink(name string) error {
+	p, err := unix.BytePtrFromString(name)
+	if err != nil {
+		return err
+	}
+	if _, _, errno := syscall_syscall(libc_shm_unlink_trampoline_addr, uintptr(unsafe.Pointer(p)), 0, 0); errno != 0 {
+		return errno
+	}
+	return nil
+}
+
+// initSegment gives a new segment its size. macOS has no fallocate for shm
+// objects and allows ftruncate(2) only once on each (a second one is
+// EINVAL), so pages are allocated on first touch. The mode is 0600 as asked
+// of shm_open, less the umask's bits: it can only lose owner bits, never
+// widen. It returns the failing operation's name with the error.
+func initSegment(fd, size int) (op string, err error) {
+	return "ftruncate", ignoringEINTR(func() error { return unix.Ftruncate(fd, int64(size)) })
+}
+
+// processStart is 0 on macOS: keys there record the pid alone, and Sweep is
+// unsupported (macOS cannot list shm names).
+func processStart(pid int) uint64 { return 0 }

@@ -1,0 +1,234 @@
+// Package shmmap shares memory between processes on one machine through
+// POSIX shared memory segments (shm_open, ftruncate or fallocate, mmap),
+// handed out as plain byte slices that every process reads and writes in
+// place, without copying.
+//
+// A segment's life:
+//
+//	key, data, err := shmmap.Create(size) // a new zero-filled segment
+//	// pass key to another process: argv, environment, a pipe
+//	data, err := shmmap.ReadWrite(key, 0) // in the other process: the whole segment
+//	err = shmmap.Release(key)             // in each process, when done
+//
+// Create makes a segment and maps it; Read and ReadWrite map an existing one
+// by key, whichever program made it (Python's multiprocessing.shared_memory,
+// the node package shmmap, C's shm_open); Release unmaps what this process
+// mapped and, in the creating process, removes the segment's name. Unlink
+// removes the name at once while mappings stay valid, so that a segment
+// vanishes even if its creator crashes later.
+//
+// The slices returned point outside the Go heap, at memory that other
+// processes may change at any moment: synchronise through other means (a
+// pipe, a lock, sync/atomic on aligned words). A slice is valid until Release
+// of its key in this process; any access after that, and any write to a slice
+// from Read, kills the process with a fault (SIGSEGV), not a recoverable
+// panic. append past a slice's capacity silently copies it to the Go heap,
+// where other processes no longer see it.
+//
+// Across fork and exec: fds are opened close-on-exec and closed as soon as
+// the mapping exists, and exec drops every mapping, so a child process
+// started with os/exec inherits nothing; it attaches by key.
+//
+// Caveat: a segment takes memory from the shm filesystem (/dev/shm on
+// Linux), which containers often keep small (Docker's default is 64 MiB). On
+// Linux, Create reserves the whole segment up front, so a full /dev/shm makes
+// Create fail with ENOSPC (errors.Is(err, syscall.ENOSPC)) instead of killing
+// the process with SIGBUS at the first write to a page that cannot be had.
+// Another process can still shrink a segment with ftruncate under a mapping;
+// access past its new end then faults, which no library can prevent.
+//
+// On macOS, keys are at most 30 bytes, a segment's size can be set only once,
+// and fstat reports it rounded up to the page size (16 KiB on Apple silicon),
+// so Read(key, 0) maps whole pages.
+package shmmap
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"math"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// Errors that the functions of this package wrap; test with errors.Is.
+// A missing segment is fs.ErrNotExist, a segment that the caller may not
+// open is fs.ErrPermission, and a full shm filesystem is syscall.ENOSPC.
+var (
+	// ErrInvalidKey: the key is not a valid POSIX shared memory name.
+	ErrInvalidKey = errors.New("shmmap: invalid key")
+	// ErrInvalidSize: a size out of range, or larger than the segment.
+	ErrInvalidSize = errors.New("shmmap: invalid size")
+	// ErrNotMapped: Release of a key that this process does not hold.
+	ErrNotMapped = errors.New("shmmap: key not mapped by this process")
+)
+
+// maxSize is the largest segment Create makes and the largest mapping Read
+// and ReadWrite make: 128 TiB, the user address space of x86-64 with 4-level
+// paging and of macOS on arm64, or the largest int on 32-bit systems.
+const maxSize = min(1<<47, math.MaxInt)
+
+// maxCreateTries bounds Create's retries on a key that already exists; with
+// 64 random bits in each key a single retry is already unheard of.
+const maxCreateTries = 100
+
+// Create makes a new shared memory segment of exactly size bytes, zero-filled
+// and mapped read-write, and returns its key and data. The segment's mode is
+// 0600 (owner only) whatever the umask. Keys start with "/", are at most 30
+// bytes long and carry 64 random bits; pass the key to another process, which
+// maps the segment with Read or ReadWrite.
+//
+// On Linux the memory is reserved with fallocate, so that a full /dev/shm is
+// an ENOSPC error from Create rather than a SIGBUS at first write; on a
+// filesystem without fallocate (EOPNOTSUPP, ENODEV), and on macOS, the size is
+// set with ftruncate alone and pages are allocated on first touch.
+//
+// data is valid until Release(key); see the package documentation for what
+// that means. Release also removes the segment's name; so does Unlink, at
+// once. If size <= 0 or past what a process can map, the error wraps
+// ErrInvalidSize. On failure nothing is left behind: no name, fd or mapping.
+// If there is an error, it will be of type *fs.PathError.
+func Create(size int) (key string, data []byte, err error) {
+	if size <= 0 || size > maxSize {
+		return "", nil, &fs.PathError{Op: "create", Path: "", Err: sizeError(size, "want 0 < size <= %d", maxSize)}
+	}
+	for try := 1; ; try++ {
+		key = newKey()
+		data, err = create(key, size)
+		if err == nil {
+			table.add(key, data, true)
+			return key, data, nil
+		}
+		if pe, ok := err.(*fs.PathError); !ok || pe.Err != unix.EEXIST || try == maxCreateTries {
+			return "", nil, err
+		}
+	}
+}
+
+// Read maps the existing segment key read-only and returns its first size
+// bytes; size 0 maps the whole segment. A write to the slice faults. Key is
+// any POSIX shared memory name, with or without its leading slash:
+// "/psm_ab12" and "psm_ab12" are the same segment.
+//
+// The error wraps ErrInvalidKey for a malformed key, fs.ErrNotExist if there
+// is no such segment, fs.ErrPermission if it may not be opened, and
+// ErrInvalidSize if size is negative or larger than the segment (checked with
+// fstat before mapping: a mapping past the end would fault on first touch).
+// data is valid until Release(key). If there is an error, it will be of type
+// *fs.PathError.
+func Read(key string, size int) ([]byte, error) {
+	return attach(key, size, false)
+}
+
+// ReadWrite maps the existing segment key read-write and returns its first
+// size bytes; size 0 maps the whole segment. Keys, sizes and errors are as
+// for Read. data is valid until Release(key). If there is an error, it will
+// be of type *fs.PathError.
+func ReadWrite(key string, size int) ([]byte, error) {
+	return attach(key, size, true)
+}
+
+func attach(key string, size int, writable bool) ([]byte, error) {
+	name, err := normalize(key)
+	if err != nil {
+		return nil, &fs.PathError{Op: "shm_open", Path: key, Err: err}
+	}
+	if size < 0 || size > maxSize {
+		return nil, &fs.PathError{Op: "mmap", Path: key, Err: sizeError(size, "want 0 <= size <= %d", maxSize)}
+	}
+	data, err := open(name, key, size, writable)
+	if err != nil {
+		return nil, err
+	}
+	table.add(name, data, false)
+	return data, nil
+}
+
+// Release unmaps every mapping of key that this process holds and, if this
+// process created the segment and has not unlinked it, removes its name.
+// Other processes' mappings stay valid. Every slice of key that this process
+// was given becomes invalid: touching it afterwards faults.
+//
+// Release of a key that this process does not hold (never mapped, or
+// released already) returns an error wrapping ErrNotMapped. A name that is
+// already gone (removed by Unlink, or by another process) is not an error.
+// If there is an error, it will be of type *fs.PathError.
+func Release(key string) error {
+	name, err := normalize(key)
+	if err != nil {
+		return &fs.PathError{Op: "release", Path: key, Err: err}
+	}
+	s := table.remove(name)
+	if s == nil {
+		return &fs.PathError{Op: "release", Path: key, Err: ErrNotMapped}
+	}
+	return s.release(key)
+}
+
+// ReleaseAll releases every key that this process holds, as Release does,
+// and returns the errors joined; for defer shmmap.ReleaseAll() in main.
+func ReleaseAll() error {
+	var errs []error
+	for name, s := range table.removeAll() {
+		errs = append(errs, s.release(name))
+	}
+	return errors.Join(errs...)
+}
+
+// Unlink removes the name of segment key now, so that no other process can
+// open it and its memory is freed once every mapping is gone. Mappings,
+// this process' included, stay valid until Release. A missing name is an
+// error wrapping fs.ErrNotExist. If there is an error, it will be of type
+// *fs.PathError.
+func Unlink(key string) error {
+	name, err := normalize(key)
+	if err != nil {
+		return &fs.PathError{Op: "shm_unlink", Path: key, Err: err}
+	}
+	err = ignoringEINTR(func() error { return shmUnlink(name) })
+	// A creator's Release must not remove a later segment of the same name.
+	table.forget(name)
+	if err != nil {
+		return &fs.PathError{Op: "shm_unlink", Path: key, Err: err}
+	}
+	return nil
+}
+
+// normalize checks that key is a valid POSIX shared memory name and returns
+// it in its canonical form, with exactly one leading slash. The rules are
+// stricter than some systems' so that a key means the same segment on every
+// system and never names a file outside the shm namespace: one path
+// component, not "." or "..", no NUL, at most maxKeyLen bytes with the slash.
+func normalize(key string) (string, error) {
+	name := strings.TrimPrefix(key, "/")
+	switch {
+	case name == "", name == ".", name == "..":
+		return "", fmt.Errorf("%w: %q is not a name", ErrInvalidKey, key)
+	case strings.ContainsAny(name, "/\x00"):
+		return "", fmt.Errorf("%w: %q has a slash or NUL after its first byte", ErrInvalidKey, key)
+	case len(name)+1 > maxKeyLen:
+		return "", fmt.Errorf("%w: %q is longer than %d bytes", ErrInvalidKey, key, maxKeyLen)
+	}
+	if len(name) == len(key) {
+		return "/" + name, nil
+	}
+	return key, nil
+}
+
+// sizeError wraps ErrInvalidSize with the size and the rule it broke.
+func sizeError(size int, rule string, limit int) error {
+	return fmt.Errorf("%w %d: "+rule, ErrInvalidSize, size, limit)
+}
+
+// ignoringEINTR calls fn until it returns an error other than EINTR. Go's
+// runtime sends signals to its threads (preemption, profiling), so any call
+// that the kernel may interrupt must be retried.
+func ignoringEINTR(fn func() error) error {
+	for {
+		err := fn()
+		if err != unix.EINTR {
+			return err
+		}
+	}
+}
