@@ -51,6 +51,20 @@ func initSegment(fd, size int) (op string, err error) {
 	if err := unix.Fchmod(fd, 0o600); err != nil {
 		return "fchmod", err
 	}
+	if size > reserveChunk {
+		// tmpfs refuses a single fallocate larger than the filesystem at
+		// once, but each chunk passes that check, and where /dev/shm is as
+		// large as memory (the default: half of RAM, or all of it) the
+		// chunks would run the machine out of memory before ENOSPC. So
+		// refuse what cannot fit now, as one call would.
+		var st unix.Statfs_t
+		if err := unix.Fstatfs(fd, &st); err != nil {
+			return "fstatfs", err
+		}
+		if st.Blocks != 0 && uint64(size) > st.Bavail*uint64(st.Bsize) {
+			return "fallocate", unix.ENOSPC
+		}
+	}
 	for off := 0; off < size; off += reserveChunk {
 		n := min(size-off, reserveChunk)
 		err := ignoringEINTR(func() error { return unix.Fallocate(fd, 0, int64(off), int64(n)) })

@@ -1,0 +1,247 @@
+package shmmap
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"testing"
+)
+
+// Tests that need another process re-execute the test binary with
+// helperEnv set; TestMain then runs the named helper instead of the tests.
+const helperEnv = "SHMMAP_TEST_HELPER"
+
+// devShm is where Linux keeps segments; tests look there only on Linux.
+const devShm = "/dev/shm"
+
+// helpers are the child processes' commands, by name. Each prints what its
+// parent checks and exits; a failure exits 1 with the reason on stderr.
+var helpers = map[string]func(args ...string) error{}
+
+func TestMain(m *testing.M) {
+	flag.Parse()
+	if os.Getenv(helperEnv) != "" {
+		args := flag.Args()
+		if len(args) == 0 || helpers[args[0]] == nil {
+			fmt.Fprintf(os.Stderr, "unknown helper %q\n", args)
+			os.Exit(2)
+		}
+		err := helpers[args[0]](args[1:]...)
+		if rerr := ReleaseAll(); err == nil {
+			err = rerr
+		}
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "helper %s: %v\n", args[0], err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	// Start the runtime's network poller, which keeps an fd of its own, so
+	// that a test's first child process does not change the fd count.
+	if r, w, err := os.Pipe(); err == nil {
+		r.Close()
+		w.Close()
+	}
+	os.Exit(m.Run())
+}
+
+// helperCommand returns a command that runs helper name in a child process.
+func helperCommand(t *testing.T, name string, args ...string) *exec.Cmd {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(exe, append([]string{name}, args...)...)
+	cmd.Env = append(os.Environ(), helperEnv+"=1")
+	return cmd
+}
+
+// runHelper runs helper name to completion and returns its stdout; it
+// fails the test with the helper's output if the helper fails.
+func runHelper(t *testing.T, name string, args ...string) string {
+	t.Helper()
+	cmd := helperCommand(t, name, args...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("helper %s %q: %v\nstdout:\n%s\nstderr:\n%s", name, args, err, out, stderr.Bytes())
+	}
+	return string(out)
+}
+
+// startHelper starts helper name with a pipe to its stdin and a reader on
+// its stdout; closing stdin tells it to finish. Cleanup kills it if the test
+// ends first.
+func startHelper(t *testing.T, name string, args ...string) (stdin io.WriteCloser, stdout *bufio.Reader, wait func() error) {
+	t.Helper()
+	cmd := helperCommand(t, name, args...)
+	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := false
+	t.Cleanup(func() {
+		if !done {
+			cmd.Process.Kill()
+			cmd.Wait()
+		}
+	})
+	return stdin, bufio.NewReader(out), func() error {
+		done = true
+		return cmd.Wait()
+	}
+}
+
+// readLine reads one line from a helper, without its newline.
+func readLine(t *testing.T, r *bufio.Reader) string {
+	t.Helper()
+	line, err := r.ReadString('\n')
+	if err != nil {
+		t.Fatalf("reading from helper: %v (got %q)", err, line)
+	}
+	return strings.TrimSuffix(line, "\n")
+}
+
+// waitStdinClosed blocks until the parent closes the helper's stdin.
+func waitStdinClosed() { io.Copy(io.Discard, os.Stdin) }
+
+// snapshot is what this process holds of shared memory: its fds and its
+// mappings of files in /dev/shm, and its fd count.
+type snapshot struct {
+	fds     int
+	shmFDs  []string
+	shmMaps []string
+}
+
+func takeSnapshot(t *testing.T) snapshot {
+	t.Helper()
+	var s snapshot
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		target, err := os.Readlink(filepath.Join("/proc/self/fd", e.Name()))
+		if err != nil {
+			continue // the fd ReadDir itself used, closed by now
+		}
+		s.fds++
+		if strings.HasPrefix(target, "/dev/shm/") {
+			s.shmFDs = append(s.shmFDs, e.Name()+" -> "+target)
+		}
+	}
+	s.fds-- // ReadDir's own fd, listed but closed
+	s.shmMaps = shmMappings(t)
+	return s
+}
+
+// shmMappings returns the lines of /proc/self/maps that map /dev/shm files.
+func shmMappings(t *testing.T) []string {
+	t.Helper()
+	maps, err := os.ReadFile("/proc/self/maps")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lines []string
+	for _, line := range strings.Split(string(maps), "\n") {
+		if strings.Contains(line, " /dev/shm/") {
+			lines = append(lines, line)
+		}
+	}
+	sort.Strings(lines)
+	return lines
+}
+
+// checkLeaks registers a check, run after every other cleanup of t, that t
+// left no fd, no mapping and no /dev/shm name of its own behind. Call it
+// first in a test; track the names the test makes with t's keys.
+func checkLeaks(t *testing.T) *keySet {
+	t.Helper()
+	if runtime.GOOS != "linux" {
+		return &keySet{}
+	}
+	before := takeSnapshot(t)
+	keys := &keySet{}
+	t.Cleanup(func() {
+		after := takeSnapshot(t)
+		if after.fds != before.fds {
+			t.Errorf("fd count: %d before the test, %d after", before.fds, after.fds)
+		}
+		if fmt.Sprint(after.shmFDs) != fmt.Sprint(before.shmFDs) {
+			t.Errorf("fds open on /dev/shm: %s before the test, %s after", brief(before.shmFDs), brief(after.shmFDs))
+		}
+		if fmt.Sprint(after.shmMaps) != fmt.Sprint(before.shmMaps) {
+			t.Errorf("mappings of /dev/shm: %s before the test, %s after", brief(before.shmMaps), brief(after.shmMaps))
+		}
+		for _, k := range keys.list() {
+			if _, err := os.Lstat(devShm + canonical(k)); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("segment %s left in /dev/shm (lstat: %v)", k, err)
+				os.Remove(devShm + canonical(k))
+			}
+		}
+	})
+	return keys
+}
+
+// brief describes a list by its length and first few entries.
+func brief(list []string) string {
+	if len(list) > 3 {
+		return fmt.Sprintf("%d, first %q", len(list), list[:3])
+	}
+	return fmt.Sprintf("%d %q", len(list), list)
+}
+
+// keySet records the names a test made, for checkLeaks.
+type keySet struct{ keys []string }
+
+func (s *keySet) add(k string)     { s.keys = append(s.keys, k) }
+func (s *keySet) list() []string { return s.keys }
+
+// newSegment creates a segment of size bytes for t, released in cleanup
+// even if the test fails (the test may release it first).
+func newSegment(t *testing.T, keys *keySet, size int) (string, []byte) {
+	t.Helper()
+	key, data, err := Create(size)
+	if err != nil {
+		t.Fatalf("Create(%d): %v", size, err)
+	}
+	keys.add(key)
+	t.Cleanup(func() { Release(key) })
+	return key, data
+}
+
+// plantSegment makes a segment named name (no leading slash) of size bytes
+// directly in /dev/shm, as another program would, and removes it in cleanup.
+func plantSegment(t *testing.T, keys *keySet, name string, size int) {
+	t.Helper()
+	path := filepath.Join(devShm, name)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys.add("/" + name)
+	t.Cleanup(func() { os.Remove(path) })
+	defer f.Close()
+	if err := f.Truncate(int64(size)); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,323 @@
+//go:build linux
+
+package shmmap
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+func init() {
+	helpers["mode"] = helperMode
+	helpers["fds"] = helperFDs
+	helpers["as-nobody"] = helperAsNobody
+	helpers["full-shm"] = helperFullShm
+}
+
+// helperMode UMASK: creates a segment under that umask and prints its mode.
+func helperMode(args ...string) error {
+	mask, err := strconv.ParseUint(args[0], 8, 32)
+	if err != nil {
+		return err
+	}
+	unix.Umask(int(mask))
+	key, _, err := Create(4096)
+	if err != nil {
+		return err
+	}
+	fi, err := os.Stat(shmDir + key)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("%#o\n", fi.Mode().Perm())
+	return Release(key)
+}
+
+// helperFDs prints every fd and mapping of a /dev/shm file that this
+// process has: an exec'd child must have none.
+func helperFDs(args ...string) error {
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		if target, _ := os.Readlink("/proc/self/fd/" + e.Name()); strings.HasPrefix(target, "/dev/shm/") {
+			fmt.Println("fd", e.Name(), target)
+		}
+	}
+	maps, err := os.ReadFile("/proc/self/maps")
+	if err != nil {
+		return err
+	}
+	for _, line := range strings.Split(string(maps), "\n") {
+		if strings.Contains(line, "/dev/shm/") {
+			fmt.Println("map", line)
+		}
+	}
+	return nil
+}
+
+// helperAsNobody KEY: drops root for uid and gid 65534, then tries to map
+// KEY and prints the error.
+func helperAsNobody(args ...string) error {
+	if err := syscall.Setgid(65534); err != nil {
+		return err
+	}
+	if err := syscall.Setuid(65534); err != nil {
+		return err
+	}
+	_, err := ReadWrite(args[0], 0)
+	fmt.Println(errors.Is(err, fs.ErrPermission), err)
+	_, err = Read(args[0], 0)
+	fmt.Println(errors.Is(err, fs.ErrPermission), err)
+	return nil
+}
+
+// helperFullShm runs in its own mount namespace (see TestFullShm) and
+// mounts a 1 MiB tmpfs on /dev/shm, which only this process sees.
+func helperFullShm(args ...string) error {
+	if err := unix.Mount("shmmap-test", shmDir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "size=1m,mode=1777"); err != nil {
+		return fmt.Errorf("mount tmpfs: %w", err)
+	}
+	empty := func() error {
+		ents, err := os.ReadDir(shmDir)
+		if err != nil || len(ents) != 0 {
+			return fmt.Errorf("/dev/shm holds %v (%v), want nothing", ents, err)
+		}
+		return helperFDs()
+	}
+	// More than the whole filesystem.
+	if _, _, err := Create(2 << 20); !errors.Is(err, syscall.ENOSPC) {
+		return fmt.Errorf("Create(2 MiB) on a 1 MiB /dev/shm: %v, want ENOSPC", err)
+	}
+	if err := empty(); err != nil {
+		return err
+	}
+	// Three quarters fit, and every byte of them is writable.
+	key, data, err := Create(768 << 10)
+	if err != nil {
+		return err
+	}
+	for i := range data {
+		data[i] = 0xff
+	}
+	// The last quarter cannot hold half a MiB more.
+	_, _, err = Create(512 << 10)
+	if !errors.Is(err, syscall.ENOSPC) {
+		return fmt.Errorf("Create(512 KiB) with 256 KiB free: %v, want ENOSPC", err)
+	}
+	fmt.Println(err)
+	if ents, _ := os.ReadDir(shmDir); len(ents) != 1 || "/"+ents[0].Name() != key {
+		return fmt.Errorf("/dev/shm holds %v, want only %s", ents, key)
+	}
+	if err := Release(key); err != nil {
+		return err
+	}
+	if err := empty(); err != nil {
+		return err
+	}
+	fmt.Println("ok")
+	return nil
+}
+
+func TestFullShm(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to mount a small tmpfs on /dev/shm in a private mount namespace")
+	}
+	checkLeaks(t)
+	cmd := helperCommand(t, "full-shm")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNS}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		if errors.Is(err, syscall.EPERM) {
+			t.Skipf("cannot make a mount namespace here: %v", err)
+		}
+		t.Fatalf("helper: %v\n%s", err, out)
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	if len(lines) != 2 || lines[1] != "ok" || !strings.HasPrefix(lines[0], "fallocate /shmmap_") || !strings.HasSuffix(lines[0], ": no space left on device") {
+		t.Fatalf("helper printed:\n%s\nwant the ENOSPC error from fallocate, then ok", out)
+	}
+}
+
+func TestMode(t *testing.T) {
+	checkLeaks(t)
+	for _, mask := range []string{"0", "022", "077", "0277", "0777"} {
+		if got := strings.TrimSpace(runHelper(t, "mode", mask)); got != "0600" {
+			t.Errorf("mode under umask %s: %s, want 0600", mask, got)
+		}
+	}
+}
+
+func TestPermission(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to run a child as another user")
+	}
+	keys := checkLeaks(t)
+	key, _ := newSegment(t, keys, 4096)
+	out := runHelper(t, "as-nobody", key)
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		if !strings.HasPrefix(line, "true ") || !strings.Contains(line, key) {
+			t.Errorf("another user mapping a 0600 segment: %q, want an fs.ErrPermission error naming the key", line)
+		}
+	}
+}
+
+// TestNoInheritance execs children while other goroutines create and attach
+// segments: no child may inherit an fd (O_CLOEXEC) or a mapping.
+func TestNoInheritance(t *testing.T) {
+	keys := checkLeaks(t)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	errs := make(chan error, 4)
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				key, _, err := Create(1 << 16)
+				if err != nil {
+					errs <- err
+					return
+				}
+				mu.Lock()
+				keys.add(key)
+				mu.Unlock()
+				_, err = Read(key, 0)
+				if rerr := Release(key); err == nil {
+					err = rerr
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	for range 20 {
+		if out := runHelper(t, "fds"); out != "" {
+			t.Errorf("an exec'd child inherited:\n%s", out)
+		}
+	}
+	close(stop)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
+
+// TestForeignSegments attaches to names made as other programs make them:
+// Python's (no slash in the name given), the longest Linux allows, empty.
+func TestForeignSegments(t *testing.T) {
+	keys := checkLeaks(t)
+	pyName := "psm_" + strconv.Itoa(os.Getpid()) + "_t"
+	plantSegment(t, keys, pyName, 10000)
+	for _, key := range []string{pyName, "/" + pyName} {
+		b, err := ReadWrite(key, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(b) != 10000 {
+			t.Fatalf("ReadWrite(%q, 0) maps %d bytes, want 10000", key, len(b))
+		}
+	}
+	if err := Release(pyName); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(shmDir, pyName)); err != nil {
+		t.Fatalf("Release of an attached segment removed its name: %v", err)
+	}
+
+	long := strings.Repeat("L", 255-len(pyName)) + pyName
+	plantSegment(t, keys, long, 4096)
+	if _, err := Read(long, 0); err != nil {
+		t.Fatalf("Read of a 255-byte name: %v", err)
+	}
+	if err := Release(long); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Read("x"+long, 0); !errors.Is(err, ErrInvalidKey) {
+		t.Fatalf("Read of a 256-byte name: %v, want ErrInvalidKey", err)
+	}
+
+	empty := "shmmap_test_empty_" + strconv.Itoa(os.Getpid())
+	plantSegment(t, keys, empty, 0)
+	if _, err := Read(empty, 0); !errors.Is(err, ErrInvalidSize) {
+		t.Fatalf("Read(empty segment, 0): %v, want ErrInvalidSize", err)
+	}
+
+	// A symlink in /dev/shm is not followed.
+	link := "shmmap_test_link_" + strconv.Itoa(os.Getpid())
+	if err := os.Symlink(filepath.Join(shmDir, pyName), filepath.Join(shmDir, link)); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.Remove(filepath.Join(shmDir, link)) })
+	keys.add("/" + link)
+	if _, err := Read(link, 0); !errors.Is(err, syscall.ELOOP) {
+		t.Fatalf("Read of a symlink: %v, want ELOOP", err)
+	}
+}
+
+// TestCreateFailureLeavesNothing makes Create fail after shm_open, at the
+// reservation of more than /dev/shm can hold.
+func TestCreateFailureLeavesNothing(t *testing.T) {
+	checkLeaks(t)
+	var st unix.Statfs_t
+	if err := unix.Statfs(shmDir, &st); err != nil {
+		t.Fatal(err)
+	}
+	tooBig := int(st.Blocks*uint64(st.Bsize)) + 1<<30
+	if tooBig > maxSize {
+		t.Skip("/dev/shm is as large as the address space")
+	}
+	before := names(t)
+	_, _, err := Create(tooBig)
+	if !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("Create(%d) on a %d-byte /dev/shm: %v, want ENOSPC", tooBig, st.Blocks*uint64(st.Bsize), err)
+	}
+	var pe *fs.PathError
+	if !errors.As(err, &pe) || pe.Op != "fallocate" || !strings.HasPrefix(pe.Path, keyPrefix) {
+		t.Fatalf("error %#v, want a fallocate *fs.PathError with the key", err)
+	}
+	if _, err := os.Stat(shmDir + pe.Path); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("failed Create left %s: %v", pe.Path, err)
+	}
+	for name := range names(t) {
+		if !before[name] && strings.HasPrefix("/"+name, keyPrefix) {
+			if pid, _, _ := parseKey("/" + name); pid == os.Getpid() {
+				t.Errorf("failed Create left %s", name)
+			}
+		}
+	}
+}
+
+// names lists /dev/shm.
+func names(t *testing.T) map[string]bool {
+	t.Helper()
+	ents, err := os.ReadDir(shmDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := map[string]bool{}
+	for _, e := range ents {
+		m[e.Name()] = true
+	}
+	return m
+}
