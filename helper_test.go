@@ -213,7 +213,7 @@ func brief(list []string) string {
 // keySet records the names a test made, for checkLeaks.
 type keySet struct{ keys []string }
 
-func (s *keySet) add(k string)     { s.keys = append(s.keys, k) }
+func (s *keySet) add(k string)   { s.keys = append(s.keys, k) }
 func (s *keySet) list() []string { return s.keys }
 
 // newSegment creates a segment of size bytes for t, released in cleanup
@@ -227,21 +227,4 @@ func newSegment(t *testing.T, keys *keySet, size int) (string, []byte) {
 	keys.add(key)
 	t.Cleanup(func() { Release(key) })
 	return key, data
-}
-
-// plantSegment makes a segment named name (no leading slash) of size bytes
-// directly in /dev/shm, as another program would, and removes it in cleanup.
-func plantSegment(t *testing.T, keys *keySet, name string, size int) {
-	t.Helper()
-	path := filepath.Join(devShm, name)
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keys.add("/" + name)
-	t.Cleanup(func() { os.Remove(path) })
-	defer f.Close()
-	if err := f.Truncate(int64(size)); err != nil {
-		t.Fatal(err)
-	}
 }

@@ -210,7 +210,7 @@ func TestNoInheritance(t *testing.T) {
 			}
 		}()
 	}
-	for range 20 {
+	for range 8 {
 		if out := runHelper(t, "fds"); out != "" {
 			t.Errorf("an exec'd child inherited:\n%s", out)
 		}
@@ -320,4 +320,21 @@ func names(t *testing.T) map[string]bool {
 		m[e.Name()] = true
 	}
 	return m
+}
+
+// plantSegment makes a segment named name (no leading slash) of size bytes
+// directly in /dev/shm, as another program would, and removes it in cleanup.
+func plantSegment(t *testing.T, keys *keySet, name string, size int) {
+	t.Helper()
+	path := filepath.Join(devShm, name)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys.add("/" + name)
+	t.Cleanup(func() { os.Remove(path) })
+	defer f.Close()
+	if err := f.Truncate(int64(size)); err != nil {
+		t.Fatal(err)
+	}
 }
