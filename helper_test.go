@@ -55,7 +55,7 @@ func TestMain(m *testing.M) {
 }
 
 // helperCommand returns a command that runs helper name in a child process.
-func helperCommand(t *testing.T, name string, args ...string) *exec.Cmd {
+func helperCommand(t testing.TB, name string, args ...string) *exec.Cmd {
 	t.Helper()
 	exe, err := os.Executable()
 	if err != nil {

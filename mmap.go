@@ -11,7 +11,7 @@ import (
 // create makes segment name (canonical form) of size bytes and maps it
 // read-write. The fd is closed once the mapping exists: a mapping keeps the
 // segment alive by itself. On failure the name is removed again.
-func create(name string, size int) ([]byte, error) {
+func create(name string, size, flags int) ([]byte, error) {
 	fd, err := shmOpen(name, unix.O_RDWR|unix.O_CREAT|unix.O_EXCL, 0o600)
 	if err != nil {
 		return nil, &fs.PathError{Op: "shm_open", Path: name, Err: err}
@@ -20,11 +20,11 @@ func create(name string, size int) ([]byte, error) {
 	var data []byte
 	if err == nil {
 		op = "mmap"
-		data, err = mmap(fd, size, true)
+		data, err = mmap(fd, size, true, flags)
 	}
-	unix.Close(fd)
+	closeFD(fd)
 	if err != nil {
-		shmUnlink(name)
+		shmUnlink(name, size)
 		return nil, &fs.PathError{Op: op, Path: name, Err: err}
 	}
 	return data, nil
@@ -33,7 +33,7 @@ func create(name string, size int) ([]byte, error) {
 // open maps size bytes of the existing segment name (canonical form), or
 // all of it if size is 0, after checking with fstat that the segment has
 // them. Errors name key, the caller's spelling.
-func open(name, key string, size int, writable bool) ([]byte, error) {
+func open(name, key string, size int, writable bool, flags int) ([]byte, error) {
 	flag := unix.O_RDONLY
 	if writable {
 		flag = unix.O_RDWR
@@ -42,9 +42,9 @@ func open(name, key string, size int, writable bool) ([]byte, error) {
 	if err != nil {
 		return nil, &fs.PathError{Op: "shm_open", Path: key, Err: err}
 	}
-	defer unix.Close(fd)
+	defer closeFD(fd)
 	var st unix.Stat_t
-	if err := ignoringEINTR(func() error { return unix.Fstat(fd, &st) }); err != nil {
+	if err := fstat(fd, &st); err != nil {
 		return nil, &fs.PathError{Op: "fstat", Path: key, Err: err}
 	}
 	switch {
@@ -57,30 +57,32 @@ func open(name, key string, size int, writable bool) ([]byte, error) {
 	case size == 0:
 		size = int(st.Size)
 	}
-	data, err := mmap(fd, size, writable)
+	data, err := mmap(fd, size, writable, flags)
 	if err != nil {
 		return nil, &fs.PathError{Op: "mmap", Path: key, Err: err}
 	}
 	return data, nil
 }
 
-// mmap maps size bytes of fd, shared. It goes around unix.Mmap, which keeps
-// a second table of mappings under a lock of its own.
-func mmap(fd, size int, writable bool) ([]byte, error) {
+// mmap maps size bytes of fd, shared, with extra flags. It goes around
+// unix.Mmap, which keeps a second table of mappings under a lock of its own.
+func mmap(fd, size int, writable bool, flags int) ([]byte, error) {
 	prot := unix.PROT_READ
 	if writable {
 		prot |= unix.PROT_WRITE
 	}
-	p, err := unix.MmapPtr(fd, 0, nil, uintptr(size), prot, unix.MAP_SHARED)
+	p, err := mmapFD(fd, size, prot, unix.MAP_SHARED|flags)
 	if err != nil {
 		return nil, err
 	}
 	return unsafe.Slice((*byte)(p), size), nil
 }
 
-// segment is what this process holds of one key.
+// segment is what this process holds of one key. The first mapping is kept
+// inline, so that the common case (one mapping a key) allocates nothing.
 type segment struct {
-	maps    [][]byte // every mapping made of the key, in full
+	first   []byte   // the first mapping made of the key, in full
+	more    [][]byte // any others
 	created bool     // made by Create here and not unlinked since: Release unlinks
 }
 
@@ -89,13 +91,18 @@ type segment struct {
 // Errors name key.
 func (s *segment) release(key string) error {
 	var first error
-	for _, m := range s.maps {
-		if err := unix.MunmapPtr(unsafe.Pointer(unsafe.SliceData(m)), uintptr(len(m))); err != nil && first == nil {
+	for i := -1; i < len(s.more); i++ {
+		m := s.first
+		if i >= 0 {
+			m = s.more[i]
+		}
+		if err := munmap(m); err != nil && first == nil {
 			first = &fs.PathError{Op: "munmap", Path: key, Err: err}
 		}
 	}
 	if s.created {
-		err := ignoringEINTR(func() error { return shmUnlink(canonical(key)) })
+		// Create mapped the whole segment first: its length is the size.
+		err := ignoringEINTR(func() error { return shmUnlink(canonical(key), len(s.first)) })
 		if err != nil && err != unix.ENOENT && first == nil {
 			first = &fs.PathError{Op: "shm_unlink", Path: key, Err: err}
 		}
@@ -112,40 +119,41 @@ func canonical(key string) string {
 // table holds every mapping that this process has made, by canonical key.
 // Its lock is never held across a syscall: Create and attach map first and
 // record after, Release forgets first and unmaps after.
-var table = segmentTable{segs: make(map[string]*segment)}
+var table = segmentTable{segs: make(map[string]segment)}
 
 type segmentTable struct {
 	mu   sync.Mutex
-	segs map[string]*segment
+	segs map[string]segment
 }
 
 func (t *segmentTable) add(name string, data []byte, created bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	s := t.segs[name]
-	if s == nil {
-		s = &segment{}
-		t.segs[name] = s
+	s, ok := t.segs[name]
+	if !ok {
+		s.first = data
+	} else {
+		s.more = append(s.more, data)
 	}
-	s.maps = append(s.maps, data)
 	s.created = s.created || created
+	t.segs[name] = s
 }
 
-// remove takes name's segment out of the table and returns it, or nil.
-func (t *segmentTable) remove(name string) *segment {
+// remove takes name's segment out of the table and returns it.
+func (t *segmentTable) remove(name string) (segment, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	s := t.segs[name]
+	s, ok := t.segs[name]
 	delete(t.segs, name)
-	return s
+	return s, ok
 }
 
 // removeAll empties the table and returns what it held.
-func (t *segmentTable) removeAll() map[string]*segment {
+func (t *segmentTable) removeAll() map[string]segment {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	segs := t.segs
-	t.segs = make(map[string]*segment)
+	t.segs = make(map[string]segment)
 	return segs
 }
 
@@ -153,7 +161,8 @@ func (t *segmentTable) removeAll() map[string]*segment {
 func (t *segmentTable) forget(name string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if s := t.segs[name]; s != nil {
+	if s, ok := t.segs[name]; ok {
 		s.created = false
+		t.segs[name] = s
 	}
 }

@@ -13,6 +13,10 @@ import (
 // reject 31, so keys stay at 30 with the slash (shm_open(2): ENAMETOOLONG).
 const maxKeyLen = 30
 
+// mapPopulate is the mmap flag of the Populate option: mmap(2) on macOS has
+// no MAP_POPULATE, so the option does nothing there.
+const mapPopulate = 0
+
 // x/sys/unix does not wrap shm_open and shm_unlink on darwin. They are called
 // here the way x/sys/unix calls libSystem, without cgo: a trampoline in
 // shm_darwin.s jumps to the libSystem symbol that cgo_import_dynamic binds,
@@ -59,8 +63,9 @@ func shmOpen(name string, flag int, mode uint32) (fd int, err error) {
 	}
 }
 
-// shmUnlink removes segment name, as shm_unlink(2) does.
-func shmUnlink(name string) error {
+// shmUnlink removes segment name, as shm_unlink(2) does; size is unused
+// here (see shm_linux.go).
+func shmUnlink(name string, size int) error {
 	p, err := unix.BytePtrFromString(name)
 	if err != nil {
 		return err
@@ -69,6 +74,21 @@ func shmUnlink(name string) error {
 		return errno
 	}
 	return nil
+}
+
+// fstat, closeFD, mmapFD and munmap are the plain x/sys calls on macOS;
+// see shm_linux.go for why Linux makes some of them raw.
+
+func fstat(fd int, st *unix.Stat_t) error { return unix.Fstat(fd, st) }
+
+func closeFD(fd int) { unix.Close(fd) }
+
+func mmapFD(fd, size, prot, flags int) (unsafe.Pointer, error) {
+	return unix.MmapPtr(fd, 0, nil, uintptr(size), prot, flags)
+}
+
+func munmap(b []byte) error {
+	return unix.MunmapPtr(unsafe.Pointer(unsafe.SliceData(b)), uintptr(len(b)))
 }
 
 // initSegment gives a new segment its size. macOS has no fallocate for shm

@@ -89,13 +89,13 @@ const maxCreateTries = 100
 // once. If size <= 0 or past what a process can map, the error wraps
 // ErrInvalidSize. On failure nothing is left behind: no name, fd or mapping.
 // If there is an error, it will be of type *fs.PathError.
-func Create(size int) (key string, data []byte, err error) {
+func Create(size int, opts ...Option) (key string, data []byte, err error) {
 	if size <= 0 || size > maxSize {
 		return "", nil, &fs.PathError{Op: "create", Path: "", Err: sizeError(size, "want 0 < size <= %d", maxSize)}
 	}
 	for try := 1; ; try++ {
 		key = newKey()
-		data, err = create(key, size)
+		data, err = create(key, size, mapFlags(opts))
 		if err == nil {
 			table.add(key, data, true)
 			return key, data, nil
@@ -117,19 +117,19 @@ func Create(size int) (key string, data []byte, err error) {
 // fstat before mapping: a mapping past the end would fault on first touch).
 // data is valid until Release(key). If there is an error, it will be of type
 // *fs.PathError.
-func Read(key string, size int) ([]byte, error) {
-	return attach(key, size, false)
+func Read(key string, size int, opts ...Option) ([]byte, error) {
+	return attach(key, size, false, mapFlags(opts))
 }
 
 // ReadWrite maps the existing segment key read-write and returns its first
 // size bytes; size 0 maps the whole segment. Keys, sizes and errors are as
 // for Read. data is valid until Release(key). If there is an error, it will
 // be of type *fs.PathError.
-func ReadWrite(key string, size int) ([]byte, error) {
-	return attach(key, size, true)
+func ReadWrite(key string, size int, opts ...Option) ([]byte, error) {
+	return attach(key, size, true, mapFlags(opts))
 }
 
-func attach(key string, size int, writable bool) ([]byte, error) {
+func attach(key string, size int, writable bool, flags int) ([]byte, error) {
 	name, err := normalize(key)
 	if err != nil {
 		return nil, &fs.PathError{Op: "shm_open", Path: key, Err: err}
@@ -137,7 +137,7 @@ func attach(key string, size int, writable bool) ([]byte, error) {
 	if size < 0 || size > maxSize {
 		return nil, &fs.PathError{Op: "mmap", Path: key, Err: sizeError(size, "want 0 <= size <= %d", maxSize)}
 	}
-	data, err := open(name, key, size, writable)
+	data, err := open(name, key, size, writable, flags)
 	if err != nil {
 		return nil, err
 	}
@@ -145,10 +145,39 @@ func attach(key string, size int, writable bool) ([]byte, error) {
 	return data, nil
 }
 
+// An Option changes how Create, Read and ReadWrite map a segment.
+type Option func(*options)
+
+type options struct{ flags int }
+
+// Populate prefaults the mapping: on Linux, mmap with MAP_POPULATE fills the
+// page tables for the whole segment in one call, instead of one page fault
+// per page at first touch. Use it when the process will touch most of a
+// large segment soon (filling it, or reading all of it); it costs time for
+// pages never touched, and for a segment that Create reserves it makes the
+// whole size resident at once. On a virtual machine, where a page fault
+// costs several microseconds, it can make the first pass over a large
+// segment several times faster: see BENCHMARKS.md. On macOS it has no
+// effect (mmap(2) there has no MAP_POPULATE).
+func Populate() Option { return func(o *options) { o.flags |= mapPopulate } }
+
+// mapFlags returns the extra mmap flags that opts ask for.
+func mapFlags(opts []Option) int {
+	if len(opts) == 0 {
+		return 0 // without allocating o
+	}
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
+	return o.flags
+}
+
 // Release unmaps every mapping of key that this process holds and, if this
 // process created the segment and has not unlinked it, removes its name.
 // Other processes' mappings stay valid. Every slice of key that this process
-// was given becomes invalid: touching it afterwards faults.
+// was given becomes invalid: touching it afterwards faults. Goroutines that
+// share a key must therefore all be done with it before one releases it.
 //
 // Release of a key that this process does not hold (never mapped, or
 // released already) returns an error wrapping ErrNotMapped. A name that is
@@ -159,8 +188,8 @@ func Release(key string) error {
 	if err != nil {
 		return &fs.PathError{Op: "release", Path: key, Err: err}
 	}
-	s := table.remove(name)
-	if s == nil {
+	s, ok := table.remove(name)
+	if !ok {
 		return &fs.PathError{Op: "release", Path: key, Err: ErrNotMapped}
 	}
 	return s.release(key)
@@ -186,7 +215,7 @@ func Unlink(key string) error {
 	if err != nil {
 		return &fs.PathError{Op: "shm_unlink", Path: key, Err: err}
 	}
-	err = ignoringEINTR(func() error { return shmUnlink(name) })
+	err = ignoringEINTR(func() error { return shmUnlink(name, -1) })
 	// A creator's Release must not remove a later segment of the same name.
 	table.forget(name)
 	if err != nil {

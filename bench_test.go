@@ -1,0 +1,220 @@
+package shmmap
+
+import (
+	"encoding/binary"
+	"fmt"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// The benchmarks are the workloads of ../shared/peers (see cmd/shmbench for
+// the same workloads in the peers' JSON form, run beside C, Python and node).
+
+func init() {
+	helpers["sum"] = helperSum
+	helpers["noop"] = func(...string) error { return nil }
+}
+
+var sizes = []struct {
+	name string
+	size int
+}{{"4KiB", 4 << 10}, {"1MiB", 1 << 20}}
+
+func BenchmarkCreateRelease(b *testing.B) {
+	for _, s := range sizes {
+		b.Run(s.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				key, _, err := Create(s.size)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if err := Release(key); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkCreateReleaseParallel runs create_release in 1, 2, 4 and 8
+// goroutines at once; ns/op is wall time over all ops, so perfect scaling on
+// n cores divides it by min(goroutines, n).
+func BenchmarkCreateReleaseParallel(b *testing.B) {
+	for _, g := range []int{1, 2, 4, 8} {
+		b.Run("goroutines="+strconv.Itoa(g), func(b *testing.B) {
+			b.ReportAllocs()
+			var wg sync.WaitGroup
+			for i := range g {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for j := i; j < b.N; j += g {
+						key, _, err := Create(4096)
+						if err == nil {
+							err = Release(key)
+						}
+						if err != nil {
+							b.Error(err)
+							return
+						}
+					}
+				}()
+			}
+			wg.Wait()
+		})
+	}
+}
+
+func BenchmarkAttachRelease(b *testing.B) {
+	for _, s := range sizes {
+		b.Run(s.name, func(b *testing.B) {
+			key := foreignSegment(b, s.size)
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := ReadWrite(key, s.size); err != nil {
+					b.Fatal(err)
+				}
+				if err := Release(key); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// foreignSegment makes a segment outside the table, as another program
+// would: a Release in the creating process would remove its name.
+func foreignSegment(b *testing.B, size int) string {
+	key := fmt.Sprintf("/shmmap_bench_%d", time.Now().UnixNano())
+	fd, err := shmOpen(key, unix.O_RDWR|unix.O_CREAT|unix.O_EXCL, 0o600)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { shmUnlink(key, -1) })
+	defer unix.Close(fd)
+	if _, err := initSegment(fd, size); err != nil {
+		b.Fatal(err)
+	}
+	return key
+}
+
+const bigSize = 256 << 20
+
+// BenchmarkFirstTouch: Create 256 MiB, write one byte per 4 KiB page,
+// Release; MB/s is the segment's size over the whole op.
+func BenchmarkFirstTouch(b *testing.B) {
+	for _, populate := range []bool{false, true} {
+		b.Run(populateName(populate), func(b *testing.B) {
+			b.SetBytes(bigSize)
+			b.ReportAllocs()
+			for b.Loop() {
+				key, data, err := Create(bigSize, populateOpts(populate)...)
+				if err != nil {
+					b.Fatal(err)
+				}
+				for off := 0; off < len(data); off += 4096 {
+					data[off] = 1
+				}
+				if err := Release(key); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkCrossProcess: the parent fills 256 MiB with 1s; a child (the
+// test binary re-executed) attaches by key, sums every byte and detaches.
+// ns/op is spawn to exit; child-GB/s is the child's own attach+sum+release
+// and spawn-ns the cost of starting a child that does nothing.
+func BenchmarkCrossProcess(b *testing.B) {
+	for _, populate := range []bool{false, true} {
+		b.Run(populateName(populate), func(b *testing.B) {
+			key, data, err := Create(bigSize, populateOpts(populate)...)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { Release(key) })
+			for i := range data {
+				data[i] = 1
+			}
+			var spawn, child time.Duration
+			for i := 0; i < b.N; i++ {
+				b.StopTimer()
+				start := time.Now()
+				if out, err := helperCommand(b, "noop").CombinedOutput(); err != nil {
+					b.Fatalf("%v: %s", err, out)
+				}
+				spawn += time.Since(start)
+				b.StartTimer()
+				out, err := helperCommand(b, "sum", key, strconv.Itoa(bigSize), strconv.FormatBool(populate)).Output()
+				if err != nil {
+					b.Fatal(err)
+				}
+				var ns, sum int64
+				if _, err := fmt.Sscan(string(out), &ns, &sum); err != nil || sum != bigSize {
+					b.Fatalf("child printed %q, want its time and a sum of %d", out, bigSize)
+				}
+				child += time.Duration(ns)
+			}
+			b.ReportMetric(float64(bigSize)*float64(b.N)/float64(child.Nanoseconds()), "child-GB/s")
+			b.ReportMetric(float64(spawn.Nanoseconds())/float64(b.N), "spawn-ns")
+		})
+	}
+}
+
+// helperSum KEY SIZE POPULATE: maps KEY read-only, sums its bytes and
+// prints the time that took (attach to release) and the sum.
+func helperSum(args ...string) error {
+	start := time.Now()
+	size, _ := strconv.Atoi(args[1])
+	data, err := Read(args[0], size, populateOpts(args[2] == "true")...)
+	if err != nil {
+		return err
+	}
+	sum := sumBytes(data)
+	if err := Release(args[0]); err != nil {
+		return err
+	}
+	fmt.Println(time.Since(start).Nanoseconds(), sum)
+	return nil
+}
+
+// sumBytes adds up b as uint8s, 8 bytes at a time in 16-bit lanes, as the
+// C peer does, so that the read is bound by memory rather than by the adds.
+func sumBytes(b []byte) uint64 {
+	const m = 0x00ff00ff00ff00ff
+	var total uint64
+	for len(b) >= 8 {
+		var acc uint64
+		for k := 0; k < 128 && len(b) >= 8; k++ {
+			w := binary.LittleEndian.Uint64(b)
+			acc += w&m + (w>>8)&m
+			b = b[8:]
+		}
+		total += acc&0xffff + (acc>>16)&0xffff + (acc>>32)&0xffff + acc>>48
+	}
+	for _, v := range b {
+		total += uint64(v)
+	}
+	return total
+}
+
+func populateName(populate bool) string {
+	if populate {
+		return "populate"
+	}
+	return "plain"
+}
+
+func populateOpts(populate bool) []Option {
+	if populate {
+		return []Option{Populate()}
+	}
+	return nil
+}

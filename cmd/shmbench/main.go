@@ -1,0 +1,274 @@
+// Command shmbench measures package shmmap on the workloads of the shared
+// peer benchmarks (create_release, attach_release, first_touch,
+// cross_process), with the same timing loop, and prints the same JSON lines,
+// so that it runs beside the C, Python and node peers:
+//
+//	../shared/peers/run --with 'go run ./cmd/shmbench'
+//
+// Flags: --quick (0.1 s per measurement instead of 1 s, one cross_process
+// repetition instead of 3) and --ops a,b,... (only these workloads). Besides
+// the common workloads it measures first_touch_populate and
+// cross_process_populate, with the Populate option.
+package main
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"log"
+	"os"
+	"os/exec"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/shmmap-go/shmmap"
+)
+
+const (
+	impl = "go-shmmap"
+	big  = 256 << 20
+	page = 4096
+)
+
+var (
+	target = time.Second
+	reps   = 3
+)
+
+func main() {
+	log.SetFlags(0)
+	log.SetPrefix("shmbench: ")
+	args := os.Args[1:]
+	var ops []string
+	for len(args) > 0 {
+		switch args[0] {
+		case "--quick":
+			target, reps = 100*time.Millisecond, 1
+		case "--ops":
+			if len(args) < 2 {
+				log.Fatal("--ops needs a list")
+			}
+			ops = strings.Split(args[1], ",")
+			args = args[1:]
+		case "--child":
+			if len(args) < 3 {
+				log.Fatal("--child needs a key and a size")
+			}
+			child(args[1], args[2], len(args) > 3 && args[3] == "populate")
+			return
+		case "--child-noop":
+			return
+		default:
+			log.Fatalf("unknown argument %q", args[0])
+		}
+		args = args[1:]
+	}
+	defer shmmap.ReleaseAll()
+	want := func(op string) bool { return ops == nil || slices.Contains(ops, op) }
+
+	for _, size := range []int{4096, 1 << 20} {
+		if want("create_release") {
+			emit("create_release", size, measure(func(n int) { createRelease(n, size) }))
+		}
+		if want("attach_release") {
+			key, remove := fixture(size)
+			emit("attach_release", size, measure(func(n int) { attachRelease(n, key, size) }))
+			remove()
+		}
+	}
+	for _, populate := range []bool{false, true} {
+		op := "first_touch" + suffix(populate)
+		if want(op) {
+			emit(op, big, measure(func(n int) { firstTouch(n, populate) }))
+		}
+	}
+	for _, populate := range []bool{false, true} {
+		if op := "cross_process" + suffix(populate); want(op) {
+			crossProcess(op, populate)
+		}
+	}
+}
+
+func suffix(populate bool) string {
+	if populate {
+		return "_populate"
+	}
+	return ""
+}
+
+func opts(populate bool) []shmmap.Option {
+	if populate {
+		return []shmmap.Option{shmmap.Populate()}
+	}
+	return nil
+}
+
+func createRelease(n, size int) {
+	for range n {
+		key, _, err := shmmap.Create(size)
+		check(err)
+		check(shmmap.Release(key))
+	}
+}
+
+// fixture makes a segment for attach_release the way another program would,
+// outside package shmmap: a Release in the process that created a segment
+// also removes its name, and the workload needs a segment that stays.
+func fixture(size int) (key string, remove func()) {
+	key = fmt.Sprintf("/shmbench-%d", os.Getpid())
+	f, err := os.OpenFile("/dev/shm"+key, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	check(err)
+	defer f.Close()
+	remove = func() { os.Remove("/dev/shm" + key) }
+	if err := f.Truncate(int64(size)); err != nil {
+		remove()
+		log.Fatal(err)
+	}
+	return key, remove
+}
+
+func attachRelease(n int, key string, size int) {
+	for range n {
+		_, err := shmmap.ReadWrite(key, size)
+		check(err)
+		check(shmmap.Release(key))
+	}
+}
+
+func firstTouch(n int, populate bool) {
+	for range n {
+		key, data, err := shmmap.Create(big, opts(populate)...)
+		check(err)
+		for off := 0; off < len(data); off += page {
+			data[off] = 1
+		}
+		check(shmmap.Release(key))
+	}
+}
+
+type result struct {
+	iters int
+	ns    float64
+}
+
+// measure runs op in batches of n, as testing.B does: n starts at 1 and
+// grows (at most 100x, aiming 20% past the target) until a batch takes at
+// least target; it returns that batch's time per op.
+func measure(op func(n int)) result {
+	n := 1
+	for {
+		start := time.Now()
+		op(n)
+		d := time.Since(start)
+		if d >= target || n >= 1e9 {
+			return result{n, float64(d.Nanoseconds()) / float64(n)}
+		}
+		perOp := max(d.Nanoseconds()/int64(n), 1)
+		next := int(float64(target.Nanoseconds()) * 1.2 / float64(perOp))
+		n = max(min(next, 100*n), n+1)
+	}
+}
+
+func emit(op string, size int, r result) {
+	gbps := "null"
+	if strings.HasPrefix(op, "first_touch") {
+		gbps = fmt.Sprintf("%.3f", float64(size)/r.ns)
+	}
+	fmt.Printf(`{"impl":%q,"op":%q,"size":%d,"iters":%d,"ns_per_op":%.1f,"gbps":%s}`+"\n",
+		impl, op, size, r.iters, r.ns, gbps)
+}
+
+// crossProcess: the parent creates big bytes and fills them with 1s; a child
+// (this binary, --child) attaches by key, sums every byte and detaches.
+// Reported as the peers do: medians of wall (spawn to exit), spawn (a child
+// that does nothing) and the child's own clock.
+func crossProcess(op string, populate bool) {
+	key, data, err := shmmap.Create(big, opts(populate)...)
+	check(err)
+	defer shmmap.Release(key)
+	for i := range data {
+		data[i] = 1
+	}
+	exe, err := os.Executable()
+	check(err)
+	var spawn, wall, childNs []int64
+	for range reps {
+		s, _ := run(exe, "--child-noop")
+		spawn = append(spawn, s)
+		args := []string{"--child", key, strconv.Itoa(big)}
+		if populate {
+			args = append(args, "populate")
+		}
+		w, out := run(exe, args...)
+		var res struct {
+			ChildNs int64 `json:"child_ns"`
+			Sum     int64 `json:"sum"`
+		}
+		if err := json.Unmarshal(out, &res); err != nil || res.Sum != big {
+			log.Fatalf("child printed %q (%v), want a sum of %d", out, err, big)
+		}
+		wall, childNs = append(wall, w), append(childNs, res.ChildNs)
+	}
+	sp, wa, ch := median(spawn), median(wall), median(childNs)
+	fmt.Printf(`{"impl":%q,"op":%q,"size":%d,"iters":%d,"ns_per_op":%.1f,"gbps":%.3f,"wall_ns":%d,"spawn_ns":%d,"child_ns":%d}`+"\n",
+		impl, op, big, reps, float64(wa-sp), float64(big)/float64(ch), wa, sp, ch)
+}
+
+func run(exe string, args ...string) (int64, []byte) {
+	var out bytes.Buffer
+	cmd := exec.Command(exe, args...)
+	cmd.Stdout, cmd.Stderr = &out, os.Stderr
+	start := time.Now()
+	err := cmd.Run()
+	d := time.Since(start).Nanoseconds()
+	if err != nil {
+		log.Fatalf("child %q: %v", args, err)
+	}
+	return d, out.Bytes()
+}
+
+func median(v []int64) int64 {
+	sort.Slice(v, func(i, j int) bool { return v[i] < v[j] })
+	return v[len(v)/2]
+}
+
+func child(key, sizeArg string, populate bool) {
+	start := time.Now()
+	size, err := strconv.Atoi(sizeArg)
+	check(err)
+	data, err := shmmap.Read(key, size, opts(populate)...)
+	check(err)
+	sum := sumBytes(data)
+	check(shmmap.Release(key))
+	fmt.Printf(`{"child_ns":%d,"sum":%d}`+"\n", time.Since(start).Nanoseconds(), sum)
+}
+
+// sumBytes adds up b as uint8s, 8 bytes at a time in 16-bit lanes, as the
+// C peer does, so that the read is bound by memory, not by the adds.
+func sumBytes(b []byte) uint64 {
+	const m = 0x00ff00ff00ff00ff
+	var total uint64
+	for len(b) >= 8 {
+		var acc uint64 // 4 lanes of 16 bits: 128 steps of at most 2*255 fit
+		for k := 0; k < 128 && len(b) >= 8; k++ {
+			w := binary.LittleEndian.Uint64(b)
+			acc += w&m + (w>>8)&m
+			b = b[8:]
+		}
+		total += acc&0xffff + (acc>>16)&0xffff + (acc>>32)&0xffff + acc>>48
+	}
+	for _, v := range b {
+		total += uint64(v)
+	}
+	return total
+}
+
+func check(err error) {
+	if err != nil {
+		log.Fatal(err)
+	}
+}
