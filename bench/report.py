@@ -1,0 +1,262 @@
+#!/usr/bin/env python3
+"""Turns bench/compare's raw output into a table, BENCHMARKS.md and a chart.
+
+usage: report.py OUTDIR BENCHMARKS.md CHART.svg
+"""
+import glob
+import json
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+from collections import defaultdict
+
+out, md_path, svg_path = sys.argv[1:4]
+
+# The C variant that does the same work as each Go workload: Create
+# reserves with fallocate, ReadWrite checks the size with fstat.
+FLOOR_FOR_GO = {
+    "create_release": "create_release_reserve",
+    "attach_release": "attach_release_fstat",
+    "first_touch": "first_touch_reserve",
+    "first_touch_populate": "first_touch_populate",
+    "cross_process": "cross_process",
+    "cross_process_populate": "cross_process_populate",
+}
+ROWS = [
+    ("create_release", 4096), ("create_release", 1 << 20),
+    ("attach_release", 4096), ("attach_release", 1 << 20),
+    ("first_touch", 256 << 20), ("first_touch_populate", 256 << 20),
+    ("cross_process", 256 << 20), ("cross_process_populate", 256 << 20),
+]
+IMPLS = ["go-shmmap", "c-posix", "python-shared_memory", "node-shmmap", "node-shm-typed-array"]
+
+samples = defaultdict(list)  # (impl, op, size) -> [(ns, gbps)]
+errors = {}
+rounds = sorted(glob.glob(os.path.join(out, "round-*.jsonl")))
+for path in rounds:
+    for line in open(path):
+        line = line.strip()
+        if not line.startswith("{"):
+            continue
+        d = json.loads(line)
+        if "error" in d:
+            errors[(d["impl"], d.get("op"), d.get("size"))] = d["error"]
+            continue
+        samples[(d["impl"], d["op"], d["size"])].append((d["ns_per_op"], d.get("gbps")))
+
+
+def med(impl, op, size):
+    s = samples.get((impl, op, size))
+    if not s:
+        return None
+    ns = statistics.median(x[0] for x in s)
+    g = [x[1] for x in s if x[1] is not None]
+    return ns, (statistics.median(g) if g else None)
+
+
+def human_size(n):
+    return f"{n >> 20} MiB" if n >= 1 << 20 else f"{n >> 10} KiB"
+
+
+def cost(op, m):
+    """The number a workload is judged by, and whether larger is better."""
+    ns, gbps = m
+    if op.startswith("first_touch") or op.startswith("cross_process"):
+        return gbps, True
+    return ns, False
+
+
+rows = []
+for op, size in ROWS:
+    floor_op_go = FLOOR_FOR_GO[op]
+    for impl in IMPLS:
+        m = med(impl, op, size)
+        if impl == "c-posix":
+            continue
+        if m is None:
+            continue
+        # Go is compared with the C variant doing its work; Python and node
+        # (no reservation, no fstat) with plain C.
+        fop = floor_op_go if impl == "go-shmmap" else op
+        f = med("c-posix", fop, size)
+        v, higher = cost(op, m)
+        ratio = None
+        if f is not None:
+            fv, _ = cost(op, f)
+            if v and fv:
+                ratio = (fv / v) if higher else (v / fv)  # >1: slower than C
+        rows.append((op, size, impl, m, fop, f, ratio, len(samples[(impl, op, size)])))
+
+
+def fmt_m(op, m):
+    ns, gbps = m
+    if op.startswith("first_touch") or op.startswith("cross_process"):
+        return f"{gbps:.3f} GB/s"
+    return f"{ns / 1000:.1f} µs"
+
+
+# go test -bench: allocations and scaling, medians over -count.
+gob = defaultdict(list)
+for line in open(os.path.join(out, "gobench.txt")):
+    m = re.match(r"^(Benchmark\S+)-\d+\s+\d+\s+(.*)$", line)
+    if m:
+        fields = m.group(2).split()
+        vals = {fields[i + 1]: float(fields[i]) for i in range(0, len(fields) - 1, 2)}
+        gob[m.group(1)].append(vals)
+
+
+def gomed(name, unit):
+    v = [x[unit] for x in gob.get(name, []) if unit in x]
+    return statistics.median(v) if v else None
+
+
+# Syscalls per op from strace.
+def syscalls(impl, op):
+    path = os.path.join(out, f"strace-{impl}-{op}.txt")
+    if not os.path.exists(path):
+        return None
+    counts = defaultdict(int)
+    opens = 0
+    for line in open(path):
+        m = re.match(r"^\d+\s+(\w+)\(", line)
+        if not m:
+            continue
+        name = m.group(1)
+        if name in ("openat", "open") and "/dev/shm/" in line:
+            opens += 1
+        counts[name] += 1
+    if not opens:
+        return None
+    # Count only calls on the op's path: those at least as many as the opens
+    # (start-up calls such as the runtime's own mmaps round to 0).
+    per = {k: v / opens for k, v in counts.items()}
+    return {k: v for k, v in per.items() if v >= 0.5}
+
+
+def machine():
+    cpu = "unknown"
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    gov = subprocess.run(["go", "version"], capture_output=True, text=True).stdout.strip()
+    node = subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip() if shutil_which("node") else "none"
+    py = platform.python_version()
+    return (f"{cpu}, {os.cpu_count()} cpus; Linux {platform.release()}; {gov}; "
+            f"Python {py}; node {node}")
+
+
+def shutil_which(cmd):
+    import shutil
+    return shutil.which(cmd)
+
+
+table = ["| workload | size | impl | median | C floor (variant) | ratio to C | n |",
+         "| --- | --- | --- | --- | --- | --- | --- |"]
+for op, size, impl, m, fop, f, ratio, n in rows:
+    table.append(f"| {op} | {human_size(size)} | {impl} | {fmt_m(op, m)} | "
+                 f"{fmt_m(op, f) if f else 'n/a'} ({fop}) | "
+                 f"{'%.2fx' % ratio if ratio else 'n/a'} | {n} |")
+ceil = []
+for op in ("memset", "memcpy"):
+    m = med("c-posix", op, 256 << 20)
+    if m:
+        ceil.append(f"{op} {m[1]:.2f} GB/s")
+
+print("\n".join(table))
+if ceil:
+    print("ceiling (C, 256 MiB already faulted): " + ", ".join(ceil))
+
+sys_rows = ["| op | impl | syscalls per op |", "| --- | --- | --- |"]
+for op in ("create_release", "attach_release"):
+    for impl in ("c", "go"):
+        s = syscalls(impl, op)
+        if s:
+            total = sum(round(v) for v in s.values())
+            detail = ", ".join(f"{k} {v:.0f}" for k, v in sorted(s.items()))
+            label = {"c": "c-posix (" + FLOOR_FOR_GO[op] + ")", "go": "go-shmmap"}[impl]
+            sys_rows.append(f"| {op} | {label} | {total}: {detail} |")
+
+alloc_rows = ["| benchmark | ns/op | allocs/op | B/op |", "| --- | --- | --- | --- |"]
+for name in sorted(gob):
+    ns = gomed(name, "ns/op")
+    al = gomed(name, "allocs/op")
+    b = gomed(name, "B/op")
+    alloc_rows.append(f"| {name} | {ns:.0f} | {al if al is not None else ''} | {b if b is not None else ''} |")
+
+# Chart: ratio to the C floor per workload and implementation (log scale).
+colors = {"go-shmmap": "#00add8", "python-shared_memory": "#f2c230", "node-shmmap": "#3c873a",
+          "node-shm-typed-array": "#8cc84b"}
+groups = [(op, size) for op, size in ROWS]
+W, H, left, top, bottom = 900, 420, 70, 40, 110
+import math
+maxr = max([r[6] for r in rows if r[6]] + [2])
+ymax = math.log10(max(maxr * 1.2, 2))
+ymin = math.log10(0.5)
+def y(v):
+    return top + (H - top - bottom) * (ymax - math.log10(v)) / (ymax - ymin)
+gw = (W - left - 20) / len(groups)
+svg = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="11">',
+       f'<rect width="{W}" height="{H}" fill="white"/>',
+       f'<text x="{W/2}" y="20" text-anchor="middle" font-size="14">Time relative to the C floor doing the same work (lower is better; log scale)</text>']
+for tick in (0.5, 1, 2, 5, 10, 20, 50, 100):
+    if math.log10(tick) <= ymax:
+        svg.append(f'<line x1="{left}" x2="{W-20}" y1="{y(tick):.1f}" y2="{y(tick):.1f}" stroke="{"#000" if tick == 1 else "#ddd"}"/>')
+        svg.append(f'<text x="{left-6}" y="{y(tick)+4:.1f}" text-anchor="end">{tick}x</text>')
+for gi, (op, size) in enumerate(groups):
+    x0 = left + gi * gw
+    bars = [r for r in rows if r[0] == op and r[1] == size and r[6]]
+    bw = (gw - 10) / max(len(IMPLS) - 1, 1)
+    for r in bars:
+        bi = [i for i in IMPLS if i != "c-posix"].index(r[2])
+        bx = x0 + 5 + bi * bw
+        svg.append(f'<rect x="{bx:.1f}" y="{min(y(r[6]), y(1)):.1f}" width="{bw-2:.1f}" '
+                   f'height="{abs(y(1)-y(r[6])):.1f}" fill="{colors[r[2]]}"><title>{r[2]} {op} {human_size(size)}: {r[6]:.2f}x</title></rect>')
+    label = f"{op.replace('_', ' ')}"
+    svg.append(f'<text transform="translate({x0+gw/2:.1f},{H-bottom+12}) rotate(30)" font-size="10">{label} {human_size(size)}</text>')
+for i, impl in enumerate(colors):
+    svg.append(f'<rect x="{left + i*200}" y="{H-22}" width="12" height="12" fill="{colors[impl]}"/>')
+    svg.append(f'<text x="{left + i*200 + 16}" y="{H-12}">{impl}</text>')
+svg.append("</svg>")
+open(svg_path, "w").write("\n".join(svg) + "\n")
+
+md = open(md_path + ".in").read() if os.path.exists(md_path + ".in") else ""
+body = f"""# Benchmarks
+
+Produced by `bench/compare` in one run ({len(rounds)} interleaved rounds; medians) on:
+{machine()}.
+
+![time relative to the C floor](bench/chart.svg)
+
+Ratios compare each implementation with `../shared/peers`' C program doing the
+same work: for Go, the C variant that also makes the calls Go's does
+(`create_release_reserve` reserves with fallocate as Create does,
+`attach_release_fstat` checks the size with fstat as ReadWrite does,
+`first_touch_reserve` is first_touch with that reservation). Python and node
+neither reserve nor fstat, so they are compared with plain C. A ratio below
+1 is faster than C. For GB/s workloads the ratio is C's throughput over
+the implementation's.
+
+## Peers, side by side
+
+{chr(10).join(table)}
+
+Ceiling: {', '.join(ceil) if ceil else 'n/a'}.
+
+## Syscalls per op (strace)
+
+{chr(10).join(sys_rows)}
+
+## go test -bench (medians over {len(rounds)} runs)
+
+{chr(10).join(alloc_rows)}
+"""
+if md:
+    body += "\n" + md
+open(md_path, "w").write(body)
