@@ -89,7 +89,7 @@ func BenchmarkAttachRelease(b *testing.B) {
 
 // foreignSegment makes a segment outside the table, as another program
 // would: a Release in the creating process would remove its name.
-func foreignSegment(b *testing.B, size int) string {
+func foreignSegment(b testing.TB, size int) string {
 	key := fmt.Sprintf("/shmmap_bench_%d", time.Now().UnixNano())
 	fd, err := shmOpen(key, unix.O_RDWR|unix.O_CREAT|unix.O_EXCL, 0o600)
 	if err != nil {

@@ -4,7 +4,7 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"os"
-	"sync"
+	"sync/atomic"
 )
 
 // A key made by Create is keyPrefix followed by three fixed-width base62
@@ -24,24 +24,49 @@ const (
 
 const base62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
-// creator is this process' identity as keys record it, computed once.
-var creator = sync.OnceValue(func() [pidDigits + startDigits]byte {
-	var b [pidDigits + startDigits]byte
-	putBase62(b[:pidDigits], uint64(os.Getpid()))
-	putBase62(b[pidDigits:], processStart(os.Getpid()))
-	return b
-})
+// The first use of crypto/rand in a process arms a timer (a warning if
+// entropy blocks), and the first timer starts the runtime's network poller,
+// which needs an fd: in a process out of fds that is a fatal runtime error.
+// So the first use happens at init, never inside Create.
+func init() {
+	var b [1]byte
+	rand.Read(b[:])
+}
+
+// creatorID is this process' identity as keys record it, once known.
+var creatorID atomic.Pointer[[pidDigits + startDigits]byte]
+
+// creator returns creatorID, reading it first if need be. A failure to read
+// it (out of fds, say) is Create's error and is not cached: a key with a
+// wrong start time would make Sweep take a live creator for a dead one.
+func creator() (*[pidDigits + startDigits]byte, error) {
+	if c := creatorID.Load(); c != nil {
+		return c, nil
+	}
+	start, err := processStart(os.Getpid())
+	if err != nil {
+		return nil, err
+	}
+	c := new([pidDigits + startDigits]byte)
+	putBase62(c[:pidDigits], uint64(os.Getpid()))
+	putBase62(c[pidDigits:], start)
+	creatorID.Store(c)
+	return c, nil
+}
 
 // newKey returns a fresh key for Create.
-func newKey() string {
+func newKey() (string, error) {
+	c, err := creator()
+	if err != nil {
+		return "", err
+	}
 	var b [keyLen]byte
 	var r [8]byte
 	rand.Read(r[:]) // never fails (Go 1.24); it would crash the program rather than return
 	n := copy(b[:], keyPrefix)
-	c := creator()
 	n += copy(b[n:], c[:])
 	putBase62(b[n:], binary.LittleEndian.Uint64(r[:]))
-	return string(b[:])
+	return string(b[:]), nil
 }
 
 // putBase62 writes v into b in base62, most significant digit first, padded
@@ -57,7 +82,7 @@ func putBase62(b []byte, v uint64) {
 
 // parseKey returns the pid and start time recorded in a key that Create
 // made, and ok false for any other name (one made by another program, or
-// one that merely looks alike).
+// one that merely looks alike, down to a pid no system gives).
 func parseKey(name string) (pid int, start uint64, ok bool) {
 	if len(name) != keyLen || name[:len(keyPrefix)] != keyPrefix {
 		return 0, 0, false
@@ -75,8 +100,15 @@ func parseKey(name string) (pid int, start uint64, ok bool) {
 		}
 		digits = digits[w:]
 	}
+	if vals[0] == 0 || vals[0] > pidMaxLimit {
+		return 0, 0, false // no process has that pid: not a key of Create's
+	}
 	return int(vals[0]), vals[1], true
 }
+
+// pidMaxLimit is the largest pid Linux can give (PID_MAX_LIMIT, 2^22);
+// macOS's are smaller.
+const pidMaxLimit = 1 << 22
 
 func digitValue(c byte) int {
 	switch {

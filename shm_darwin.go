@@ -3,6 +3,8 @@
 package shmmap
 
 import (
+	"errors"
+	"fmt"
 	"syscall"
 	"unsafe"
 
@@ -102,4 +104,14 @@ func initSegment(fd, size int) (op string, err error) {
 
 // processStart is 0 on macOS: keys there record the pid alone, and Sweep is
 // unsupported (macOS cannot list shm names).
-func processStart(pid int) uint64 { return 0 }
+func processStart(pid int) (uint64, error) { return 0, nil }
+
+var errNoEnt error = unix.ENOENT
+
+func geteuid() int { return unix.Geteuid() }
+
+// list is unsupported: macOS has no interface that lists shm names
+// (shm_open(2) objects live in the kernel, not in a filesystem).
+func list() ([]Segment, error) {
+	return nil, fmt.Errorf("shmmap: macOS cannot list shared memory segments: %w", errors.ErrUnsupported)
+}

@@ -4,8 +4,12 @@ package shmmap
 
 import (
 	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
 	"os"
 	"strconv"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -179,25 +183,77 @@ func fallocate(fd, off, n int) error {
 }
 
 // processStart returns the start time of process pid in clock ticks since
-// boot, field 22 of /proc/<pid>/stat (proc(5)), or 0 if it cannot be read.
-func processStart(pid int) uint64 {
+// boot, field 22 of /proc/<pid>/stat (proc(5)). Without /proc (some
+// sandboxes) it is 0, and Sweep then relies on the pid alone.
+func processStart(pid int) (uint64, error) {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if errors.Is(err, fs.ErrNotExist) && pid == os.Getpid() {
+		return 0, nil // no /proc at all
+	}
 	if err != nil {
-		return 0
+		return 0, err
 	}
 	// The command name, field 2, is in parentheses and may hold spaces and
 	// parentheses itself: count fields from the last ')'.
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0
-	}
-	fields := bytes.Fields(b[i+1:]) // fields[0] is field 3
+	fields := bytes.Fields(b[bytes.LastIndexByte(b, ')')+1:]) // fields[0] is field 3
 	if len(fields) < 20 {
-		return 0
+		return 0, fmt.Errorf("shmmap: %d fields in /proc/%d/stat", len(fields), pid)
 	}
-	v, err := strconv.ParseUint(string(fields[19]), 10, 64)
+	return strconv.ParseUint(string(fields[19]), 10, 64)
+}
+
+var errNoEnt error = unix.ENOENT
+
+func geteuid() int { return os.Geteuid() }
+
+// list reads /dev/shm. A creator is alive if /proc/<pid>/stat exists and
+// records the start time that the key does.
+func list() ([]Segment, error) {
+	ents, err := os.ReadDir(shmDir)
 	if err != nil {
-		return 0
+		return nil, err
 	}
-	return v
+	segs := make([]Segment, 0, len(ents))
+	for _, e := range ents {
+		key := "/" + e.Name()
+		if _, err := normalize(key); err != nil {
+			continue
+		}
+		var st unix.Stat_t
+		if err := unix.Lstat(shmDir+key, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
+			continue // gone meanwhile, or not a segment (a symlink, a directory)
+		}
+		s := Segment{
+			Key:     key,
+			Size:    st.Size,
+			Mode:    fs.FileMode(st.Mode & 0o777),
+			UID:     int(st.Uid),
+			Changed: time.Unix(st.Ctim.Unix()),
+		}
+		if pid, start, ok := parseKey(key); ok && pid > 0 {
+			s.Creator = pid
+			s.CreatorAlive = alive(pid, start)
+		}
+		segs = append(segs, s)
+	}
+	return segs, nil
+}
+
+// startModulus: keys hold the start time modulo 62^startDigits.
+const startModulus = 62 * 62 * 62 * 62 * 62 * 62
+
+// alive reports whether process pid runs and started at start (clock
+// ticks since boot, as keys record it). A process that exists but whose
+// start time cannot be read, or a key without one, counts as alive: Sweep
+// errs on the safe side.
+func alive(pid int, start uint64) bool {
+	if err := unix.Kill(pid, 0); err == unix.ESRCH {
+		return false
+	}
+	now, err := processStart(pid)
+	if err != nil || now == 0 || start == 0 {
+		return true
+	}
+	// The key holds the start time modulo 62^6 (see key.go).
+	return now%startModulus == start
 }

@@ -94,7 +94,10 @@ func Create(size int, opts ...Option) (key string, data []byte, err error) {
 		return "", nil, &fs.PathError{Op: "create", Path: "", Err: sizeError(size, "want 0 < size <= %d", maxSize)}
 	}
 	for try := 1; ; try++ {
-		key = newKey()
+		key, err = newKey()
+		if err != nil {
+			return "", nil, &fs.PathError{Op: "create", Path: "", Err: err}
+		}
 		data, err = create(key, size, mapFlags(opts))
 		if err == nil {
 			table.add(key, data, true)

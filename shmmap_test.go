@@ -250,7 +250,7 @@ func TestKeyForms(t *testing.T) {
 
 	seen := map[string]bool{}
 	for range 1000 {
-		k := newKey()
+		k := mustKey(t)
 		if seen[k] {
 			t.Fatalf("newKey repeated %q", k)
 		}
@@ -303,7 +303,7 @@ func btoi(b bool) int {
 
 func TestMissing(t *testing.T) {
 	checkLeaks(t)
-	key := newKey() // never created
+	key := mustKey(t) // never created
 	for name, err := range map[string]error{
 		"Read":      second(Read(key, 0)),
 		"ReadWrite": second(ReadWrite(key, 10)),
@@ -323,6 +323,15 @@ func TestMissing(t *testing.T) {
 }
 
 func second(_ []byte, err error) error { return err }
+
+func mustKey(t *testing.T) string {
+	t.Helper()
+	k, err := newKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
 
 func TestReleaseSemantics(t *testing.T) {
 	keys := checkLeaks(t)
