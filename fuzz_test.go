@@ -1,0 +1,105 @@
+package shmmap
+
+import (
+	"errors"
+	"os"
+	"runtime"
+	"strings"
+	"testing"
+)
+
+// FuzzKey: any string as a key to Read, ReadWrite, Unlink and Release gives
+// an error or works, never panics, and a key that is accepted names one
+// entry directly in the shm namespace. Seeds are in testdata/fuzz/FuzzKey.
+func FuzzKey(f *testing.F) {
+	for _, bk := range badKeys {
+		f.Add(bk.key)
+	}
+	f.Add("psm_ab12")
+	f.Add("/shmmap_0000000000000000000000")
+	f.Fuzz(func(t *testing.T, key string) {
+		name, err := normalize(key)
+		if err != nil {
+			if !errors.Is(err, ErrInvalidKey) {
+				t.Fatalf("normalize(%q): %v, want ErrInvalidKey", key, err)
+			}
+		} else {
+			base := name[1:]
+			if name[0] != '/' || base == "" || base == "." || base == ".." ||
+				strings.ContainsAny(base, "/\x00") || len(name) > maxKeyLen {
+				t.Fatalf("normalize(%q) accepted %q, which is not one shm name", key, name)
+			}
+		}
+		for _, err := range []error{second(Read(key, 0)), second(ReadWrite(key, 1))} {
+			if err == nil {
+				Release(key) // a real segment of that name: let it be
+			}
+		}
+		if err := Release(key); err == nil {
+			t.Fatalf("Release(%q) of a key not held succeeded", key)
+		}
+		// Unlink only names that do not exist: the fuzzer must not remove
+		// another program's segment that it happens to name.
+		if runtime.GOOS == "linux" && name != "" {
+			if _, err := os.Lstat(devShm + name); err == nil {
+				return
+			}
+		}
+		if err := Unlink(key); err == nil {
+			t.Fatalf("Unlink(%q) of a missing name succeeded", key)
+		}
+	})
+}
+
+// fuzzCreateLimit bounds the sizes FuzzSize creates for real: between it
+// and maxSize the kernel's reservation is what runs (TestLarge, TestEINTR,
+// TestCreateFailureLeavesNothing), and a fuzzer must not fill memory.
+const fuzzCreateLimit = 64 << 20
+
+// FuzzSize: any size for Create, Read and ReadWrite gives an error or a
+// slice of exactly that size, never a panic or a fault.
+func FuzzSize(f *testing.F) {
+	for _, n := range []int{0, 1, -1, 4095, 4096, 4097, 1 << 20, maxSize, maxSize + 1, -maxSize, 1<<63 - 1, -1 << 63} {
+		f.Add(n)
+	}
+	key := foreignSegment(f, 8192) // Release of an attachment keeps its name
+	f.Fuzz(func(t *testing.T, size int) {
+		if size <= fuzzCreateLimit || size > maxSize {
+			k, b, err := Create(size)
+			switch {
+			case err == nil && len(b) != size:
+				t.Fatalf("Create(%d) gave %d bytes", size, len(b))
+			case err == nil:
+				b[0], b[size-1] = 1, 1
+				if err := Release(k); err != nil {
+					t.Fatal(err)
+				}
+			case size > 0 && size <= maxSize && !errors.Is(err, ErrInvalidSize):
+				// A valid size may still fail for want of memory, but not here.
+				t.Fatalf("Create(%d): %v", size, err)
+			case (size <= 0 || size > maxSize) && !errors.Is(err, ErrInvalidSize):
+				t.Fatalf("Create(%d): %v, want ErrInvalidSize", size, err)
+			}
+		}
+		for _, attach := range []func(string, int, ...Option) ([]byte, error){Read, ReadWrite} {
+			b, err := attach(key, size)
+			want := size
+			if size == 0 {
+				want = 8192
+			}
+			switch {
+			case err == nil && (size < 0 || size > 8192 || len(b) != want):
+				t.Fatalf("attach(key, %d) of 8192 bytes gave %d bytes", size, len(b))
+			case err == nil:
+				_ = b[len(b)-1] // touch the last byte: no fault
+				if err := Release(key); err != nil {
+					t.Fatal(err)
+				}
+			case size >= 0 && size <= 8192:
+				t.Fatalf("attach(key, %d) of 8192 bytes: %v", size, err)
+			case !errors.Is(err, ErrInvalidSize):
+				t.Fatalf("attach(key, %d): %v, want ErrInvalidSize", size, err)
+			}
+		}
+	})
+}
