@@ -1,13 +1,13 @@
 package shmmap
 
 import (
-	"encoding/binary"
 	"fmt"
 	"strconv"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/shmmap-go/shmmap/internal/bytesum"
 	"golang.org/x/sys/unix"
 )
 
@@ -177,32 +177,12 @@ func helperSum(args ...string) error {
 	if err != nil {
 		return err
 	}
-	sum := sumBytes(data)
+	sum := bytesum.Sum(data)
 	if err := Release(args[0]); err != nil {
 		return err
 	}
 	fmt.Println(time.Since(start).Nanoseconds(), sum)
 	return nil
-}
-
-// sumBytes adds up b as uint8s, 8 bytes at a time in 16-bit lanes, as the
-// C peer does, so that the read is bound by memory rather than by the adds.
-func sumBytes(b []byte) uint64 {
-	const m = 0x00ff00ff00ff00ff
-	var total uint64
-	for len(b) >= 8 {
-		var acc uint64
-		for k := 0; k < 128 && len(b) >= 8; k++ {
-			w := binary.LittleEndian.Uint64(b)
-			acc += w&m + (w>>8)&m
-			b = b[8:]
-		}
-		total += acc&0xffff + (acc>>16)&0xffff + (acc>>32)&0xffff + acc>>48
-	}
-	for _, v := range b {
-		total += uint64(v)
-	}
-	return total
 }
 
 func populateName(populate bool) string {

@@ -453,21 +453,7 @@ func helperStress(args ...string) error {
 		go func() {
 			defer wg.Done()
 			for r := range rounds {
-				size := 4096*(1+(g+r)%8) + r
-				key, data, err := Create(size)
-				if err != nil {
-					errs <- err
-					return
-				}
-				fill(data)
-				rw, err := ReadWrite(key, 0)
-				if err == nil {
-					err = check(rw)
-				}
-				if rerr := Release(key); err == nil {
-					err = rerr
-				}
-				if err != nil {
+				if err := roundTrip(4096*(1+(g+r)%8)+r, func(string) {}); err != nil {
 					errs <- err
 					return
 				}

@@ -294,6 +294,32 @@ func TestBadSizes(t *testing.T) {
 	}
 }
 
+// roundTrip is one round of the concurrency tests: Create size bytes
+// (telling made the key), fill them, attach read-write and read-only
+// (without the slash) and check, then Release everything.
+func roundTrip(size int, made func(key string)) error {
+	key, data, err := Create(size)
+	if err != nil {
+		return err
+	}
+	made(key)
+	fill(data)
+	rw, err := ReadWrite(key, 0)
+	if err == nil {
+		err = check(rw)
+	}
+	if err == nil {
+		var ro []byte
+		if ro, err = Read(key[1:], size/2); err == nil {
+			err = check(ro)
+		}
+	}
+	if rerr := Release(key); err == nil {
+		err = rerr
+	}
+	return err
+}
+
 func btoi(b bool) int {
 	if b {
 		return 1
@@ -446,30 +472,11 @@ func TestConcurrent(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for r := range rounds {
-				size := 4096*(g%4+1) + r
-				key, data, err := Create(size)
-				if err != nil {
-					errs <- err
-					return
-				}
-				mu.Lock()
-				keys.add(key)
-				mu.Unlock()
-				fill(data)
-				rw, err := ReadWrite(key, 0)
-				if err == nil {
-					err = check(rw)
-				}
-				if err == nil {
-					var ro []byte
-					ro, err = Read(key[1:], size/2)
-					if err == nil {
-						err = check(ro)
-					}
-				}
-				if rerr := Release(key); err == nil {
-					err = rerr
-				}
+				err := roundTrip(4096*(g%4+1)+r, func(key string) {
+					mu.Lock()
+					keys.add(key)
+					mu.Unlock()
+				})
 				if err != nil {
 					errs <- err
 					return

@@ -13,7 +13,6 @@ package main
 
 import (
 	"bytes"
-	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"log"
@@ -26,6 +25,7 @@ import (
 	"time"
 
 	"github.com/shmmap-go/shmmap"
+	"github.com/shmmap-go/shmmap/internal/bytesum"
 )
 
 const (
@@ -242,29 +242,9 @@ func child(key, sizeArg string, populate bool) {
 	check(err)
 	data, err := shmmap.Read(key, size, opts(populate)...)
 	check(err)
-	sum := sumBytes(data)
+	sum := bytesum.Sum(data)
 	check(shmmap.Release(key))
 	fmt.Printf(`{"child_ns":%d,"sum":%d}`+"\n", time.Since(start).Nanoseconds(), sum)
-}
-
-// sumBytes adds up b as uint8s, 8 bytes at a time in 16-bit lanes, as the
-// C peer does, so that the read is bound by memory, not by the adds.
-func sumBytes(b []byte) uint64 {
-	const m = 0x00ff00ff00ff00ff
-	var total uint64
-	for len(b) >= 8 {
-		var acc uint64 // 4 lanes of 16 bits: 128 steps of at most 2*255 fit
-		for k := 0; k < 128 && len(b) >= 8; k++ {
-			w := binary.LittleEndian.Uint64(b)
-			acc += w&m + (w>>8)&m
-			b = b[8:]
-		}
-		total += acc&0xffff + (acc>>16)&0xffff + (acc>>32)&0xffff + acc>>48
-	}
-	for _, v := range b {
-		total += uint64(v)
-	}
-	return total
 }
 
 func check(err error) {
