@@ -49,28 +49,13 @@ func helperHold(args ...string) error {
 // startHolder starts a hold helper and returns its keys and its command.
 func startHolder(t *testing.T, keys *keySet, n int) ([]string, *exec.Cmd, func()) {
 	t.Helper()
-	cmd := helperCommand(t, "hold", strconv.Itoa(n))
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	cmd, stdin, r, _ := startHelper(t, "hold", strconv.Itoa(n))
 	var made []string
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
+	t.Cleanup(func() { // runs before startHelper's, which then kills the holder
 		for _, k := range made {
 			os.Remove(shmDir + k)
 		}
 	})
-	r := bufio.NewReader(out)
 	for {
 		line := readLine(t, r)
 		if line == "ready" {

@@ -83,9 +83,9 @@ func runHelper(t *testing.T, name string, args ...string) string {
 // startHelper starts helper name with a pipe to its stdin and a reader on
 // its stdout; closing stdin tells it to finish. Cleanup kills it if the test
 // ends first.
-func startHelper(t *testing.T, name string, args ...string) (stdin io.WriteCloser, stdout *bufio.Reader, wait func() error) {
+func startHelper(t *testing.T, name string, args ...string) (cmd *exec.Cmd, stdin io.WriteCloser, stdout *bufio.Reader, wait func() error) {
 	t.Helper()
-	cmd := helperCommand(t, name, args...)
+	cmd = helperCommand(t, name, args...)
 	cmd.Stderr = os.Stderr
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
@@ -105,7 +105,7 @@ func startHelper(t *testing.T, name string, args ...string) (stdin io.WriteClose
 			cmd.Wait()
 		}
 	})
-	return stdin, bufio.NewReader(out), func() error {
+	return cmd, stdin, bufio.NewReader(out), func() error {
 		done = true
 		return cmd.Wait()
 	}

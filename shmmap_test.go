@@ -104,7 +104,7 @@ func TestParentToChild(t *testing.T) {
 func TestChildToParent(t *testing.T) {
 	keys := checkLeaks(t)
 	const size = 3*4096 + 5
-	stdin, stdout, wait := startHelper(t, "create-fill", strconv.Itoa(size))
+	_, stdin, stdout, wait := startHelper(t, "create-fill", strconv.Itoa(size))
 	key := readLine(t, stdout)
 	keys.add(key)
 	t.Cleanup(func() { Unlink(key) }) // if the child dies first
