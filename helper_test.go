@@ -86,7 +86,17 @@ func runHelper(t *testing.T, name string, args ...string) string {
 func startHelper(t *testing.T, name string, args ...string) (cmd *exec.Cmd, stdin io.WriteCloser, stdout *bufio.Reader, wait func() error) {
 	t.Helper()
 	cmd = helperCommand(t, name, args...)
-	cmd.Stderr = os.Stderr
+	stdin, stdout, wait = startCommand(t, cmd)
+	return cmd, stdin, stdout, wait
+}
+
+// startCommand starts cmd as startHelper does; its stderr goes to the test's
+// unless cmd.Stderr is set.
+func startCommand(t *testing.T, cmd *exec.Cmd) (stdin io.WriteCloser, stdout *bufio.Reader, wait func() error) {
+	t.Helper()
+	if cmd.Stderr == nil {
+		cmd.Stderr = os.Stderr
+	}
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -105,7 +115,7 @@ func startHelper(t *testing.T, name string, args ...string) (cmd *exec.Cmd, stdi
 			cmd.Wait()
 		}
 	})
-	return cmd, stdin, bufio.NewReader(out), func() error {
+	return stdin, bufio.NewReader(out), func() error {
 		done = true
 		return cmd.Wait()
 	}

@@ -1,0 +1,314 @@
+package shmmap
+
+// Interop with the runtimes people hand arrays to, tested against the real
+// programs: Python's multiprocessing.shared_memory with NumPy, and the node
+// package shmmap (the original this package ports). Their sides are
+// testdata/python/interop.py and testdata/node/interop.js.
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// requireInteropEnv, when set (as .ci/run sets it), turns a missing python3,
+// NumPy, node or npm from a skip into a failure, so that CI cannot pass
+// without running the interop tests.
+const requireInteropEnv = "SHMMAP_REQUIRE_INTEROP"
+
+// interopFloats is how many float64s the interop tests share: 8 MiB.
+const interopFloats = 1 << 20
+
+// missingPeer skips t for want of a peer program, or fails it if CI
+// requires the interop tests.
+func missingPeer(t *testing.T, format string, args ...any) {
+	t.Helper()
+	msg := fmt.Sprintf(format, args...)
+	if os.Getenv(requireInteropEnv) != "" {
+		t.Fatalf("%s (and %s is set)", msg, requireInteropEnv)
+	}
+	t.Skip(msg)
+}
+
+// numPy returns a python3 that has NumPy: Debian's /usr/bin/python3, which
+// the python3-numpy package serves, else the first python3 on PATH.
+func numPy(t *testing.T) string {
+	t.Helper()
+	python := "/usr/bin/python3"
+	if _, err := os.Stat(python); err != nil {
+		if python, err = exec.LookPath("python3"); err != nil {
+			missingPeer(t, "no python3: %v", err)
+		}
+	}
+	out, err := exec.Command(python, "-I", "-c", "import numpy, multiprocessing.shared_memory").CombinedOutput()
+	if err != nil {
+		missingPeer(t, "%s cannot import numpy (%v: %s); on Debian: apt-get install python3-numpy",
+			python, err, bytes.TrimSpace(out))
+	}
+	return python
+}
+
+// peerCommand returns a command that is killed if it runs for more than a
+// minute, so that a peer stuck waiting cannot hang the tests.
+func peerCommand(t *testing.T, name string, args ...string) *exec.Cmd {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	t.Cleanup(cancel)
+	return exec.CommandContext(ctx, name, args...)
+}
+
+// runPeer runs a peer command to completion and returns its stdout and
+// stderr; it fails t if the command fails.
+func runPeer(t *testing.T, cmd *exec.Cmd) (stdout, stderr string) {
+	t.Helper()
+	var errb bytes.Buffer
+	cmd.Stderr = &errb
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("%s: %v\nstdout:\n%s\nstderr:\n%s", cmd, err, out, errb.Bytes())
+	}
+	return string(out), errb.String()
+}
+
+// fillQuarters sets v[i] = i/4, which every runtime sums exactly, and
+// returns the sum.
+func fillQuarters(v []float64) float64 {
+	sum := 0.0
+	for i := range v {
+		v[i] = float64(i) * 0.25
+		sum += v[i]
+	}
+	return sum
+}
+
+// checkDoubled checks that a peer doubled every value fillQuarters set and
+// printed their sum.
+func checkDoubled(t *testing.T, v []float64, printed string, want float64) {
+	t.Helper()
+	got, err := strconv.ParseFloat(strings.TrimSpace(printed), 64)
+	if err != nil || got != want {
+		t.Errorf("peer's sum: %q, want %v", printed, want)
+	}
+	for i := range v {
+		if v[i] != float64(i)*0.5 {
+			t.Fatalf("value %d after the peer doubled it: %v, want %v", i, v[i], float64(i)*0.5)
+		}
+	}
+}
+
+// checkHalves checks the values a peer made (i + 0.5) and negates them for
+// the peer to check.
+func checkHalves(t *testing.T, data []byte) {
+	t.Helper()
+	v, err := View[float64](data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(v) != interopFloats {
+		t.Fatalf("the peer's segment holds %d float64s, want %d", len(v), interopFloats)
+	}
+	for i := range v {
+		if v[i] != float64(i)+0.5 {
+			t.Fatalf("value %d: %v, want %v", i, v[i], float64(i)+0.5)
+		}
+		v[i] = -v[i]
+	}
+}
+
+// stillThere fails t if segment key is gone from /dev/shm.
+func stillThere(t *testing.T, key string) {
+	t.Helper()
+	if runtime.GOOS != "linux" {
+		return
+	}
+	if _, err := os.Stat(devShm + canonical(key)); err != nil {
+		t.Errorf("the peer removed our segment: %v", err)
+	}
+}
+
+func TestPythonNumPy(t *testing.T) {
+	python := numPy(t)
+	script := filepath.Join("testdata", "python", "interop.py")
+
+	t.Run("GoCreates", func(t *testing.T) {
+		keys := checkLeaks(t)
+		key, data := newSegment(t, keys, interopFloats*8)
+		v, err := View[float64](data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := fillQuarters(v)
+		out, stderr := runPeer(t, peerCommand(t, python, "-I", script, "attach", key, strconv.Itoa(len(v))))
+		checkDoubled(t, v, out, want)
+		// The resource tracker, had attach() not unregistered the segment,
+		// would have removed it and warned on stderr.
+		stillThere(t, key)
+		if stderr != "" {
+			t.Errorf("python3 wrote to stderr:\n%s", stderr)
+		}
+		if err := Release(key); err != nil {
+			t.Error(err)
+		}
+	})
+
+	t.Run("PythonCreates", func(t *testing.T) {
+		keys := checkLeaks(t)
+		stdin, stdout, wait := startCommand(t, peerCommand(t, python, "-I", script, "create", strconv.Itoa(interopFloats)))
+		name := readLine(t, stdout)
+		keys.add(name) // the peer must remove it: checkLeaks checks
+		data, err := ReadWrite(name, 0)
+		if err != nil {
+			t.Fatalf("ReadWrite(%q, 0) of Python's segment: %v", name, err)
+		}
+		t.Cleanup(func() { Release(name) })
+		checkHalves(t, data)
+		if err := Release(name); err != nil {
+			t.Errorf("Release of a segment Python made: %v", err)
+		}
+		stdin.Close() // done: the peer checks and removes its segment
+		if err := wait(); err != nil {
+			t.Fatalf("python3 create: %v", err)
+		}
+	})
+
+	// What attach() guards against: Python's SharedMemory(name) registers
+	// the segment with the resource tracker, which unlinks it at exit.
+	t.Run("ResourceTrackerUnlinks", func(t *testing.T) {
+		if runtime.GOOS != "linux" {
+			t.Skip("looks in /dev/shm")
+		}
+		keys := checkLeaks(t)
+		key, _ := newSegment(t, keys, 4096)
+		_, stderr := runPeer(t, peerCommand(t, python, "-I", script, "attach-naive", key))
+		if _, err := os.Stat(devShm + key); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("after a plain SharedMemory(name): stat %s: %v; if this Python no longer unlinks segments it did not create, README.md and interop.py say otherwise", key, err)
+		}
+		if !strings.Contains(stderr, "leaked shared_memory") {
+			t.Logf("python3's stderr, without the resource tracker's warning:\n%s", stderr)
+		}
+		// The creator's Release finds the name gone, which is no error.
+		if err := Release(key); err != nil {
+			t.Error(err)
+		}
+	})
+}
+
+// nodeInstall is the outcome of installing the node package shmmap, once
+// per test process.
+var nodeInstall struct {
+	once sync.Once
+	path string // for NODE_PATH
+	err  error
+}
+
+// nodeShmmap installs the node package shmmap with testdata/node/install.sh
+// into a cache directory ($SHMMAP_NODE_CACHE, else the user cache directory),
+// at most once per test process and under a file lock across processes, and
+// returns the node_modules directory for NODE_PATH.
+func nodeShmmap(t *testing.T) string {
+	t.Helper()
+	if _, err := exec.LookPath("node"); err != nil {
+		missingPeer(t, "the node interop test needs node: %v", err)
+	}
+	nodeInstall.once.Do(func() {
+		dir := os.Getenv("SHMMAP_NODE_CACHE")
+		if dir == "" {
+			cache, err := os.UserCacheDir()
+			if err != nil {
+				nodeInstall.err = err
+				return
+			}
+			dir = filepath.Join(cache, "shmmap-go", "node")
+		}
+		nodeInstall.path, nodeInstall.err = installNode(dir)
+	})
+	if nodeInstall.err != nil {
+		missingPeer(t, "cannot install the node package shmmap: %v", nodeInstall.err)
+	}
+	return nodeInstall.path
+}
+
+func installNode(dir string) (string, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	lock, err := os.OpenFile(filepath.Join(dir, ".lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return "", err
+	}
+	defer lock.Close()
+	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX); err != nil {
+		return "", err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	script, err := filepath.Abs(filepath.Join("testdata", "node", "install.sh"))
+	if err != nil {
+		return "", err
+	}
+	out, err := exec.CommandContext(ctx, "bash", script, dir).CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("%v: %s", err, bytes.TrimSpace(out))
+	}
+	return filepath.Join(dir, "node_modules"), nil
+}
+
+func TestNodeShmmap(t *testing.T) {
+	modules := nodeShmmap(t)
+	script := filepath.Join("testdata", "node", "interop.js")
+	node := func(t *testing.T, args ...string) *exec.Cmd {
+		cmd := peerCommand(t, "node", append([]string{script}, args...)...)
+		cmd.Env = append(os.Environ(), "NODE_PATH="+modules)
+		return cmd
+	}
+
+	t.Run("GoCreates", func(t *testing.T) {
+		keys := checkLeaks(t)
+		key, data := newSegment(t, keys, interopFloats*8)
+		v, err := View[float64](data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := fillQuarters(v)
+		out, stderr := runPeer(t, node(t, "attach", key, strconv.Itoa(len(v))))
+		checkDoubled(t, v, out, want)
+		stillThere(t, key)
+		if stderr != "" {
+			t.Errorf("node wrote to stderr:\n%s", stderr)
+		}
+		if err := Release(key); err != nil {
+			t.Error(err)
+		}
+	})
+
+	t.Run("NodeCreates", func(t *testing.T) {
+		keys := checkLeaks(t)
+		stdin, stdout, wait := startCommand(t, node(t, "create", strconv.Itoa(interopFloats)))
+		key := readLine(t, stdout)
+		keys.add(key)
+		data, err := ReadWrite(key, 0)
+		if err != nil {
+			t.Fatalf("ReadWrite(%q, 0) of node's segment: %v", key, err)
+		}
+		t.Cleanup(func() { Release(key) })
+		checkHalves(t, data)
+		if err := Release(key); err != nil {
+			t.Errorf("Release of a segment node made: %v", err)
+		}
+		stdin.Close() // done: the peer checks and removes its segment
+		if err := wait(); err != nil {
+			t.Fatalf("node create: %v", err)
+		}
+	})
+}
