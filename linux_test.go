@@ -13,6 +13,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -336,5 +337,81 @@ func plantSegment(t *testing.T, keys *keySet, name string, size int) {
 	defer f.Close()
 	if err := f.Truncate(int64(size)); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// rss returns how many bytes of the mapping that starts at data's first byte
+// are in this process' page tables, from /proc/self/smaps.
+func rss(t *testing.T, data []byte) int {
+	t.Helper()
+	smaps, err := os.ReadFile("/proc/self/smaps")
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := fmt.Sprintf("%x-", uintptr(unsafe.Pointer(unsafe.SliceData(data))))
+	in := false
+	for _, line := range strings.Split(string(smaps), "\n") {
+		if fields := strings.Fields(line); len(fields) > 0 && strings.Contains(fields[0], "-") && !strings.HasSuffix(fields[0], ":") {
+			in = strings.HasPrefix(line, start)
+			continue
+		}
+		if in && strings.HasPrefix(line, "Rss:") {
+			kb, err := strconv.Atoi(strings.Fields(line)[1])
+			if err != nil {
+				t.Fatal(err)
+			}
+			return kb << 10
+		}
+	}
+	t.Fatalf("no mapping at %s in /proc/self/smaps", start)
+	return 0
+}
+
+// TestPopulate checks that Populate really fills the page tables, for
+// Create and for both attaches, and that without it nothing is mapped in
+// until touched. A nil Option changes nothing.
+func TestPopulate(t *testing.T) {
+	keys := checkLeaks(t)
+	const size = 8 << 20
+	check := func(what string, b []byte, err error, want int) {
+		t.Helper()
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		if got := rss(t, b); got != want {
+			t.Errorf("%s: %d bytes resident, want %d", what, got, want)
+		}
+	}
+
+	key, data, err := Create(size, nil)
+	if err == nil {
+		keys.add(key)
+		t.Cleanup(func() { Release(key) })
+	}
+	check("Create", data, err, 0)
+	data[size-1] = 9
+
+	ro, err := Read(key, 0, Populate())
+	check("Read with Populate", ro, err, size)
+	rw, err := ReadWrite(key, size/2, nil, Populate())
+	check("ReadWrite with Populate", rw, err, size/2)
+	if ro[size-1] != 9 {
+		t.Errorf("a populated mapping does not see the segment's bytes")
+	}
+	rw[0] = 7
+	if data[0] != 7 {
+		t.Errorf("a write through a populated mapping is not seen through another")
+	}
+
+	key2, data2, err := Create(size, Populate())
+	if err == nil {
+		keys.add(key2)
+		t.Cleanup(func() { Release(key2) })
+	}
+	check("Create with Populate", data2, err, size)
+	for i, b := range data2 {
+		if b != 0 {
+			t.Fatalf("byte %d of a new populated segment is %d", i, b)
+		}
 	}
 }

@@ -148,7 +148,8 @@ func attach(key string, size int, writable bool, flags int) ([]byte, error) {
 	return data, nil
 }
 
-// An Option changes how Create, Read and ReadWrite map a segment.
+// An Option changes how Create, Read and ReadWrite map a segment; Populate
+// is the only one. A nil Option is ignored.
 type Option func(*options)
 
 type options struct{ flags int }
@@ -162,6 +163,9 @@ type options struct{ flags int }
 // costs several microseconds, it can make the first pass over a large
 // segment several times faster: see BENCHMARKS.md. On macOS it has no
 // effect (mmap(2) there has no MAP_POPULATE).
+//
+// Populate adds no error: prefaulting is best effort, and pages it could not
+// fill are faulted in at first touch as without it.
 func Populate() Option { return func(o *options) { o.flags |= mapPopulate } }
 
 // mapFlags returns the extra mmap flags that opts ask for.
@@ -171,6 +175,9 @@ func mapFlags(opts []Option) int {
 	}
 	var o options
 	for _, opt := range opts {
+		if opt == nil {
+			continue
+		}
 		opt(&o)
 	}
 	return o.flags

@@ -21,9 +21,13 @@ type Segment struct {
 }
 
 // List returns every POSIX shared memory segment that this process can see,
-// by whichever program it was made. On macOS, which has no way to list shm
-// names, it returns an error for which errors.Is(err, errors.ErrUnsupported)
-// holds.
+// by whichever program it was made, in no particular order. Names that
+// vanish while List runs are left out.
+//
+// On Linux an error is the *fs.PathError of reading /dev/shm (wrapping
+// fs.ErrNotExist if there is none, fs.ErrPermission if it may not be read).
+// On macOS, which has no way to list shm names, List always returns an error
+// for which errors.Is(err, errors.ErrUnsupported) holds.
 func List() ([]Segment, error) {
 	return list()
 }
@@ -36,8 +40,11 @@ func List() ([]Segment, error) {
 // A segment mapped by a surviving process stays mapped there; only its name
 // goes.
 //
-// On macOS, which has no way to list shm names, Sweep returns an error for
-// which errors.Is(err, errors.ErrUnsupported) holds.
+// Sweep's errors are List's, and an *fs.PathError with Op "shm_unlink" for
+// a name it could not remove; it then stops and returns the keys removed so
+// far. A name that another process removes first is not an error. On macOS
+// Sweep always returns an error for which errors.Is(err,
+// errors.ErrUnsupported) holds.
 func Sweep() (removed []string, err error) {
 	segs, err := list()
 	if err != nil {

@@ -9,7 +9,9 @@ import (
 // ErrAlignment: View of bytes whose address is not aligned for the type.
 var ErrAlignment = errors.New("shmmap: misaligned")
 
-// Number is the fixed-size numeric types that View can see bytes as.
+// Number is the fixed-size numeric types that View can see bytes as: those
+// whose layout NumPy (int8 ... float64) and JavaScript's typed arrays
+// (Int8Array ... Float64Array, BigInt64Array) share with Go.
 type Number interface {
 	~int8 | ~int16 | ~int32 | ~int64 | ~uint8 | ~uint16 | ~uint32 | ~uint64 | ~float32 | ~float64
 }
@@ -46,7 +48,8 @@ func View[T Number](b []byte) ([]T, error) {
 }
 
 // Bytes returns the memory of s as bytes, without copying: the inverse of
-// View.
+// View. It cannot fail; a nil or empty s gives an empty, non-nil slice. The
+// result is valid as long as s is.
 func Bytes[T Number](s []T) []byte {
 	if len(s) == 0 {
 		return []byte{}
