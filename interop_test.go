@@ -2,7 +2,8 @@ package shmmap
 
 // Interop with the runtimes people hand arrays to, tested against the real
 // programs: Python's multiprocessing.shared_memory with NumPy, and the node
-// package shmmap (the original this package ports). Their sides are
+// package shmmap (the original this package ports). Their sides are the
+// README's worker.py and worker.js, run as the README shows them, and
 // testdata/python/interop.py and testdata/node/interop.js.
 
 import (
@@ -81,6 +82,117 @@ func runPeer(t *testing.T, cmd *exec.Cmd) (stdout, stderr string) {
 	return string(out), errb.String()
 }
 
+// readmeBlock returns the first code block in lang of the README's section
+// on Python and Node: the tests run them exactly as the README shows them.
+func readmeBlock(t *testing.T, lang string) string {
+	t.Helper()
+	readme, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, ok := strings.Cut(string(readme), "\n## Sharing with Python and Node\n")
+	if ok {
+		_, section, ok = strings.Cut(section, "\n```"+lang+"\n")
+	}
+	if ok {
+		section, _, ok = strings.Cut(section, "\n```\n")
+	}
+	if !ok {
+		t.Fatalf("README.md has no ```%s block under \"Sharing with Python and Node\"", lang)
+	}
+	return section + "\n"
+}
+
+// readmeWorker writes the README's worker in lang to dir/name and returns
+// its path.
+func readmeWorker(t *testing.T, lang, dir, name string) string {
+	t.Helper()
+	path := filepath.Join(dir, name)
+	if err := os.WriteFile(path, []byte(readmeBlock(t, lang)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// TestReadmeSharing builds the README's Go function share into a program
+// and runs it with the README's Python and Node workers: what a user who
+// copies the three snippets gets.
+func TestReadmeSharing(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds a program")
+	}
+	dir := t.TempDir()
+	repo, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum, err := os.ReadFile("go.sum")
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := map[string]string{
+		"go.mod": "module readme\n\ngo 1.26\n\n" +
+			"require (\n\tgithub.com/shmmap-go/shmmap v0.0.0\n\tgolang.org/x/sys v0.50.0\n)\n\n" +
+			"replace github.com/shmmap-go/shmmap => " + repo + "\n",
+		"go.sum": string(sum),
+		"main.go": "package main\n\nimport (\n\t\"fmt\"\n\t\"os\"\n\t\"os/exec\"\n\t\"strconv\"\n\n" +
+			"\t\"github.com/shmmap-go/shmmap\"\n)\n\n" +
+			"func main() {\n\tif err := share(os.Args[1:]...); err != nil {\n\t\tfmt.Fprintln(os.Stderr, err)\n\t\tos.Exit(1)\n\t}\n}\n\n" +
+			readmeBlock(t, "go"),
+	}
+	for name, text := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	build := exec.Command("go", "build", "-o", "share", ".")
+	build.Dir = dir
+	build.Env = append(os.Environ(), "GOFLAGS=-mod=mod", "GOWORK=off")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building the README's share function: %v\n%s", err, out)
+	}
+
+	// run runs the program with a worker and checks what it printed; it
+	// must have removed its segment when done.
+	run := func(t *testing.T, cmd *exec.Cmd, want string) {
+		t.Helper()
+		out, _ := runPeer(t, cmd)
+		if out != want {
+			t.Errorf("the README's program printed %q, want %q", out, want)
+		}
+		if runtime.GOOS != "linux" {
+			return
+		}
+		segs, err := List()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range segs {
+			if s.Creator == cmd.Process.Pid {
+				t.Errorf("the README's program left %s behind", s.Key)
+				Unlink(s.Key)
+			}
+		}
+	}
+	const sumQuarters = 0.25 * interopFloats * (interopFloats - 1) / 2
+
+	t.Run("Python", func(t *testing.T) {
+		python := numPy(t)
+		worker := readmeWorker(t, "python", dir, "worker.py")
+		cmd := peerCommand(t, filepath.Join(dir, "share"), "python3", worker)
+		// The README runs "python3": make that the one with NumPy.
+		cmd.Env = append(os.Environ(), "PATH="+filepath.Dir(python)+string(os.PathListSeparator)+os.Getenv("PATH"))
+		run(t, cmd, fmt.Sprintf("%.1f\n0.5\n", sumQuarters))
+	})
+	t.Run("Node", func(t *testing.T) {
+		modules := nodeShmmap(t)
+		worker := readmeWorker(t, "js", dir, "worker.js")
+		cmd := peerCommand(t, filepath.Join(dir, "share"), "node", worker)
+		cmd.Env = append(os.Environ(), "NODE_PATH="+modules)
+		run(t, cmd, fmt.Sprintf("%.0f\n0.5\n", sumQuarters))
+	})
+}
+
 // fillQuarters sets v[i] = i/4, which every runtime sums exactly, and
 // returns the sum.
 func fillQuarters(v []float64) float64 {
@@ -149,10 +261,11 @@ func TestPythonNumPy(t *testing.T) {
 			t.Fatal(err)
 		}
 		want := fillQuarters(v)
-		out, stderr := runPeer(t, peerCommand(t, python, "-I", script, "attach", key, strconv.Itoa(len(v))))
+		worker := readmeWorker(t, "python", t.TempDir(), "worker.py")
+		out, stderr := runPeer(t, peerCommand(t, python, "-I", worker, key, strconv.Itoa(len(v))))
 		checkDoubled(t, v, out, want)
-		// The resource tracker, had attach() not unregistered the segment,
-		// would have removed it and warned on stderr.
+		// The resource tracker, had the worker's attach() not unregistered
+		// the segment, would have removed it and warned on stderr.
 		stillThere(t, key)
 		if stderr != "" {
 			t.Errorf("python3 wrote to stderr:\n%s", stderr)
@@ -268,7 +381,7 @@ func TestNodeShmmap(t *testing.T) {
 	modules := nodeShmmap(t)
 	script := filepath.Join("testdata", "node", "interop.js")
 	node := func(t *testing.T, args ...string) *exec.Cmd {
-		cmd := peerCommand(t, "node", append([]string{script}, args...)...)
+		cmd := peerCommand(t, "node", args...)
 		cmd.Env = append(os.Environ(), "NODE_PATH="+modules)
 		return cmd
 	}
@@ -281,7 +394,8 @@ func TestNodeShmmap(t *testing.T) {
 			t.Fatal(err)
 		}
 		want := fillQuarters(v)
-		out, stderr := runPeer(t, node(t, "attach", key, strconv.Itoa(len(v))))
+		worker := readmeWorker(t, "js", t.TempDir(), "worker.js")
+		out, stderr := runPeer(t, node(t, worker, key, strconv.Itoa(len(v))))
 		checkDoubled(t, v, out, want)
 		stillThere(t, key)
 		if stderr != "" {
@@ -294,7 +408,7 @@ func TestNodeShmmap(t *testing.T) {
 
 	t.Run("NodeCreates", func(t *testing.T) {
 		keys := checkLeaks(t)
-		stdin, stdout, wait := startCommand(t, node(t, "create", strconv.Itoa(interopFloats)))
+		stdin, stdout, wait := startCommand(t, node(t, script, "create", strconv.Itoa(interopFloats)))
 		key := readLine(t, stdout)
 		keys.add(key)
 		data, err := ReadWrite(key, 0)

@@ -25,6 +25,17 @@
 // panic. append past a slice's capacity silently copies it to the Go heap,
 // where other processes no longer see it.
 //
+// Other runtimes map the same segments by key. View and Bytes see a
+// segment's bytes as numbers in the machine's byte order, which is what
+// NumPy arrays and JavaScript typed arrays assume. Python's
+// multiprocessing.shared_memory.SharedMemory takes the key without its
+// leading slash; before Python 3.13 it also registers every segment it
+// opens with its resource tracker, which removes the segment when the Python
+// process exits, under its Go owner. Open with track=False (3.13+) or call
+// resource_tracker.unregister(shm._name, "shared_memory") after opening;
+// README.md has both sides in full. The node package shmmap maps a key with
+// read_write(key, size).
+//
 // Across fork and exec: fds are opened close-on-exec and closed as soon as
 // the mapping exists, and exec drops every mapping, so a child process
 // started with os/exec inherits nothing; it attaches by key.
