@@ -5,9 +5,10 @@
 //
 // A segment's life:
 //
-//	key, data, err := shmmap.Create(size) // a new zero-filled segment
+//	key, data, err := shmmap.Create(size) // the creator: a new segment
 //	// pass key to another process: argv, environment, a pipe
-//	data, err := shmmap.ReadWrite(key, 0) // in the other process: the whole segment
+//	data, err := shmmap.ReadWrite(key, 0) // the other: all of the segment
+//	err = shmmap.Unlink(key)              // optional, once all attached
 //	err = shmmap.Release(key)             // in each process, when done
 //
 // Create makes a segment and maps it; Read and ReadWrite map an existing one
@@ -15,19 +16,25 @@
 // the node package shmmap, C's shm_open); Release unmaps what this process
 // mapped and, in the creating process, removes the segment's name. Unlink
 // removes the name at once while mappings stay valid, so that a segment
-// vanishes even if its creator crashes later.
+// vanishes even if its creator crashes later. Sweep removes what crashed
+// creators left behind.
+//
+// # Slices and their lifetime
 //
 // The slices returned point outside the Go heap, at memory that other
 // processes may change at any moment: synchronise through other means (a
 // pipe, a lock, sync/atomic on aligned words). A slice is valid until Release
-// of its key in this process; any access after that, and any write to a slice
-// from Read, kills the process with a fault (SIGSEGV), not a recoverable
-// panic. append past a slice's capacity silently copies it to the Go heap,
-// where other processes no longer see it.
+// of its key in this process, which unmaps every slice of that key in the
+// process at once; any access after that, and any write to a slice from
+// Read, kills the process with a fault (SIGSEGV), not a recoverable panic.
+// append past a slice's capacity silently copies it to the Go heap, where
+// other processes no longer see it.
 //
-// Other runtimes map the same segments by key. View and Bytes see a
-// segment's bytes as numbers in the machine's byte order, which is what
-// NumPy arrays and JavaScript typed arrays assume. Python's
+// # Other runtimes
+//
+// Python, Node and C programs map the same segments by key. View and Bytes
+// see a segment's bytes as numbers in the machine's byte order, which is
+// what NumPy arrays and JavaScript typed arrays assume. Python's
 // multiprocessing.shared_memory.SharedMemory takes the key without its
 // leading slash; before Python 3.13 it also registers every segment it
 // opens with its resource tracker, which removes the segment when the Python
@@ -36,11 +43,13 @@
 // README.md has both sides in full. The node package shmmap maps a key with
 // read_write(key, size).
 //
+// # Processes, containers and macOS
+//
 // Across fork and exec: fds are opened close-on-exec and closed as soon as
 // the mapping exists, and exec drops every mapping, so a child process
 // started with os/exec inherits nothing; it attaches by key.
 //
-// Caveat: a segment takes memory from the shm filesystem (/dev/shm on
+// Containers: a segment takes memory from the shm filesystem (/dev/shm on
 // Linux), which containers often keep small (Docker's default is 64 MiB). On
 // Linux, Create reserves the whole segment up front, so a full /dev/shm makes
 // Create fail with ENOSPC (errors.Is(err, syscall.ENOSPC)) instead of killing
@@ -50,7 +59,17 @@
 //
 // On macOS, keys are at most 30 bytes, a segment's size can be set only once,
 // and fstat reports it rounded up to the page size (16 KiB on Apple silicon),
-// so Read(key, 0) maps whole pages.
+// so Read(key, 0) maps whole pages. The umask can remove bits from the mode
+// 0600, Populate has no effect, and List and Sweep are unsupported.
+//
+// # Errors
+//
+// Every error is an *fs.PathError naming the operation and the key as the
+// caller gave it, and works with errors.Is: fs.ErrNotExist for a missing
+// segment, fs.ErrPermission for one the caller may not open, syscall.ENOSPC
+// for a full shm filesystem, and this package's ErrInvalidKey,
+// ErrInvalidSize, ErrNotMapped and ErrAlignment. Keys are checked before any
+// system call, so that no key reaches a file outside the shm namespace.
 package shmmap
 
 import (
