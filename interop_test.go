@@ -193,6 +193,56 @@ func TestReadmeSharing(t *testing.T) {
 	})
 }
 
+// goCreates makes a segment of float64s, runs the peer command that
+// worker returns for its key and length, and checks that the peer printed
+// their sum, doubled them in place, left the segment in place and wrote
+// nothing to stderr.
+func goCreates(t *testing.T, worker func(key string, n int) *exec.Cmd) {
+	t.Helper()
+	keys := checkLeaks(t)
+	key, data := newSegment(t, keys, interopFloats*8)
+	v, err := View[float64](data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := fillQuarters(v)
+	cmd := worker(key, len(v))
+	out, stderr := runPeer(t, cmd)
+	checkDoubled(t, v, out, want)
+	stillThere(t, key)
+	if stderr != "" {
+		t.Errorf("%s wrote to stderr:\n%s", cmd.Args[0], stderr)
+	}
+	if err := Release(key); err != nil {
+		t.Error(err)
+	}
+}
+
+// peerCreates runs a peer command that makes a segment of float64s (i +
+// 0.5), prints its key and waits for stdin to close; Go maps it with size
+// 0, checks and negates the values and releases it, and the peer, which
+// checks the negation and removes its segment, must succeed.
+func peerCreates(t *testing.T, cmd *exec.Cmd) {
+	t.Helper()
+	keys := checkLeaks(t)
+	stdin, stdout, wait := startCommand(t, cmd)
+	key := readLine(t, stdout)
+	keys.add(key) // the peer must remove it: checkLeaks checks
+	data, err := ReadWrite(key, 0)
+	if err != nil {
+		t.Fatalf("ReadWrite(%q, 0) of a segment %s made: %v", key, cmd.Args[0], err)
+	}
+	t.Cleanup(func() { Release(key) })
+	checkHalves(t, data)
+	if err := Release(key); err != nil {
+		t.Errorf("Release of a segment %s made: %v", cmd.Args[0], err)
+	}
+	stdin.Close() // done: the peer checks and removes its segment
+	if err := wait(); err != nil {
+		t.Fatalf("%s: %v", cmd, err)
+	}
+}
+
 // fillQuarters sets v[i] = i/4, which every runtime sums exactly, and
 // returns the sum.
 func fillQuarters(v []float64) float64 {
@@ -254,45 +304,16 @@ func TestPythonNumPy(t *testing.T) {
 	script := filepath.Join("testdata", "python", "interop.py")
 
 	t.Run("GoCreates", func(t *testing.T) {
-		keys := checkLeaks(t)
-		key, data := newSegment(t, keys, interopFloats*8)
-		v, err := View[float64](data)
-		if err != nil {
-			t.Fatal(err)
-		}
-		want := fillQuarters(v)
+		// Had the worker's attach() not unregistered the segment from
+		// the resource tracker, the tracker would have removed it and
+		// warned on stderr: goCreates checks both.
 		worker := readmeWorker(t, "python", t.TempDir(), "worker.py")
-		out, stderr := runPeer(t, peerCommand(t, python, "-I", worker, key, strconv.Itoa(len(v))))
-		checkDoubled(t, v, out, want)
-		// The resource tracker, had the worker's attach() not unregistered
-		// the segment, would have removed it and warned on stderr.
-		stillThere(t, key)
-		if stderr != "" {
-			t.Errorf("python3 wrote to stderr:\n%s", stderr)
-		}
-		if err := Release(key); err != nil {
-			t.Error(err)
-		}
+		goCreates(t, func(key string, n int) *exec.Cmd {
+			return peerCommand(t, python, "-I", worker, key, strconv.Itoa(n))
+		})
 	})
-
 	t.Run("PythonCreates", func(t *testing.T) {
-		keys := checkLeaks(t)
-		stdin, stdout, wait := startCommand(t, peerCommand(t, python, "-I", script, "create", strconv.Itoa(interopFloats)))
-		name := readLine(t, stdout)
-		keys.add(name) // the peer must remove it: checkLeaks checks
-		data, err := ReadWrite(name, 0)
-		if err != nil {
-			t.Fatalf("ReadWrite(%q, 0) of Python's segment: %v", name, err)
-		}
-		t.Cleanup(func() { Release(name) })
-		checkHalves(t, data)
-		if err := Release(name); err != nil {
-			t.Errorf("Release of a segment Python made: %v", err)
-		}
-		stdin.Close() // done: the peer checks and removes its segment
-		if err := wait(); err != nil {
-			t.Fatalf("python3 create: %v", err)
-		}
+		peerCreates(t, peerCommand(t, python, "-I", script, "create", strconv.Itoa(interopFloats)))
 	})
 
 	// What attach() guards against: Python's SharedMemory(name) registers
@@ -387,42 +408,12 @@ func TestNodeShmmap(t *testing.T) {
 	}
 
 	t.Run("GoCreates", func(t *testing.T) {
-		keys := checkLeaks(t)
-		key, data := newSegment(t, keys, interopFloats*8)
-		v, err := View[float64](data)
-		if err != nil {
-			t.Fatal(err)
-		}
-		want := fillQuarters(v)
 		worker := readmeWorker(t, "js", t.TempDir(), "worker.js")
-		out, stderr := runPeer(t, node(t, worker, key, strconv.Itoa(len(v))))
-		checkDoubled(t, v, out, want)
-		stillThere(t, key)
-		if stderr != "" {
-			t.Errorf("node wrote to stderr:\n%s", stderr)
-		}
-		if err := Release(key); err != nil {
-			t.Error(err)
-		}
+		goCreates(t, func(key string, n int) *exec.Cmd {
+			return node(t, worker, key, strconv.Itoa(n))
+		})
 	})
-
 	t.Run("NodeCreates", func(t *testing.T) {
-		keys := checkLeaks(t)
-		stdin, stdout, wait := startCommand(t, node(t, script, "create", strconv.Itoa(interopFloats)))
-		key := readLine(t, stdout)
-		keys.add(key)
-		data, err := ReadWrite(key, 0)
-		if err != nil {
-			t.Fatalf("ReadWrite(%q, 0) of node's segment: %v", key, err)
-		}
-		t.Cleanup(func() { Release(key) })
-		checkHalves(t, data)
-		if err := Release(key); err != nil {
-			t.Errorf("Release of a segment node made: %v", err)
-		}
-		stdin.Close() // done: the peer checks and removes its segment
-		if err := wait(); err != nil {
-			t.Fatalf("node create: %v", err)
-		}
+		peerCreates(t, node(t, script, "create", strconv.Itoa(interopFloats)))
 	})
 }
