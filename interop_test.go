@@ -132,7 +132,7 @@ func TestReadmeSharing(t *testing.T) {
 	}
 	files := map[string]string{
 		"go.mod": "module readme\n\ngo 1.26\n\n" +
-			"require (\n\tgithub.com/shmmap-go/shmmap v0.0.0\n\tgolang.org/x/sys v0.50.0\n)\n\n" +
+			"require github.com/shmmap-go/shmmap v0.0.0\n\n" +
 			"replace github.com/shmmap-go/shmmap => " + repo + "\n",
 		"go.sum": string(sum),
 		"main.go": "package main\n\nimport (\n\t\"fmt\"\n\t\"os\"\n\t\"os/exec\"\n\t\"strconv\"\n\n" +
