@@ -340,7 +340,7 @@ func TestEINTR(t *testing.T) {
 	defer func() { close(stop); wg.Wait() }()
 
 	for _, opts := range [][]Option{nil, {Populate()}} {
-		const size = 3<<30 + 12345
+		size := bigInt(t, 3<<30+12345)
 		key, data, err := Create(size, opts...)
 		if err != nil {
 			t.Fatal(err)

@@ -59,7 +59,7 @@ const fuzzCreateLimit = 64 << 20
 // FuzzSize: any size for Create, Read and ReadWrite gives an error or a
 // slice of exactly that size, never a panic or a fault.
 func FuzzSize(f *testing.F) {
-	for _, n := range []int{0, 1, -1, 4095, 4096, 4097, 1 << 20, maxSize, maxSize + 1, -maxSize, 1<<63 - 1, -1 << 63} {
+	for _, n := range ints(0, 1, -1, 4095, 4096, 4097, 1<<20, maxSize, maxSize+1, -maxSize, 1<<63-1, -1<<63) {
 		f.Add(n)
 	}
 	key := foreignSegment(f, 8192) // Release of an attachment keeps its name

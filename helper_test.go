@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -237,4 +238,26 @@ func newSegment(t *testing.T, keys *keySet, size int) (string, []byte) {
 	keys.add(key)
 	t.Cleanup(func() { Release(key) })
 	return key, data
+}
+
+// bigInt returns x as an int, or skips t where an int cannot hold it (on
+// 32-bit systems), so that tests of large sizes compile everywhere.
+func bigInt(t testing.TB, x int64) int {
+	t.Helper()
+	if int64(int(x)) != x {
+		t.Skipf("%d does not fit in a %d-bit int", x, strconv.IntSize)
+	}
+	return int(x)
+}
+
+// ints returns those of xs that an int can hold: a table of sizes for
+// every system.
+func ints(xs ...int64) []int {
+	var out []int
+	for _, x := range xs {
+		if int64(int(x)) == x {
+			out = append(out, int(x))
+		}
+	}
+	return out
 }

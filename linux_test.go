@@ -284,12 +284,16 @@ func TestCreateFailureLeavesNothing(t *testing.T) {
 	if err := unix.Statfs(shmDir, &st); err != nil {
 		t.Fatal(err)
 	}
-	tooBig := int(st.Blocks*uint64(st.Bsize)) + 1<<30
-	if tooBig > maxSize {
+	total := st.Blocks * uint64(st.Bsize)
+	if total+1<<30 > maxSize {
 		t.Skip("/dev/shm is as large as the address space")
 	}
+	tooBig := int(total + 1<<30)
 	before := names(t)
-	_, _, err := Create(tooBig)
+	key, _, err := Create(tooBig)
+	if err == nil {
+		Release(key)
+	}
 	if !errors.Is(err, syscall.ENOSPC) {
 		t.Fatalf("Create(%d) on a %d-byte /dev/shm: %v, want ENOSPC", tooBig, st.Blocks*uint64(st.Bsize), err)
 	}

@@ -87,31 +87,11 @@ func shmUnlink(name string, size int) error {
 	return nil
 }
 
-// fstat, closeFD, mmapFD and munmap: see "Raw syscalls" above.
-
-func fstat(fd int, st *unix.Stat_t) error {
-	if _, _, errno := unix.RawSyscall(unix.SYS_FSTAT, uintptr(fd), uintptr(unsafe.Pointer(st)), 0); errno != 0 {
-		return errno
-	}
-	return nil
-}
+// closeFD and munmap: see "Raw syscalls" above; fstat and mmapFD are in
+// raw_linux.go or, on architectures where they differ, portable_linux.go.
 
 func closeFD(fd int) {
 	unix.RawSyscall(unix.SYS_CLOSE, uintptr(fd), 0, 0)
-}
-
-func mmapFD(fd, size, prot, flags int) (unsafe.Pointer, error) {
-	call := unix.RawSyscall6
-	if flags&unix.MAP_POPULATE != 0 && size > rawLimit {
-		call = unix.Syscall6
-	}
-	p, _, errno := call(unix.SYS_MMAP, 0, uintptr(size), uintptr(prot), uintptr(flags), uintptr(fd), 0)
-	if errno != 0 {
-		return nil, errno
-	}
-	// The address is outside the Go heap; the double conversion tells vet
-	// that this uintptr is not a Go pointer that could have moved.
-	return *(*unsafe.Pointer)(unsafe.Pointer(&p)), nil
 }
 
 func munmap(b []byte) error {

@@ -266,7 +266,9 @@ func TestKeyForms(t *testing.T) {
 
 func TestBadSizes(t *testing.T) {
 	keys := checkLeaks(t)
-	for _, size := range []int{0, -1, -4096, math.MinInt, maxSize + 1, math.MaxInt} {
+	// math.MaxInt64 and MinInt64 are left out where an int cannot hold
+	// them; on 32-bit systems maxSize is math.MaxInt, a valid size.
+	for _, size := range ints(0, -1, -4096, math.MinInt32, math.MinInt64, maxSize+1, math.MaxInt64) {
 		key, data, err := Create(size)
 		if !errors.Is(err, ErrInvalidSize) || key != "" || data != nil {
 			t.Errorf("Create(%d) = %q, %d bytes, %v; want ErrInvalidSize", size, key, len(data), err)
@@ -275,7 +277,7 @@ func TestBadSizes(t *testing.T) {
 
 	const size = 8192
 	key, _ := newSegment(t, keys, size)
-	for _, n := range []int{-1, math.MinInt, size + 1, 1 << 40, maxSize + 1, math.MaxInt} {
+	for _, n := range ints(-1, math.MinInt, size+1, 1<<40, maxSize+1, math.MaxInt) {
 		if _, err := Read(key, n); !errors.Is(err, ErrInvalidSize) {
 			t.Errorf("Read(key, %d) of %d bytes: %v, want ErrInvalidSize", n, size, err)
 		}
@@ -440,19 +442,19 @@ func TestLarge(t *testing.T) {
 		t.Skip("reserves 4 GiB of shared memory")
 	}
 	keys := checkLeaks(t)
-	const size = 4<<30 + 4097
+	size, at4GiB := bigInt(t, 4<<30+4097), bigInt(t, 1<<32)
 	key, data := newSegment(t, keys, size)
 	if len(data) != size {
 		t.Fatalf("len = %d, want %d", len(data), size)
 	}
 	data[size-1] = 1
-	data[1<<32] = 2
+	data[at4GiB] = 2
 	b, err := Read(key, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(b) != size || b[size-1] != 1 || b[1<<32] != 2 {
-		t.Fatalf("Read(key, 0): %d bytes, last %d, at 4 GiB %d", len(b), b[size-1], b[1<<32])
+	if len(b) != size || b[size-1] != 1 || b[at4GiB] != 2 {
+		t.Fatalf("Read(key, 0): %d bytes, last %d, at 4 GiB %d", len(b), b[size-1], b[at4GiB])
 	}
 	if err := Release(key); err != nil {
 		t.Fatal(err)

@@ -6,7 +6,8 @@ import (
 	"unsafe"
 )
 
-// ErrAlignment: View of bytes whose address is not aligned for the type.
+// ErrAlignment: View of bytes whose address is not a multiple of the
+// type's size.
 var ErrAlignment = errors.New("shmmap: misaligned")
 
 // Number is the fixed-size numeric types that View can see bytes as: those
@@ -24,16 +25,19 @@ type Number interface {
 // long as b is, that is until Release.
 //
 // len(b) must be a multiple of T's size, else the error wraps
-// ErrInvalidSize, and b's address a multiple of T's alignment, else it wraps
-// ErrAlignment. A segment's start is page-aligned, so a view at offset 0, or
-// at any offset that is a multiple of 8, suits every T.
+// ErrInvalidSize, and b's address a multiple of T's size too (its natural
+// alignment), else it wraps ErrAlignment. That is stricter than Go's own
+// rule on 32-bit systems, where a uint64 may sit at a multiple of 4: the
+// same offsets then work on every system, and for sync/atomic, which needs
+// 64-bit words 8-aligned everywhere. A segment's start is page-aligned, so a
+// view at offset 0, or at any offset that is a multiple of 8, suits every T.
 //
 // sync/atomic works across processes on an aligned 32- or 64-bit word of a
 // shared segment: atomic.AddUint64(&View[uint64](data)[0], 1) in two
 // processes at once loses no increment.
 func View[T Number](b []byte) ([]T, error) {
 	var zero T
-	size, align := int(unsafe.Sizeof(zero)), uintptr(unsafe.Alignof(zero))
+	size := int(unsafe.Sizeof(zero))
 	if len(b)%size != 0 {
 		return nil, fmt.Errorf("%w: %d bytes are not a whole number of %d-byte %T values", ErrInvalidSize, len(b), size, zero)
 	}
@@ -41,8 +45,8 @@ func View[T Number](b []byte) ([]T, error) {
 		return []T{}, nil
 	}
 	p := unsafe.Pointer(unsafe.SliceData(b))
-	if uintptr(p)%align != 0 {
-		return nil, fmt.Errorf("%w: address %p is not a multiple of %d, the alignment of %T", ErrAlignment, p, align, zero)
+	if uintptr(p)%uintptr(size) != 0 {
+		return nil, fmt.Errorf("%w: address %p is not a multiple of %d, the size of %T", ErrAlignment, p, size, zero)
 	}
 	return unsafe.Slice((*T)(p), len(b)/size), nil
 }

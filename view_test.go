@@ -43,6 +43,13 @@ func TestView(t *testing.T) {
 			t.Errorf("View[uint64] of %d bytes at offset %d: %v, want %v", len(tc.b), cap(data)-cap(tc.b), err, tc.want)
 		}
 	}
+	// Natural alignment for every size, on 32-bit systems too.
+	if _, err := View[int16](data[1:3]); !errors.Is(err, ErrAlignment) {
+		t.Errorf("View[int16] at offset 1: %v, want ErrAlignment", err)
+	}
+	if _, err := View[float32](data[2:6]); !errors.Is(err, ErrAlignment) {
+		t.Errorf("View[float32] at offset 2: %v, want ErrAlignment", err)
+	}
 	if v, err := View[int32](nil); err != nil || len(v) != 0 {
 		t.Fatalf("View of nothing: %v, %v", v, err)
 	}

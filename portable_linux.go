@@ -1,0 +1,23 @@
+//go:build linux && !(amd64 || arm64 || riscv64 || ppc64 || ppc64le)
+
+package shmmap
+
+import (
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// Elsewhere fstat and mmap differ by architecture: fstat64 and mmap2 on
+// 32-bit systems, a kernel stat struct that x/sys converts on mips64 and
+// loong64, old_mmap's argument block on s390x. x/sys knows each, so these
+// go through it, at the cost of the scheduler hand-off that the raw calls
+// of raw_linux.go avoid.
+
+func fstat(fd int, st *unix.Stat_t) error {
+	return unix.Fstat(fd, st)
+}
+
+func mmapFD(fd, size, prot, flags int) (unsafe.Pointer, error) {
+	return unix.MmapPtr(fd, 0, nil, uintptr(size), prot, flags)
+}
