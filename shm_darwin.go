@@ -78,16 +78,11 @@ func shmUnlink(name string, size int) error {
 	return nil
 }
 
-// fstat, closeFD, mmapFD and munmap are the plain x/sys calls on macOS;
-// see shm_linux.go for why Linux makes some of them raw.
-
-func fstat(fd int, st *unix.Stat_t) error { return unix.Fstat(fd, st) }
+// closeFD and munmap are the plain x/sys calls on macOS, and so are fstat
+// and mmapFD (xsys.go); see shm_linux.go for why Linux makes some of them
+// raw.
 
 func closeFD(fd int) { unix.Close(fd) }
-
-func mmapFD(fd, size, prot, flags int) (unsafe.Pointer, error) {
-	return unix.MmapPtr(fd, 0, nil, uintptr(size), prot, flags)
-}
 
 func munmap(b []byte) error {
 	return unix.MunmapPtr(unsafe.Pointer(unsafe.SliceData(b)), uintptr(len(b)))

@@ -88,7 +88,7 @@ func shmUnlink(name string, size int) error {
 }
 
 // closeFD and munmap: see "Raw syscalls" above; fstat and mmapFD are in
-// raw_linux.go or, on architectures where they differ, portable_linux.go.
+// raw_linux.go or, on architectures where they differ, xsys.go.
 
 func closeFD(fd int) {
 	unix.RawSyscall(unix.SYS_CLOSE, uintptr(fd), 0, 0)
