@@ -101,10 +101,6 @@ func initSegment(fd, size int) (op string, err error) {
 // unsupported (macOS cannot list shm names).
 func processStart(pid int) (uint64, error) { return 0, nil }
 
-var errNoEnt error = unix.ENOENT
-
-func geteuid() int { return unix.Geteuid() }
-
 // list is unsupported: macOS has no interface that lists shm names
 // (shm_open(2) objects live in the kernel, not in a filesystem).
 func list() ([]Segment, error) {

@@ -182,10 +182,6 @@ func processStart(pid int) (uint64, error) {
 	return strconv.ParseUint(string(fields[19]), 10, 64)
 }
 
-var errNoEnt error = unix.ENOENT
-
-func geteuid() int { return os.Geteuid() }
-
 // list reads /dev/shm. A creator is alive if /proc/<pid>/stat exists and
 // records the start time that the key does.
 func list() ([]Segment, error) {

@@ -2,7 +2,10 @@ package shmmap
 
 import (
 	"io/fs"
+	"os"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // A Segment describes a shared memory segment, as List reports it.
@@ -50,7 +53,7 @@ func Sweep() (removed []string, err error) {
 	if err != nil {
 		return nil, err
 	}
-	uid := geteuid()
+	uid := os.Geteuid()
 	for _, s := range segs {
 		if s.Creator == 0 || s.CreatorAlive || s.UID != uid {
 			continue
@@ -58,7 +61,7 @@ func Sweep() (removed []string, err error) {
 		switch err := shmUnlink(s.Key, -1); err {
 		case nil:
 			removed = append(removed, s.Key)
-		case errNoEnt: // swept by another process meanwhile
+		case unix.ENOENT: // swept by another process meanwhile
 		default:
 			return removed, &fs.PathError{Op: "shm_unlink", Path: s.Key, Err: err}
 		}
