@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"os"
+	"strings"
 	"sync/atomic"
 )
 
@@ -92,7 +93,7 @@ func parseKey(name string) (pid int, start uint64, ok bool) {
 	widths := [3]int{pidDigits, startDigits, randDigits}
 	for i, w := range widths {
 		for _, c := range []byte(digits[:w]) {
-			d := digitValue(c)
+			d := strings.IndexByte(base62, c)
 			if d < 0 {
 				return 0, 0, false
 			}
@@ -109,15 +110,3 @@ func parseKey(name string) (pid int, start uint64, ok bool) {
 // pidMaxLimit is the largest pid Linux can give (PID_MAX_LIMIT, 2^22);
 // macOS's are smaller.
 const pidMaxLimit = 1 << 22
-
-func digitValue(c byte) int {
-	switch {
-	case '0' <= c && c <= '9':
-		return int(c - '0')
-	case 'A' <= c && c <= 'Z':
-		return int(c-'A') + 10
-	case 'a' <= c && c <= 'z':
-		return int(c-'a') + 36
-	}
-	return -1
-}
