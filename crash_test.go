@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shmmap-go/shmmap/internal/sweeplock"
 	"golang.org/x/sys/unix"
 )
 
@@ -69,6 +70,7 @@ func startHolder(t *testing.T, keys *keySet, n int) ([]string, *exec.Cmd, func()
 
 func TestSweep(t *testing.T) {
 	keys := checkLeaks(t)
+	sweeplock.Lock(t)
 	deadKeys, dead, _ := startHolder(t, keys, 3)
 	liveKeys, _, _ := startHolder(t, keys, 2)
 	if err := dead.Process.Kill(); err != nil {
@@ -162,6 +164,7 @@ func TestSweepReusedPid(t *testing.T) {
 	// A key naming this very process but another start time: the pid is
 	// alive, yet the creator is not (the pid was reused).
 	keys := checkLeaks(t)
+	sweeplock.Lock(t)
 	key := mustKey(t)
 	start, err := processStart(os.Getpid())
 	if err != nil {

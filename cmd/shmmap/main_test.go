@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/shmmap-go/shmmap"
+	"github.com/shmmap-go/shmmap/internal/sweeplock"
 )
 
 // shmmapCmd builds the command once per test binary and returns its path.
@@ -94,6 +95,7 @@ func TestCommand(t *testing.T) {
 	}
 
 	// sweep leaves a live creator's segment; --json prints an array.
+	sweeplock.Lock(t)
 	out, _, code = runCmd(t, bin, "sweep", "--json")
 	var removed []string
 	if err := json.Unmarshal([]byte(out), &removed); code != 0 || err != nil {
