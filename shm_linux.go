@@ -207,8 +207,10 @@ func list() ([]Segment, error) {
 			Changed: time.Unix(st.Ctim.Unix()),
 		}
 		if pid, start, ok := parseKey(key); ok && pid > 0 {
-			s.Creator = pid
-			s.CreatorAlive = alive(pid, start)
+			s.Creator = CreatorGone
+			if alive(pid, start) {
+				s.Creator = CreatorAlive
+			}
 		}
 		segs = append(segs, s)
 	}

@@ -92,6 +92,10 @@ var (
 	ErrInvalidSize = errors.New("shmmap: invalid size")
 	// ErrNotMapped: Release of a key that this process does not hold.
 	ErrNotMapped = errors.New("shmmap: key not mapped by this process")
+	// ErrNotSegment: the key names a file that is not a shared memory
+	// segment (a FIFO, directory, socket or device that someone put in
+	// the shm directory under that name).
+	ErrNotSegment = errors.New("shmmap: not a shared memory segment")
 )
 
 // maxSize is the largest segment Create makes and the largest mapping Read

@@ -13,14 +13,49 @@ type Segment struct {
 	Key     string      // with its leading slash
 	Size    int64       // in bytes
 	Mode    fs.FileMode // permission bits
-	UID     int         // owner
+	UID     int         // owner, as this process' user namespace sees it
 	Changed time.Time   // status change time (ctime): for a segment that Create made, when it was made
 
-	// For keys made by this package's Create: the creating process, and
-	// whether it is still running (the same pid and the same start time, so
-	// that a reused pid does not count). Creator is 0 for other keys.
-	Creator      int
-	CreatorAlive bool
+	// Creator tells whether the process that made the segment with this
+	// package's Create still holds it; CreatorNone for another program's.
+	Creator Creator
+}
+
+// Creator is what List can tell of the process that made a segment. The
+// kernel vouches for it: Create's process holds a lock on the segment for
+// as long as it owns the name (until Release or Unlink, or until it exits
+// or is killed), and List asks the kernel whether anyone holds it. That
+// holds whatever pid, time or user namespace the creator and the asker run
+// in, as long as they share the shm filesystem.
+type Creator uint8
+
+const (
+	// CreatorNone: the segment was not made by this package's Create (its
+	// key does not have Create's form), so nothing tells of its maker.
+	CreatorNone Creator = iota
+	// CreatorUnknown: made by Create, but this process may not open it to
+	// ask (another user's segment); Sweep would leave it alone.
+	CreatorUnknown
+	// CreatorAlive: the creating process still holds the segment; Sweep
+	// leaves it alone.
+	CreatorAlive
+	// CreatorGone: no process holds the segment: its creator exited or was
+	// killed without releasing it. Sweep removes it if it is this user's.
+	CreatorGone
+)
+
+// String returns "-", "?", "yes" or "no", for CreatorNone, CreatorUnknown,
+// CreatorAlive and CreatorGone, as shmmap ls prints them under ALIVE.
+func (c Creator) String() string {
+	switch c {
+	case CreatorUnknown:
+		return "?"
+	case CreatorAlive:
+		return "yes"
+	case CreatorGone:
+		return "no"
+	}
+	return "-"
 }
 
 // List returns every POSIX shared memory segment that this process can see,
@@ -55,7 +90,7 @@ func Sweep() (removed []string, err error) {
 	}
 	uid := os.Geteuid()
 	for _, s := range segs {
-		if s.Creator == 0 || s.CreatorAlive || s.UID != uid {
+		if s.Creator != CreatorGone || s.UID != uid {
 			continue
 		}
 		switch err := shmUnlink(s.Key, -1); err {
