@@ -15,8 +15,8 @@ import (
 // the same workloads in the peers' JSON form, run beside C, Python and node).
 
 func init() {
-	helpers["sum"] = helperSum
-	helpers["noop"] = func(...string) error { return nil }
+	registerHelper("sum", helperSum)
+	registerHelper("noop", func(...string) error { return nil })
 }
 
 var sizes = []struct {

@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -19,180 +18,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/shmmap-go/shmmap/internal/sweeplock"
 	"golang.org/x/sys/unix"
 )
 
 func init() {
-	helpers["hold"] = helperHold
-	helpers["emfile"] = helperEMFILE
-	helpers["enomem"] = helperENOMEM
-	helpers["scribble"] = helperScribble
-	helpers["stress"] = helperStress
-}
-
-// helperHold N: creates N segments, prints their keys, and waits for stdin
-// to close (or to be killed).
-func helperHold(args ...string) error {
-	n, _ := strconv.Atoi(args[0])
-	for range n {
-		key, _, err := Create(4096)
-		if err != nil {
-			return err
-		}
-		fmt.Println(key)
-	}
-	fmt.Println("ready")
-	waitStdinClosed()
-	return nil
-}
-
-// startHolder starts a hold helper and returns its keys and its command.
-func startHolder(t *testing.T, keys *keySet, n int) ([]string, *exec.Cmd, func()) {
-	t.Helper()
-	cmd, stdin, r, _ := startHelper(t, "hold", strconv.Itoa(n))
-	var made []string
-	t.Cleanup(func() { // runs before startHelper's, which then kills the holder
-		for _, k := range made {
-			os.Remove(shmDir + k)
-		}
-	})
-	for {
-		line := readLine(t, r)
-		if line == "ready" {
-			break
-		}
-		made = append(made, line)
-		keys.add(line)
-	}
-	return made, cmd, func() { stdin.Close() }
-}
-
-func TestSweep(t *testing.T) {
-	keys := checkLeaks(t)
-	sweeplock.Lock(t)
-	deadKeys, dead, _ := startHolder(t, keys, 3)
-	liveKeys, _, _ := startHolder(t, keys, 2)
-	if err := dead.Process.Kill(); err != nil {
-		t.Fatal(err)
-	}
-	dead.Wait()
-
-	// Names that look like this package's but are not, and one of this
-	// package's owned by another user (root could remove it: Sweep must not).
-	lookalikes := []string{
-		"shmmap_" + deadKeys[0][8:len(deadKeys[0])-1],         // one short
-		"shmmap_" + deadKeys[0][8:len(deadKeys[0])-1] + "-",   // a bad digit
-		"shmmap-" + deadKeys[0][8:],                           // another prefix
-		"xshmmap_" + deadKeys[0][8:len(deadKeys[0])-1],        // another prefix, same length
-		"shmmap_0000" + deadKeys[0][12:],                      // pid 0
-		"shmmap_" + strings.Repeat("z", 4) + deadKeys[0][12:], // a pid past pid_max
-	}
-	for _, name := range lookalikes {
-		plantSegment(t, keys, name, 10)
-	}
-	var foreign string
-	if os.Geteuid() == 0 {
-		foreign = "shmmap_" + deadKeys[1][8:len(deadKeys[1])-1] + "Z"
-		plantSegment(t, keys, foreign, 10)
-		if err := os.Chown(shmDir+"/"+foreign, 65534, 65534); err != nil {
-			t.Fatal(err)
-		}
-		// Its creator is the dead holder: only the owner keeps it.
-		if pid, _, ok := parseKey("/" + foreign); !ok || pid != dead.Process.Pid {
-			t.Fatalf("foreign key %q does not name the dead holder", foreign)
-		}
-	}
-	var pyName string
-	if py, err := exec.LookPath("python3"); err == nil {
-		cmd := exec.Command(py, "-c", `import sys
-from multiprocessing import shared_memory
-s = shared_memory.SharedMemory(create=True, size=100)
-print(s.name, flush=True)
-sys.stdin.read()
-s.close(); s.unlink()`)
-		stdin, _ := cmd.StdinPipe()
-		out, _ := cmd.StdoutPipe()
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { stdin.Close(); cmd.Wait() })
-		pyName = strings.TrimPrefix(readLine(t, bufio.NewReader(out)), "/")
-		keys.add("/" + pyName)
-	}
-
-	removed, err := Sweep()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, k := range deadKeys {
-		if !slices.Contains(removed, k) {
-			t.Errorf("Sweep did not remove %s of a killed process (removed %q)", k, removed)
-		}
-		if _, err := os.Stat(shmDir + k); !errors.Is(err, fs.ErrNotExist) {
-			t.Errorf("%s still exists: %v", k, err)
-		}
-	}
-	mustStay := append(append([]string{}, liveKeys...), prefixAll("/", lookalikes)...)
-	if foreign != "" {
-		mustStay = append(mustStay, "/"+foreign)
-	}
-	if pyName != "" {
-		mustStay = append(mustStay, "/"+pyName)
-	} else {
-		t.Log("no python3: the SharedMemory case was not run")
-	}
-	for _, k := range mustStay {
-		if slices.Contains(removed, k) {
-			t.Errorf("Sweep removed %s", k)
-		}
-		if _, err := os.Stat(shmDir + k); err != nil {
-			t.Errorf("%s is gone: %v", k, err)
-		}
-	}
-}
-
-func prefixAll(p string, list []string) []string {
-	out := make([]string, len(list))
-	for i, s := range list {
-		out[i] = p + s
-	}
-	return out
-}
-
-func TestSweepReusedPid(t *testing.T) {
-	// A key naming this very process but another start time: the pid is
-	// alive, yet the creator is not (the pid was reused).
-	keys := checkLeaks(t)
-	sweeplock.Lock(t)
-	key := mustKey(t)
-	start, err := processStart(os.Getpid())
-	if err != nil {
-		t.Fatal(err)
-	}
-	var b [startDigits]byte
-	putBase62(b[:], start+1)
-	stale := key[:len(keyPrefix)+pidDigits] + string(b[:]) + key[len(keyPrefix)+pidDigits+startDigits:]
-	plantSegment(t, keys, stale[1:], 10)
-	if pid, _, _ := parseKey(stale); pid != os.Getpid() {
-		t.Fatalf("stale key %q does not name this process", stale)
-	}
-	removed, err := Sweep()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !slices.Contains(removed, stale) {
-		t.Fatalf("Sweep kept %s, whose pid was reused by a later process (removed %q)", stale, removed)
-	}
-	// And this process' own live segment stays.
-	own, _ := newSegment(t, keys, 10)
-	removed, err = Sweep()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if slices.Contains(removed, own) {
-		t.Fatalf("Sweep removed %s of a live process", own)
-	}
+	registerHelper("emfile", helperEMFILE)
+	registerHelper("enomem", helperENOMEM)
+	registerHelper("scribble", helperScribble)
+	registerHelper("stress", helperStress)
 }
 
 // helperEMFILE KEY: lowers RLIMIT_NOFILE and opens /dev/null until no fd
@@ -214,7 +47,7 @@ func helperEMFILE(args ...string) error {
 		}
 		fillers = append(fillers, fd)
 	}
-	_, _, cerr := Create(4096)
+	key, _, cerr := Create(4096)
 	_, rerr := ReadWrite(args[0], 0)
 	for _, fd := range fillers {
 		unix.Close(fd)
@@ -225,21 +58,20 @@ func helperEMFILE(args ...string) error {
 	if !errors.Is(rerr, syscall.EMFILE) {
 		return fmt.Errorf("ReadWrite with no fd left: %v, want EMFILE", rerr)
 	}
+	if key != "" {
+		return fmt.Errorf("Create with no fd left returned key %q", key)
+	}
+	var pe *fs.PathError
+	if errors.As(cerr, &pe) && pe.Path != "" {
+		if _, err := os.Lstat(shmDir + pe.Path); !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("failed Create left %s: %v", pe.Path, err)
+		}
+	}
 	return ownLeftovers()
 }
 
-// ownLeftovers fails if /dev/shm holds a name that this process created,
-// or this process an fd or mapping of /dev/shm.
+// ownLeftovers fails if this process holds an fd or mapping of /dev/shm.
 func ownLeftovers() error {
-	ents, err := os.ReadDir(shmDir)
-	if err != nil {
-		return err
-	}
-	for _, e := range ents {
-		if pid, _, ok := parseKey("/" + e.Name()); ok && pid == os.Getpid() {
-			return fmt.Errorf("left %s in /dev/shm", e.Name())
-		}
-	}
 	fds, _ := os.ReadDir("/proc/self/fd")
 	for _, e := range fds {
 		if target, _ := os.Readlink("/proc/self/fd/" + e.Name()); strings.HasPrefix(target, "/dev/shm/") {
@@ -430,18 +262,25 @@ func TestTruncatedByAnother(t *testing.T) {
 }
 
 // helperStress ROUNDS: 8 goroutines create, attach, write, verify and
-// release ROUNDS times each, then print "done" and wait for stdin to close,
-// so that the parent can inspect this process from outside.
+// release ROUNDS times each, then print the keys made and "done" and wait
+// for stdin to close, so that the parent can inspect this process from
+// outside.
 func helperStress(args ...string) error {
 	rounds, _ := strconv.Atoi(args[0])
 	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var made []string
 	errs := make(chan error, 8)
 	for g := range 8 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for r := range rounds {
-				if err := roundTrip(4096*(1+(g+r)%8)+r, func(string) {}); err != nil {
+				if err := roundTrip(4096*(1+(g+r)%8)+r, func(key string) {
+					mu.Lock()
+					made = append(made, key)
+					mu.Unlock()
+				}); err != nil {
 					errs <- err
 					return
 				}
@@ -452,6 +291,9 @@ func helperStress(args ...string) error {
 	close(errs)
 	for err := range errs {
 		return err
+	}
+	for _, key := range made {
+		fmt.Println(key)
 	}
 	fmt.Println("done")
 	waitStdinClosed()
@@ -478,9 +320,17 @@ func TestStress(t *testing.T) {
 		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
 		ps = append(ps, proc{cmd, func() { stdin.Close() }, bufio.NewReader(out)})
 	}
+	var made []string
 	for _, p := range ps {
-		if line := readLine(t, p.lines); line != "done" {
-			t.Fatalf("stress helper printed %q", line)
+		for {
+			line := readLine(t, p.lines)
+			if line == "done" {
+				break
+			}
+			if !isCreateKey(line) {
+				t.Fatalf("stress helper printed %q", line)
+			}
+			made = append(made, line)
 		}
 		// From outside: no fd and no mapping of /dev/shm in the helper.
 		pid := p.cmd.Process.Pid
@@ -507,14 +357,12 @@ func TestStress(t *testing.T) {
 		}
 	}
 	// And no name of theirs is left.
-	ents, _ := os.ReadDir(shmDir)
-	for _, e := range ents {
-		if pid, _, ok := parseKey("/" + e.Name()); ok {
-			for _, p := range ps {
-				if p.cmd.Process.Pid == pid {
-					t.Errorf("stress helper %d left %s", pid, e.Name())
-				}
-			}
+	if len(made) != procs*rounds*8 {
+		t.Errorf("the helpers made %d segments, want %d", len(made), procs*rounds*8)
+	}
+	for _, key := range made {
+		if _, err := os.Lstat(shmDir + key); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("a stress helper left %s: %v", key, err)
 		}
 	}
 }

@@ -4,12 +4,14 @@ import (
 	"fmt"
 	"log"
 	"os"
+	"time"
 
 	"github.com/shmmap-go/shmmap"
 )
 
-// List shows every segment on the machine, whoever made it; keys made by
-// this package also tell their creator. (On macOS List is unsupported.)
+// List shows every segment on the machine, whoever made it; for keys made
+// by Create it also tells whether the creator still holds the segment.
+// (On macOS List is unsupported.)
 func ExampleList() {
 	key, _, err := shmmap.Create(1 << 20)
 	if err != nil {
@@ -23,23 +25,40 @@ func ExampleList() {
 	}
 	for _, s := range segs {
 		if s.Key == key {
-			fmt.Println(s.Size, s.Mode, s.Creator == os.Getpid(), s.CreatorAlive)
+			fmt.Println(s.Size, s.Mode, s.Creator == shmmap.CreatorAlive)
 		}
 	}
-	// Output: 1048576 -rw------- true true
+	// Output: 1048576 -rw------- true
 }
 
-// A Segment describes one segment, as List finds it.
+// A Segment describes one segment, as List finds it: here a segment that
+// another program made, which List can tell nothing of the creator of, and
+// one of Create's, whose creator (this process) is alive.
 func ExampleSegment() {
+	key, _, err := shmmap.Create(4096)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer shmmap.Release(key)
+	foreign := "/dev/shm/example_segment"
+	if err := os.WriteFile(foreign, make([]byte, 100), 0o600); err != nil {
+		log.Fatal(err)
+	}
+	defer os.Remove(foreign)
+
 	segs, err := shmmap.List()
 	if err != nil {
 		log.Fatal(err)
 	}
 	for _, s := range segs {
-		if s.Creator != 0 && !s.CreatorAlive {
-			fmt.Printf("%s: %d bytes left by process %d, made %s\n", s.Key, s.Size, s.Creator, s.Changed.Format("15:04"))
+		if s.Key == key || s.Key == "/example_segment" {
+			fmt.Printf("%d bytes, %v, made %s ago at most, creator alive: %v\n",
+				s.Size, s.Mode, time.Since(s.Changed).Round(time.Hour), s.Creator)
 		}
 	}
+	// Unordered output:
+	// 4096 bytes, -rw-------, made 0s ago at most, creator alive: yes
+	// 100 bytes, -rw-------, made 0s ago at most, creator alive: -
 }
 
 // Sweep at service start removes what crashed processes left behind. It
@@ -63,4 +82,27 @@ func ExampleSweep() {
 	}
 	fmt.Println("our live segment kept:", kept)
 	// Output: our live segment kept: true
+}
+
+// Creator tells whether a segment's creator still holds it. A process that
+// exits without Release leaves its segment behind, with no holder: that is
+// what Sweep removes.
+func ExampleCreator() {
+	key, _, err := shmmap.Create(4096)
+	if err != nil {
+		log.Fatal(err)
+	}
+	segs, err := shmmap.List()
+	if err != nil {
+		log.Fatal(err)
+	}
+	for _, s := range segs {
+		if s.Key == key {
+			fmt.Println("while held:", s.Creator)
+		}
+	}
+	if err := shmmap.Release(key); err != nil {
+		log.Fatal(err)
+	}
+	// Output: while held: yes
 }

@@ -14,6 +14,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -21,12 +22,43 @@ import (
 // helperEnv set; TestMain then runs the named helper instead of the tests.
 const helperEnv = "SHMMAP_TEST_HELPER"
 
+// helperUIDEnv, if set, is the uid (and gid) a helper runs as: the helper
+// process starts as root and drops to it before it does anything else.
+const helperUIDEnv = "SHMMAP_TEST_UID"
+
+// becomeUser drops every privilege for uid and gid id; "" keeps them.
+func becomeUser(id string) error {
+	if id == "" {
+		return nil
+	}
+	n, err := strconv.Atoi(id)
+	if err != nil {
+		return err
+	}
+	if err := syscall.Setgroups(nil); err != nil {
+		return err
+	}
+	if err := syscall.Setgid(n); err != nil {
+		return err
+	}
+	return syscall.Setuid(n)
+}
+
 // devShm is where Linux keeps segments; tests look there only on Linux.
 const devShm = "/dev/shm"
 
 // helpers are the child processes' commands, by name. Each prints what its
 // parent checks and exits; a failure exits 1 with the reason on stderr.
 var helpers = map[string]func(args ...string) error{}
+
+// registerHelper adds a helper command; a name used twice is a bug in the
+// tests, caught when the test binary starts.
+func registerHelper(name string, fn func(args ...string) error) {
+	if _, dup := helpers[name]; dup {
+		panic("helper " + name + " registered twice")
+	}
+	helpers[name] = fn
+}
 
 func TestMain(m *testing.M) {
 	flag.Parse()
@@ -36,7 +68,10 @@ func TestMain(m *testing.M) {
 			fmt.Fprintf(os.Stderr, "unknown helper %q\n", args)
 			os.Exit(2)
 		}
-		err := helpers[args[0]](args[1:]...)
+		err := becomeUser(os.Getenv(helperUIDEnv))
+		if err == nil {
+			err = helpers[args[0]](args[1:]...)
+		}
 		if rerr := ReleaseAll(); err == nil {
 			err = rerr
 		}
@@ -211,6 +246,24 @@ func checkLeaks(t *testing.T) *keySet {
 		}
 	})
 	return keys
+}
+
+// shmNames returns the names in /dev/shm, or none where segments are not
+// files (macOS).
+func shmNames(t *testing.T) map[string]bool {
+	t.Helper()
+	m := map[string]bool{}
+	if runtime.GOOS != "linux" {
+		return m
+	}
+	ents, err := os.ReadDir(devShm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		m[e.Name()] = true
+	}
+	return m
 }
 
 // brief describes a list by its length and first few entries.

@@ -156,6 +156,7 @@ func TestReadmeSharing(t *testing.T) {
 	// must have removed its segment when done.
 	run := func(t *testing.T, cmd *exec.Cmd, want string) {
 		t.Helper()
+		before := shmNames(t)
 		out, _ := runPeer(t, cmd)
 		if out != want {
 			t.Errorf("the README's program printed %q, want %q", out, want)
@@ -163,14 +164,12 @@ func TestReadmeSharing(t *testing.T) {
 		if runtime.GOOS != "linux" {
 			return
 		}
-		segs, err := List()
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, s := range segs {
-			if s.Creator == cmd.Process.Pid {
-				t.Errorf("the README's program left %s behind", s.Key)
-				Unlink(s.Key)
+		// A segment it left would be new, and held by no one now that
+		// the program has exited.
+		for name := range shmNames(t) {
+			if key := "/" + name; !before[name] && isCreateKey(key) && creatorState(key) == CreatorGone {
+				t.Errorf("the README's program left %s behind", key)
+				Unlink(key)
 			}
 		}
 	}

@@ -3,24 +3,24 @@ package shmmap
 import (
 	"crypto/rand"
 	"encoding/binary"
-	"os"
+	"math/bits"
 	"strings"
-	"sync/atomic"
 )
 
-// A key made by Create is keyPrefix followed by three fixed-width base62
-// numbers: the creating process' pid (4 digits, enough for Linux's largest
-// pid_max of 2^22), its start time in clock ticks since boot (6 digits, 18
-// years of uptime at 100 Hz; 0 where the system has no such notion), and 64
-// random bits from crypto/rand (11 digits). The pid and start time let Sweep
-// tell a dead creator from a live one, even after the pid is reused; the
-// random bits make keys unguessable. 29 bytes in all, within macOS's 30.
+// A key made by Create is keyPrefix followed by randDigits base62 digits of
+// 128 random bits from crypto/rand: unguessable, and unique without any
+// coordination between processes. 30 bytes in all, within every system's
+// limit. The key says nothing about its creator: liveness comes from the
+// creator's lock (see Creator), which, unlike a pid, means the same in every
+// pid, time and user namespace.
+//
+// Keys of this form with 21 digits were made by earlier versions, which
+// recorded the creator's pid and start time instead of holding a lock; they
+// are not taken for Create's, so Sweep never removes them.
 const (
-	keyPrefix   = "/shmmap_"
-	pidDigits   = 4
-	startDigits = 6
-	randDigits  = 11
-	keyLen      = len(keyPrefix) + pidDigits + startDigits + randDigits
+	keyPrefix  = "/shmmap_"
+	randDigits = 22 // 62^22 > 2^128
+	keyLen     = len(keyPrefix) + randDigits
 )
 
 const base62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
@@ -34,79 +34,35 @@ func init() {
 	rand.Read(b[:])
 }
 
-// creatorID is this process' identity as keys record it, once known.
-var creatorID atomic.Pointer[[pidDigits + startDigits]byte]
-
-// creator returns creatorID, reading it first if need be. A failure to read
-// it (out of fds, say) is Create's error and is not cached: a key with a
-// wrong start time would make Sweep take a live creator for a dead one.
-func creator() (*[pidDigits + startDigits]byte, error) {
-	if c := creatorID.Load(); c != nil {
-		return c, nil
-	}
-	start, err := processStart(os.Getpid())
-	if err != nil {
-		return nil, err
-	}
-	c := new([pidDigits + startDigits]byte)
-	putBase62(c[:pidDigits], uint64(os.Getpid()))
-	putBase62(c[pidDigits:], start)
-	creatorID.Store(c)
-	return c, nil
-}
-
 // newKey returns a fresh key for Create.
-func newKey() (string, error) {
-	c, err := creator()
-	if err != nil {
-		return "", err
-	}
-	var b [keyLen]byte
-	var r [8]byte
+func newKey() string {
+	var r [16]byte
 	rand.Read(r[:]) // never fails (Go 1.24); it would crash the program rather than return
-	n := copy(b[:], keyPrefix)
-	n += copy(b[n:], c[:])
-	putBase62(b[n:], binary.LittleEndian.Uint64(r[:]))
-	return string(b[:]), nil
-}
-
-// putBase62 writes v into b in base62, most significant digit first, padded
-// with zeros; digits that do not fit are dropped (a pid or start time that
-// large then names a different process, which Sweep treats as alive only if
-// that one is).
-func putBase62(b []byte, v uint64) {
-	for i := len(b) - 1; i >= 0; i-- {
-		b[i] = base62[v%62]
-		v /= 62
+	hi, lo := binary.LittleEndian.Uint64(r[8:]), binary.LittleEndian.Uint64(r[:8])
+	var b [keyLen]byte
+	copy(b[:], keyPrefix)
+	for i := keyLen - 1; i >= len(keyPrefix); i-- {
+		// (hi, lo) /= 62, the remainder being the digit.
+		var rem uint64
+		hi, rem = bits.Div64(0, hi, 62)
+		lo, rem = bits.Div64(rem, lo, 62)
+		b[i] = base62[rem]
 	}
+	return string(b[:])
 }
 
-// parseKey returns the pid and start time recorded in a key that Create
-// made, and ok false for any other name (one made by another program, or
-// one that merely looks alike, down to a pid no system gives).
-func parseKey(name string) (pid int, start uint64, ok bool) {
+// isCreateKey reports whether name (canonical form) has the form of the keys
+// that Create makes. Another program could make such a name too; Sweep
+// removes one only if its owner is the sweeping user and no process holds
+// its lock.
+func isCreateKey(name string) bool {
 	if len(name) != keyLen || name[:len(keyPrefix)] != keyPrefix {
-		return 0, 0, false
+		return false
 	}
-	digits := name[len(keyPrefix):]
-	var vals [3]uint64
-	widths := [3]int{pidDigits, startDigits, randDigits}
-	for i, w := range widths {
-		for _, c := range []byte(digits[:w]) {
-			d := strings.IndexByte(base62, c)
-			if d < 0 {
-				return 0, 0, false
-			}
-			vals[i] = vals[i]*62 + uint64(d)
+	for _, c := range []byte(name[len(keyPrefix):]) {
+		if strings.IndexByte(base62, c) < 0 {
+			return false
 		}
-		digits = digits[w:]
 	}
-	if vals[0] == 0 || vals[0] > pidMaxLimit {
-		return 0, 0, false // no process has that pid: not a key of Create's
-	}
-	return int(vals[0]), vals[1], true
+	return true
 }
-
-// pidMaxLimit is the largest pid Linux can give (PID_MAX_LIMIT, 2^22);
-// macOS's are smaller.
-const pidMaxLimit = 1 << 22

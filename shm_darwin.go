@@ -97,12 +97,44 @@ func initSegment(fd, size int) (op string, err error) {
 	return "ftruncate", ignoringEINTR(func() error { return unix.Ftruncate(fd, int64(size)) })
 }
 
-// processStart is 0 on macOS: keys there record the pid alone, and Sweep is
-// unsupported (macOS cannot list shm names).
-func processStart(pid int) (uint64, error) { return 0, nil }
+// holdsName: macOS has no Sweep (it cannot list shm names), so Create
+// keeps no fd and no lock; the fd is closed once the mapping exists.
+const holdsName = false
 
-// list is unsupported: macOS has no interface that lists shm names
-// (shm_open(2) objects live in the kernel, not in a filesystem).
-func list() ([]Segment, error) {
+// openNew makes segment name for Create: shm_open(2) with O_CREAT|O_EXCL,
+// mode 0600. xnu has no unnamed shm object, so the segment is named at once
+// (named is true), and lockCreator does nothing.
+func openNew(name string) (fd int, named bool, err error) {
+	fd, err = shmOpen(name, unix.O_RDWR|unix.O_CREAT|unix.O_EXCL, 0o600)
+	return fd, true, err
+}
+
+func lockCreator(fd int) error { return nil }
+
+// linkName is never called on macOS, where openNew always names the
+// segment.
+func linkName(fd int, name string) error { return unix.ENOTSUP }
+
+// isSegment is true of every fd that shm_open(2) returns: xnu keeps shm
+// names in a table of its own (bsd/kern/posix_shm.c), not in a filesystem,
+// so nothing else can stand under a name; and pshm_stat fills st_mode with
+// the object's permission bits alone, so there is no file type to check.
+func isSegment(st *unix.Stat_t) bool { return true }
+
+// explainENOMEM returns ENOMEM from mmap with what ran out.
+func explainENOMEM(size int) error {
+	return fmt.Errorf("%w: no room for %d bytes in this process' address space", unix.ENOMEM, size)
+}
+
+// listNames is unsupported: macOS has no interface that lists shm names
+// (shm_open(2) objects live in the kernel, not in a filesystem), so List
+// and Sweep never reach statSegment, creatorState or reap.
+func listNames() ([]string, error) {
 	return nil, fmt.Errorf("shmmap: macOS cannot list shared memory segments: %w", errors.ErrUnsupported)
 }
+
+func statSegment(name string) (Segment, bool) { return Segment{}, false }
+
+func creatorState(name string) Creator { return CreatorUnknown }
+
+func reap(name string) (bool, error) { return false, errors.ErrUnsupported }

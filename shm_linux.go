@@ -3,12 +3,11 @@
 package shmmap
 
 import (
-	"bytes"
-	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"strconv"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -26,13 +25,18 @@ const (
 // mapPopulate is the mmap flag of the Populate option.
 const mapPopulate = unix.MAP_POPULATE
 
+// holdsName: Create's process keeps the segment's fd, with the creator's
+// lock on it (live_linux.go), for as long as it owns the name.
+const holdsName = true
+
 // Raw syscalls. unix.Syscall tells the scheduler that the thread is leaving
 // (entersyscall/exitsyscall), so that a call that blocks does not hold up the
 // goroutines behind it; on this package's hot path that costs 0.1 to 0.4 µs a
 // call, 10 to 20% of the call itself (BENCHMARKS.md). unix.RawSyscall skips
 // it, and is used where the kernel's work is short and bounded whatever the
-// size: open and unlink of a name in a tmpfs directory, fchmod, fstat,
-// close of an fd whose file a mapping still holds, mmap without
+// size and whatever another user put in /dev/shm: open (always O_NONBLOCK:
+// see shmOpen), link and unlink of a name in a tmpfs directory, fchmod,
+// fstat, close of an fd whose file a mapping still holds, mmap without
 // MAP_POPULATE, and munmap or the last unlink of at most rawLimit bytes.
 // fallocate, and mmap with MAP_POPULATE, zero or map every page, and munmap
 // and the final unlink free every page, so they go through unix.Syscall past
@@ -43,7 +47,7 @@ const rawLimit = 1 << 20
 // negative int at run time; the paths are absolute anyway.
 var atFDCWD = unix.AT_FDCWD
 
-// shmPath holds "/dev/shm/<name>\x00" on the caller's stack, so that no call
+// shmPath holds "/dev/shm<name>\x00" on the caller's stack, so that no call
 // allocates.
 type shmPath [len(shmDir) + maxKeyLen + 1]byte
 
@@ -54,14 +58,25 @@ func (p *shmPath) ptr(name string) uintptr {
 	return uintptr(unsafe.Pointer(&p[0]))
 }
 
-// shmOpen opens segment name (canonical form, "/..."), close-on-exec.
-// O_NOFOLLOW keeps a symlink planted in /dev/shm from redirecting the open;
-// normalize has already kept the name to one component.
+// openFlags are added to every open: O_NOFOLLOW keeps a symlink planted in
+// /dev/shm from redirecting it (normalize has already kept the name to one
+// component); O_NONBLOCK keeps a FIFO planted under a key from blocking it
+// (a raw open that blocked would hold its P, and the next garbage
+// collection would wait for it for ever); O_LARGEFILE lets a 32-bit process
+// open a segment of 2 GiB or more (it is 0 on 64-bit systems, where the
+// kernel implies it), as glibc's shm_open does.
+const openFlags = unix.O_NOFOLLOW | unix.O_CLOEXEC | unix.O_NONBLOCK | unix.O_LARGEFILE
+
+// shmOpen opens segment name (canonical form, "/..."), close-on-exec. It
+// cannot block: O_NONBLOCK makes the open of a FIFO return at once, a
+// socket is ENXIO, and a regular file or directory in a tmpfs opens without
+// waiting. (A device node, which only root can put there, is opened by its
+// driver; root's files are trusted.)
 func shmOpen(name string, flag int, mode uint32) (int, error) {
 	var p shmPath
 	for {
 		fd, _, errno := unix.RawSyscall6(unix.SYS_OPENAT, uintptr(atFDCWD), p.ptr(name),
-			uintptr(flag|unix.O_NOFOLLOW|unix.O_CLOEXEC), uintptr(mode), 0, 0)
+			uintptr(flag|openFlags), uintptr(mode), 0, 0)
 		switch errno {
 		case 0:
 			return int(fd), nil
@@ -70,6 +85,67 @@ func shmOpen(name string, flag int, mode uint32) (int, error) {
 		}
 		return -1, errno
 	}
+}
+
+// noTmpfile is set once an O_TMPFILE open fails for want of support (a
+// kernel before 3.11, or a /dev/shm that is not a tmpfs).
+var noTmpfile atomic.Bool
+
+// openNew opens a new segment for Create, with mode 0 until the creator's
+// lock is taken (initSegment gives it 0600). Normally the file has no name
+// yet (O_TMPFILE: named is false), and linkName gives it one once it is
+// locked, sized and mapped. Where /dev/shm has no O_TMPFILE, it is made
+// under name with O_EXCL (named is true); with mode 0, Sweep leaves it alone
+// until initSegment has run, which is after the lock.
+func openNew(name string) (fd int, named bool, err error) {
+	if !noTmpfile.Load() {
+		fd, err := shmOpen("", unix.O_TMPFILE|unix.O_RDWR, 0)
+		switch err {
+		case nil:
+			return fd, false, nil
+		case unix.EOPNOTSUPP, unix.EISDIR, unix.EINVAL:
+			// Kernels before 3.11 take O_TMPFILE for O_DIRECTORY: EISDIR.
+			noTmpfile.Store(true)
+		default:
+			return -1, false, err
+		}
+	}
+	fd, err = shmOpen(name, unix.O_RDWR|unix.O_CREAT|unix.O_EXCL, 0)
+	return fd, true, err
+}
+
+// noEmptyPathLink is set once linkat with AT_EMPTY_PATH is refused: before
+// Linux 6.10 it needs CAP_DAC_READ_SEARCH.
+var noEmptyPathLink atomic.Bool
+
+// linkName gives the unnamed file fd (from openNew) the name name; EEXIST if
+// the name is taken. linkat(2) with AT_EMPTY_PATH links fd itself; where
+// that is refused (ENOENT), the same file is reached through
+// /proc/self/fd/N with AT_SYMLINK_FOLLOW, as linkat(2) describes.
+func linkName(fd int, name string) error {
+	var p shmPath
+	if !noEmptyPathLink.Load() {
+		var empty byte
+		_, _, errno := unix.RawSyscall6(unix.SYS_LINKAT, uintptr(fd), uintptr(unsafe.Pointer(&empty)),
+			uintptr(atFDCWD), p.ptr(name), unix.AT_EMPTY_PATH, 0)
+		if errno != unix.ENOENT {
+			if errno == 0 {
+				return nil
+			}
+			return errno
+		}
+		noEmptyPathLink.Store(true)
+	}
+	var proc [32]byte
+	n := copy(proc[:], "/proc/self/fd/")
+	n += len(strconv.AppendInt(proc[n:n], int64(fd), 10))
+	proc[n] = 0
+	_, _, errno := unix.RawSyscall6(unix.SYS_LINKAT, uintptr(atFDCWD), uintptr(unsafe.Pointer(&proc[0])),
+		uintptr(atFDCWD), p.ptr(name), unix.AT_SYMLINK_FOLLOW, 0)
+	if errno != 0 {
+		return errno
+	}
+	return nil
 }
 
 // shmUnlink removes segment name, as shm_unlink(3) does. size is the
@@ -105,19 +181,24 @@ func munmap(b []byte) error {
 	return nil
 }
 
+// isSegment reports whether st describes a segment: a regular file in
+// /dev/shm. Anyone may put a FIFO, socket or directory there under a name.
+func isSegment(st *unix.Stat_t) bool { return st.Mode&unix.S_IFMT == unix.S_IFREG }
+
 // reserveChunk bounds one fallocate call. tmpfs gives up a fallocate that a
 // signal interrupts and frees what it had allocated, and Go's runtime signals
 // its threads often, so a multi-GiB fallocate in one call could be retried
 // forever; in chunks, each retry repeats at most one chunk.
 const reserveChunk = 1 << 30
 
-// initSegment gives a new segment its mode and size. fchmod makes the mode
-// 0600 whatever the umask. fallocate(2) with mode 0 both sets the size and
-// reserves the pages, so no ftruncate is needed: a full /dev/shm is ENOSPC
-// here and not a SIGBUS at first write. Where the filesystem has no
+// initSegment gives a new, locked segment its mode and size. fchmod makes
+// the mode 0600 whatever the umask. fallocate(2) with mode 0 both sets the
+// size and reserves the pages, so no ftruncate is needed: a full /dev/shm is
+// ENOSPC here and not a SIGBUS at first write. Where the filesystem has no
 // fallocate (EOPNOTSUPP; ENODEV for some special files; ENOSYS under some
-// seccomp filters), ftruncate(2) alone sets the size. It returns the
-// failing operation's name with the error.
+// seccomp filters), ftruncate(2) alone sets the size. Offsets are int64, so
+// that a 32-bit process reserves past 2 GiB. It returns the failing
+// operation's name with the error.
 func initSegment(fd, size int) (op string, err error) {
 	if _, _, errno := unix.RawSyscall(unix.SYS_FCHMOD, uintptr(fd), 0o600, 0); errno != 0 {
 		return "fchmod", errno
@@ -132,12 +213,12 @@ func initSegment(fd, size int) (op string, err error) {
 		if err := unix.Fstatfs(fd, &st); err != nil {
 			return "fstatfs", err
 		}
-		if st.Blocks != 0 && uint64(size) > st.Bavail*uint64(st.Bsize) {
+		if st.Blocks != 0 && uint64(size) > uint64(st.Bavail)*uint64(st.Bsize) {
 			return "fallocate", unix.ENOSPC
 		}
 	}
-	for off := 0; off < size; off += reserveChunk {
-		n := min(size-off, reserveChunk)
+	for off := int64(0); off < int64(size); off += reserveChunk {
+		n := min(int64(size)-off, reserveChunk)
 		err := ignoringEINTR(func() error { return fallocate(fd, off, n) })
 		switch {
 		case err == nil:
@@ -151,87 +232,83 @@ func initSegment(fd, size int) (op string, err error) {
 }
 
 // fallocate reserves n bytes of fd at off (mode 0), raw when n is at most
-// rawLimit on a 64-bit system, where each argument is one register.
-func fallocate(fd, off, n int) error {
+// rawLimit on a 64-bit system, where each argument is one register. It is a
+// variable so that tests can make it fail.
+var fallocate = func(fd int, off, n int64) error {
 	if strconv.IntSize == 64 && n <= rawLimit {
 		if _, _, errno := unix.RawSyscall6(unix.SYS_FALLOCATE, uintptr(fd), 0, uintptr(off), uintptr(n), 0, 0); errno != 0 {
 			return errno
 		}
 		return nil
 	}
-	return unix.Fallocate(fd, 0, int64(off), int64(n))
+	return unix.Fallocate(fd, 0, off, n)
 }
 
-// processStart returns the start time of process pid in clock ticks since
-// boot, field 22 of /proc/<pid>/stat (proc(5)). Without /proc (some
-// sandboxes) it is 0, and Sweep then relies on the pid alone.
-func processStart(pid int) (uint64, error) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if errors.Is(err, fs.ErrNotExist) && pid == os.Getpid() {
-		return 0, nil // no /proc at all
+// explainENOMEM returns ENOMEM from mmap with what ran out: the process'
+// count of mappings (vm.max_map_count), or else its address space. It reads
+// /proc through a small buffer: a process at its map count cannot count on
+// the heap growing.
+func explainENOMEM(size int) error {
+	limit, count := -1, 0
+	if b, err := os.ReadFile("/proc/sys/vm/max_map_count"); err == nil {
+		limit, _ = strconv.Atoi(string(trimNewline(b)))
 	}
-	if err != nil {
-		return 0, err
+	if f, err := os.Open("/proc/self/maps"); err == nil {
+		var buf [4096]byte
+		for {
+			n, err := f.Read(buf[:])
+			for _, c := range buf[:n] {
+				if c == '\n' {
+					count++
+				}
+			}
+			if err != nil { // io.EOF at the end
+				break
+			}
+		}
+		f.Close()
 	}
-	// The command name, field 2, is in parentheses and may hold spaces and
-	// parentheses itself: count fields from the last ')'.
-	fields := bytes.Fields(b[bytes.LastIndexByte(b, ')')+1:]) // fields[0] is field 3
-	if len(fields) < 20 {
-		return 0, fmt.Errorf("shmmap: %d fields in /proc/%d/stat", len(fields), pid)
+	if limit > 0 && count+2 >= limit {
+		return fmt.Errorf("%w: this process has %d mappings, at the limit vm.max_map_count = %d (release segments, or raise the limit)", unix.ENOMEM, count, limit)
 	}
-	return strconv.ParseUint(string(fields[19]), 10, 64)
+	return fmt.Errorf("%w: no room for %d bytes in this process' address space", unix.ENOMEM, size)
 }
 
-// list reads /dev/shm. A creator is alive if /proc/<pid>/stat exists and
-// records the start time that the key does.
-func list() ([]Segment, error) {
+func trimNewline(b []byte) []byte {
+	for len(b) > 0 && (b[len(b)-1] == '\n' || b[len(b)-1] == ' ') {
+		b = b[:len(b)-1]
+	}
+	return b
+}
+
+// listNames returns the names in /dev/shm that are valid keys, in canonical
+// form.
+func listNames() ([]string, error) {
 	ents, err := os.ReadDir(shmDir)
 	if err != nil {
 		return nil, err
 	}
-	segs := make([]Segment, 0, len(ents))
+	names := make([]string, 0, len(ents))
 	for _, e := range ents {
-		key := "/" + e.Name()
-		if _, err := normalize(key); err != nil {
-			continue
+		if _, err := normalize(e.Name()); err == nil {
+			names = append(names, "/"+e.Name())
 		}
-		var st unix.Stat_t
-		if err := unix.Lstat(shmDir+key, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
-			continue // gone meanwhile, or not a segment (a symlink, a directory)
-		}
-		s := Segment{
-			Key:     key,
-			Size:    st.Size,
-			Mode:    fs.FileMode(st.Mode & 0o777),
-			UID:     int(st.Uid),
-			Changed: time.Unix(st.Ctim.Unix()),
-		}
-		if pid, start, ok := parseKey(key); ok && pid > 0 {
-			s.Creator = CreatorGone
-			if alive(pid, start) {
-				s.Creator = CreatorAlive
-			}
-		}
-		segs = append(segs, s)
 	}
-	return segs, nil
+	return names, nil
 }
 
-// startModulus: keys hold the start time modulo 62^startDigits.
-const startModulus = 62 * 62 * 62 * 62 * 62 * 62
-
-// alive reports whether process pid runs and started at start (clock
-// ticks since boot, as keys record it). A process that exists but whose
-// start time cannot be read, or a key without one, counts as alive: Sweep
-// errs on the safe side.
-func alive(pid int, start uint64) bool {
-	if err := unix.Kill(pid, 0); err == unix.ESRCH {
-		return false
+// statSegment describes segment name without opening it; ok is false if it
+// is gone or is not a segment (a symlink, a FIFO, a directory).
+func statSegment(name string) (s Segment, ok bool) {
+	var st unix.Stat_t
+	if err := unix.Lstat(shmDir+name, &st); err != nil || !isSegment(&st) {
+		return s, false
 	}
-	now, err := processStart(pid)
-	if err != nil || now == 0 || start == 0 {
-		return true
-	}
-	// The key holds the start time modulo 62^6 (see key.go).
-	return now%startModulus == start
+	return Segment{
+		Key:     name,
+		Size:    int64(st.Size),
+		Mode:    fs.FileMode(st.Mode & 0o777),
+		UID:     int(st.Uid),
+		Changed: time.Unix(st.Ctim.Unix()),
+	}, true
 }

@@ -125,16 +125,14 @@ const maxCreateTries = 100
 // If there is an error, it will be of type *fs.PathError.
 func Create(size int, opts ...Option) (key string, data []byte, err error) {
 	if size <= 0 || size > maxSize {
-		return "", nil, &fs.PathError{Op: "create", Path: "", Err: sizeError(size, "want 0 < size <= %d", maxSize)}
+		return "", nil, &fs.PathError{Op: "create", Path: "", Err: sizeError(size, fmt.Sprintf("want 0 < size <= %d", int64(maxSize)))}
 	}
 	for try := 1; ; try++ {
-		key, err = newKey()
-		if err != nil {
-			return "", nil, &fs.PathError{Op: "create", Path: "", Err: err}
-		}
-		data, err = create(key, size, mapFlags(opts))
+		key = newKey()
+		var fd int
+		data, fd, err = create(key, size, mapFlags(opts))
 		if err == nil {
-			table.add(key, data, true)
+			table.add(key, data, true, fd)
 			return key, data, nil
 		}
 		if pe, ok := err.(*fs.PathError); !ok || pe.Err != unix.EEXIST || try == maxCreateTries {
@@ -172,13 +170,13 @@ func attach(key string, size int, writable bool, flags int) ([]byte, error) {
 		return nil, &fs.PathError{Op: "shm_open", Path: key, Err: err}
 	}
 	if size < 0 || size > maxSize {
-		return nil, &fs.PathError{Op: "mmap", Path: key, Err: sizeError(size, "want 0 <= size <= %d", maxSize)}
+		return nil, &fs.PathError{Op: "mmap", Path: key, Err: sizeError(size, fmt.Sprintf("want 0 <= size <= %d", int64(maxSize)))}
 	}
 	data, err := open(name, key, size, writable, flags)
 	if err != nil {
 		return nil, err
 	}
-	table.add(name, data, false)
+	table.add(name, data, false, -1)
 	return data, nil
 }
 
@@ -260,8 +258,11 @@ func Unlink(key string) error {
 		return &fs.PathError{Op: "shm_unlink", Path: key, Err: err}
 	}
 	err = ignoringEINTR(func() error { return shmUnlink(name, -1) })
-	// A creator's Release must not remove a later segment of the same name.
-	table.forget(name)
+	// A creator's Release must not remove a later segment of the same name,
+	// and the creator no longer owns one to hold.
+	if fd := table.forget(name); fd >= 0 {
+		closeFD(fd)
+	}
 	if err != nil {
 		return &fs.PathError{Op: "shm_unlink", Path: key, Err: err}
 	}
@@ -281,7 +282,7 @@ func normalize(key string) (string, error) {
 	case strings.ContainsAny(name, "/\x00"):
 		return "", fmt.Errorf("%w: %q has a slash or NUL after its first byte", ErrInvalidKey, key)
 	case len(name)+1 > maxKeyLen:
-		return "", fmt.Errorf("%w: %q is longer than %d bytes", ErrInvalidKey, key, maxKeyLen)
+		return "", fmt.Errorf("%w: %q is %d bytes with its leading slash, more than %d", ErrInvalidKey, key, len(name)+1, maxKeyLen)
 	}
 	if len(name) == len(key) {
 		return "/" + name, nil
@@ -289,9 +290,10 @@ func normalize(key string) (string, error) {
 	return key, nil
 }
 
-// sizeError wraps ErrInvalidSize with the size and the rule it broke.
-func sizeError(size int, rule string, limit int) error {
-	return fmt.Errorf("%w %d: "+rule, ErrInvalidSize, size, limit)
+// sizeError wraps ErrInvalidSize with the size asked for and why it is
+// wrong.
+func sizeError(size int, why string) error {
+	return fmt.Errorf("%w %d: %s", ErrInvalidSize, size, why)
 }
 
 // ignoringEINTR calls fn until it returns an error other than EINTR. Go's

@@ -16,8 +16,8 @@ import (
 )
 
 func init() {
-	helpers["attach-sum"] = helperAttachSum
-	helpers["create-fill"] = helperCreateFill
+	registerHelper("attach-sum", helperAttachSum)
+	registerHelper("create-fill", helperCreateFill)
 }
 
 // fill writes i%251 at every index i; check verifies it.
@@ -226,8 +226,8 @@ func TestKeyForms(t *testing.T) {
 	if !strings.HasPrefix(key, "/") || len(key) > 30 {
 		t.Fatalf("key %q: want a leading slash and at most 30 bytes", key)
 	}
-	if _, _, ok := parseKey(key); !ok {
-		t.Fatalf("parseKey(%q) failed", key)
+	if !isCreateKey(key) {
+		t.Fatalf("isCreateKey(%q) is false", key)
 	}
 	data[0] = 9
 	b, err := Read(key[1:], 1)
@@ -250,7 +250,7 @@ func TestKeyForms(t *testing.T) {
 
 	seen := map[string]bool{}
 	for range 1000 {
-		k := mustKey(t)
+		k := newKey()
 		if seen[k] {
 			t.Fatalf("newKey repeated %q", k)
 		}
@@ -331,7 +331,7 @@ func btoi(b bool) int {
 
 func TestMissing(t *testing.T) {
 	checkLeaks(t)
-	key := mustKey(t) // never created
+	key := newKey() // never created
 	for name, err := range map[string]error{
 		"Read":      second(Read(key, 0)),
 		"ReadWrite": second(ReadWrite(key, 10)),
@@ -352,14 +352,6 @@ func TestMissing(t *testing.T) {
 
 func second(_ []byte, err error) error { return err }
 
-func mustKey(t *testing.T) string {
-	t.Helper()
-	k, err := newKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k
-}
 
 func TestReleaseSemantics(t *testing.T) {
 	keys := checkLeaks(t)

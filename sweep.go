@@ -1,11 +1,9 @@
 package shmmap
 
 import (
+	"errors"
 	"io/fs"
-	"os"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // A Segment describes a shared memory segment, as List reports it.
@@ -60,46 +58,67 @@ func (c Creator) String() string {
 
 // List returns every POSIX shared memory segment that this process can see,
 // by whichever program it was made, in no particular order. Names that
-// vanish while List runs are left out.
+// vanish while List runs are left out, and so are names that are not
+// segments (FIFOs, directories, symlinks). For a key of Create's form, List
+// opens the segment to ask whether its creator still holds it (see
+// Creator); it can ask only where it may open it.
 //
 // On Linux an error is the *fs.PathError of reading /dev/shm (wrapping
 // fs.ErrNotExist if there is none, fs.ErrPermission if it may not be read).
 // On macOS, which has no way to list shm names, List always returns an error
 // for which errors.Is(err, errors.ErrUnsupported) holds.
 func List() ([]Segment, error) {
-	return list()
-}
-
-// Sweep removes the segments that this package's Create made, that belong
-// to this process' user, and whose creating process no longer exists: the
-// leftovers of processes that crashed or were killed before Release. It
-// returns the keys it removed. It never removes a segment whose creator is
-// alive, one made by another program (Python, node, C), or another user's.
-// A segment mapped by a surviving process stays mapped there; only its name
-// goes.
-//
-// Sweep's errors are List's, and an *fs.PathError with Op "shm_unlink" for
-// a name it could not remove; it then stops and returns the keys removed so
-// far. A name that another process removes first is not an error. On macOS
-// Sweep always returns an error for which errors.Is(err,
-// errors.ErrUnsupported) holds.
-func Sweep() (removed []string, err error) {
-	segs, err := list()
+	names, err := listNames()
 	if err != nil {
 		return nil, err
 	}
-	uid := os.Geteuid()
-	for _, s := range segs {
-		if s.Creator != CreatorGone || s.UID != uid {
+	segs := make([]Segment, 0, len(names))
+	for _, name := range names {
+		s, ok := statSegment(name)
+		if !ok {
 			continue
 		}
-		switch err := shmUnlink(s.Key, -1); err {
-		case nil:
-			removed = append(removed, s.Key)
-		case unix.ENOENT: // swept by another process meanwhile
-		default:
-			return removed, &fs.PathError{Op: "shm_unlink", Path: s.Key, Err: err}
+		if isCreateKey(name) {
+			s.Creator = creatorState(name)
+		}
+		segs = append(segs, s)
+	}
+	return segs, nil
+}
+
+// Sweep removes the segments that this package's Create made, that belong
+// to this process' user, and that no process holds any more: the leftovers
+// of processes that exited, crashed or were killed before Release. It
+// returns the keys it removed. The kernel vouches for each decision (see
+// Creator), so Sweep never removes a segment whose creator is alive, in
+// whatever pid, time or user namespace either side runs, nor a segment
+// being created at the same moment, nor one made by another program
+// (Python, node, C), nor another user's, even where a user namespace shows
+// every owner as the same overflow uid. A segment mapped by a surviving
+// process stays mapped there; only its name goes.
+//
+// Sweep goes through every segment whatever fails on the way and returns,
+// with the keys it removed, List's error or every failure joined
+// (errors.Join), each an *fs.PathError naming the key. A name that another
+// process removes first is not an error. On macOS Sweep always returns an
+// error for which errors.Is(err, errors.ErrUnsupported) holds.
+func Sweep() (removed []string, err error) {
+	names, err := listNames()
+	if err != nil {
+		return nil, err
+	}
+	var errs []error
+	for _, name := range names {
+		if !isCreateKey(name) {
+			continue
+		}
+		ok, err := reap(name)
+		if ok {
+			removed = append(removed, name)
+		}
+		if err != nil {
+			errs = append(errs, err)
 		}
 	}
-	return removed, nil
+	return removed, errors.Join(errs...)
 }

@@ -10,7 +10,7 @@ import (
 )
 
 func init() {
-	helpers["atomic-add"] = helperAtomicAdd
+	registerHelper("atomic-add", helperAtomicAdd)
 }
 
 func TestView(t *testing.T) {

@@ -1,0 +1,120 @@
+//go:build linux
+
+package shmmap
+
+import (
+	"io"
+	"io/fs"
+	"os"
+
+	"golang.org/x/sys/unix"
+)
+
+// The creator's lock. Create takes a shared open file description lock
+// (fcntl(2) F_OFD_SETLK, F_RDLCK, the whole file) on the segment before it
+// has a name, and keeps that fd (close-on-exec) until Release or Unlink. The
+// kernel drops the lock when the fd's last reference goes: at Release, and
+// at exit or death of the process, however it dies. So "someone holds the
+// lock" is the kernel's word that the creator is alive, and it means the
+// same in every pid, time and user namespace that shares /dev/shm, where a
+// pid and start time mean something only in the creator's own.
+//
+// List asks with F_OFD_GETLK, which takes nothing. Sweep takes the lock
+// exclusively without waiting (F_OFD_SETLK, F_WRLCK); only if that succeeds
+// does it remove the name, while it holds the lock. OFD locks (Linux 3.15)
+// rather than flock(2): F_OFD_GETLK answers without taking a lock, and a
+// test lock in List would make a concurrent Sweep pass a dead segment over.
+
+// lockCreator takes the creator's lock on fd. A sweeper can hold the file
+// for a moment only where openNew had to name it first (no O_TMPFILE): then
+// the lock is waited for.
+func lockCreator(fd int) error {
+	lk := unix.Flock_t{Type: unix.F_RDLCK, Whence: io.SeekStart}
+	err := unix.FcntlFlock(uintptr(fd), unix.F_OFD_SETLK, &lk)
+	if err == unix.EAGAIN || err == unix.EACCES {
+		err = ignoringEINTR(func() error { return unix.FcntlFlock(uintptr(fd), unix.F_OFD_SETLKW, &lk) })
+	}
+	return err
+}
+
+// creatorState tells whether a process holds the creator's lock on segment
+// name, a key of Create's form. A segment with mode 0 is being made (see
+// openNew) and counts as alive.
+func creatorState(name string) Creator {
+	fd, err := shmOpen(name, unix.O_RDONLY, 0)
+	if err != nil {
+		return CreatorUnknown // another user's: no permission to ask
+	}
+	defer closeFD(fd)
+	var st unix.Stat_t
+	if err := fstat(fd, &st); err != nil || !isSegment(&st) {
+		return CreatorUnknown
+	}
+	if st.Mode&0o777 == 0 {
+		return CreatorAlive
+	}
+	lk := unix.Flock_t{Type: unix.F_WRLCK, Whence: io.SeekStart}
+	if err := unix.FcntlFlock(uintptr(fd), unix.F_OFD_GETLK, &lk); err != nil {
+		return CreatorUnknown
+	}
+	if lk.Type == unix.F_UNLCK {
+		return CreatorGone
+	}
+	return CreatorAlive
+}
+
+// reap removes segment name, a key of Create's form, if it is this user's
+// and no process holds the creator's lock, and reports whether it did.
+//
+// Whose a segment is, stat alone cannot tell in a user namespace that does
+// not map its owner: every unmapped owner shows as the overflow uid (65534),
+// and so does a sweeper that is itself unmapped. The kernel can: no
+// capability reaches a file whose owner the namespace does not map, so a
+// 0600 segment opens read-write there only for its real owner. So reap
+// removes only what it can open read-write *and* whose owner is the
+// sweeper's euid as this namespace shows them; outside user namespaces the
+// second test keeps root from sweeping other users' segments.
+func reap(name string) (bool, error) {
+	fd, err := shmOpen(name, unix.O_RDWR, 0)
+	switch err {
+	case nil:
+	case unix.ENOENT, unix.EACCES, unix.ELOOP, unix.ENXIO, unix.EISDIR:
+		// Gone, another user's, a symlink, a socket or a directory. (EPERM
+		// is not another user's: that is EACCES. It is an immutable file
+		// or a security module's refusal, which the caller should hear of.)
+		return false, nil
+	default:
+		return false, &fs.PathError{Op: "shm_open", Path: name, Err: err}
+	}
+	defer closeFD(fd)
+	var st unix.Stat_t
+	if err := fstat(fd, &st); err != nil {
+		return false, &fs.PathError{Op: "fstat", Path: name, Err: err}
+	}
+	if !isSegment(&st) || int(st.Uid) != os.Geteuid() || st.Mode&0o777 == 0 {
+		return false, nil // not a segment, another user's, or being made
+	}
+	lk := unix.Flock_t{Type: unix.F_WRLCK, Whence: io.SeekStart}
+	switch err := unix.FcntlFlock(uintptr(fd), unix.F_OFD_SETLK, &lk); err {
+	case nil:
+	case unix.EAGAIN, unix.EACCES:
+		return false, nil // the creator holds it (or another sweeper, deciding)
+	default:
+		return false, &fs.PathError{Op: "fcntl", Path: name, Err: err}
+	}
+	// While we hold the lock no creator can take it, but the name could
+	// have been removed and made anew since we opened it: remove it only if
+	// it still names the file we locked.
+	var now unix.Stat_t
+	if err := unix.Lstat(shmDir+name, &now); err != nil || now.Dev != st.Dev || now.Ino != st.Ino {
+		return false, nil
+	}
+	switch err := ignoringEINTR(func() error { return shmUnlink(name, -1) }); err {
+	case nil:
+		return true, nil
+	case unix.ENOENT:
+		return false, nil // removed by another process meanwhile
+	default:
+		return false, &fs.PathError{Op: "shm_unlink", Path: name, Err: err}
+	}
+}
