@@ -353,13 +353,15 @@ func TestSweepErrors(t *testing.T) {
 	errs := errors.Join(
 		&fs.PathError{Op: "shm_unlink", Path: "/shmmap_c\n", Err: syscall.EACCES},
 		&fs.PathError{Op: "shm_unlink", Path: `/shmmap_d\`, Err: syscall.EPERM},
+		errors.New("other \x1b[2J\u202e"),
 	)
 	old := sweep
 	sweep = func() ([]string, error) { return removed, errs }
 	t.Cleanup(func() { sweep = old })
 
 	wantErr := "shmmap: shm_unlink /shmmap_c\\n: permission denied\n" +
-		"shmmap: shm_unlink /shmmap_d\\\\: operation not permitted\n"
+		"shmmap: shm_unlink /shmmap_d\\\\: operation not permitted\n" +
+		"shmmap: other \\x1b[2J\\u202e\n"
 	var stdout, stderr bytes.Buffer
 	if code := run([]string{"sweep"}, &stdout, &stderr); code != 1 {
 		t.Errorf("sweep: exit %d, want 1", code)
