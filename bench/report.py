@@ -199,6 +199,9 @@ for op in ("create_release", "attach_release"):
             sys_rows.append(f"| {op} | {label} | {total}: {detail} |")
 
 alloc_rows = ["| benchmark | ns/op | allocs/op | B/op |", "| --- | --- | --- | --- |"]
+if not gob:
+    alloc_rows = ["No results: `go test -bench` failed (its output is in bench/out/gobench.txt)."]
+    print("report: no go test -bench results", file=sys.stderr)
 for name in sorted(gob):
     ns = gomed(name, "ns/op")
     al = gomed(name, "allocs/op")
