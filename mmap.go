@@ -60,6 +60,9 @@ func open(name, key string, size int, writable bool, flags int) ([]byte, error) 
 	}
 	fd, err := shmOpen(name, flag, 0)
 	if err != nil {
+		if kind := notSegment(name, err); kind != "" {
+			err = fmt.Errorf("%w: it is %s (%w)", ErrNotSegment, kind, err)
+		}
 		return nil, &fs.PathError{Op: "shm_open", Path: key, Err: err}
 	}
 	defer closeFD(fd)

@@ -121,6 +121,9 @@ func linkName(fd int, name string) error { return unix.ENOTSUP }
 // the object's permission bits alone, so there is no file type to check.
 func isSegment(st *unix.Stat_t) bool { return true }
 
+// notSegment is always "": nothing but segments has a shm name on macOS.
+func notSegment(name string, err error) string { return "" }
+
 // explainENOMEM returns ENOMEM from mmap with what ran out.
 func explainENOMEM(size int) error {
 	return fmt.Errorf("%w: no room for %d bytes in this process' address space", unix.ENOMEM, size)

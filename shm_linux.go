@@ -3,6 +3,7 @@
 package shmmap
 
 import (
+	"bytes"
 	"fmt"
 	"io/fs"
 	"os"
@@ -185,6 +186,21 @@ func munmap(b []byte) error {
 // /dev/shm. Anyone may put a FIFO, socket or directory there under a name.
 func isSegment(st *unix.Stat_t) bool { return st.Mode&unix.S_IFMT == unix.S_IFREG }
 
+// notSegment tells, after an open of name failed with err, whether that is
+// because something other than a segment stands under the name, and what:
+// a symlink (ELOOP, from O_NOFOLLOW), a socket (ENXIO) or a directory
+// opened for writing (EISDIR). It returns "" otherwise.
+func notSegment(name string, err error) string {
+	if err != unix.ELOOP && err != unix.ENXIO && err != unix.EISDIR {
+		return ""
+	}
+	var st unix.Stat_t
+	if unix.Lstat(shmDir+name, &st) != nil || isSegment(&st) {
+		return ""
+	}
+	return fileKind(st.Mode)
+}
+
 // reserveChunk bounds one fallocate call. tmpfs gives up a fallocate that a
 // signal interrupts and frees what it had allocated, and Go's runtime signals
 // its threads often, so a multi-GiB fallocate in one call could be retried
@@ -245,40 +261,46 @@ var fallocate = func(fd int, off, n int64) error {
 }
 
 // explainENOMEM returns ENOMEM from mmap with what ran out: the process'
-// count of mappings (vm.max_map_count), or else its address space. It reads
-// /proc through a small buffer: a process at its map count cannot count on
-// the heap growing.
+// count of mappings (vm.max_map_count), or else its address space. A
+// process at its map count is one mapping away from a fatal error in the
+// runtime, which maps memory for a new span or for the poller's record of
+// an fd that os.Open makes: so /proc is read with plain syscalls into a
+// buffer on the stack.
 func explainENOMEM(size int) error {
+	var buf [4096]byte
 	limit, count := -1, 0
-	if b, err := os.ReadFile("/proc/sys/vm/max_map_count"); err == nil {
-		limit, _ = strconv.Atoi(string(trimNewline(b)))
-	}
-	if f, err := os.Open("/proc/self/maps"); err == nil {
-		var buf [4096]byte
-		for {
-			n, err := f.Read(buf[:])
-			for _, c := range buf[:n] {
-				if c == '\n' {
-					count++
-				}
-			}
-			if err != nil { // io.EOF at the end
-				break
+	readProc("/proc/sys/vm/max_map_count", buf[:], func(b []byte) {
+		limit = 0
+		for _, c := range b {
+			if '0' <= c && c <= '9' {
+				limit = limit*10 + int(c-'0')
 			}
 		}
-		f.Close()
-	}
+	})
+	readProc("/proc/self/maps", buf[:], func(b []byte) { count += bytes.Count(b, []byte{'\n'}) })
 	if limit > 0 && count+2 >= limit {
 		return fmt.Errorf("%w: this process has %d mappings, at the limit vm.max_map_count = %d (release segments, or raise the limit)", unix.ENOMEM, count, limit)
 	}
 	return fmt.Errorf("%w: no room for %d bytes in this process' address space", unix.ENOMEM, size)
 }
 
-func trimNewline(b []byte) []byte {
-	for len(b) > 0 && (b[len(b)-1] == '\n' || b[len(b)-1] == ' ') {
-		b = b[:len(b)-1]
+// readProc reads the file at path through buf, handing each part to use.
+func readProc(path string, buf []byte, use func([]byte)) {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return
 	}
-	return b
+	defer unix.Close(fd)
+	for {
+		n, err := unix.Read(fd, buf)
+		if err == unix.EINTR {
+			continue
+		}
+		if n <= 0 || err != nil {
+			return
+		}
+		use(buf[:n])
+	}
 }
 
 // listNames returns the names in /dev/shm that are valid keys, in canonical
