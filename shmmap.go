@@ -45,9 +45,11 @@
 //
 // # Processes, containers and macOS
 //
-// Across fork and exec: fds are opened close-on-exec and closed as soon as
-// the mapping exists, and exec drops every mapping, so a child process
-// started with os/exec inherits nothing; it attaches by key.
+// Across fork and exec: fds are opened close-on-exec, and exec drops every
+// mapping, so a child process started with os/exec inherits nothing; it
+// attaches by key. Read and ReadWrite close their fd once the mapping
+// exists; on Linux, Create keeps one fd per segment until Release or Unlink
+// (see below).
 //
 // Containers: a segment takes memory from the shm filesystem (/dev/shm on
 // Linux), which containers often keep small (Docker's default is 64 MiB). On
@@ -57,6 +59,31 @@
 // Another process can still shrink a segment with ftruncate under a mapping;
 // access past its new end then faults, which no library can prevent.
 //
+// Who is alive: on Linux, Create's process holds a lock (an open file
+// description lock, through the fd it keeps) on each segment it made, until
+// Release or Unlink; the kernel drops it when the process exits or is
+// killed. List and Sweep ask the kernel about that lock, not about a pid, so
+// they tell a live creator from a dead one whatever pid, time or user
+// namespace either side runs in, as long as both see the same shm
+// filesystem (docker --ipc=host, a /dev/shm volume shared between
+// containers, the containers of one pod). The segment gets its name only
+// once it is locked (O_TMPFILE, then linkat), so a concurrent Sweep cannot
+// take a segment being created for a dead one. The cost is one fd per
+// created segment, which Go's default limit makes ample: since Go 1.19 the
+// runtime raises the soft RLIMIT_NOFILE to the hard limit at start-up. This
+// needs Linux 3.15 or later (OFD locks).
+//
+// Other users: anyone may put a file in /dev/shm under any name. A symlink
+// is never followed; a FIFO, socket or directory under a key is
+// ErrNotSegment from Read and ReadWrite, at once (opens never block); a key
+// of another user's 0600 segment is fs.ErrPermission. Sweep removes only
+// segments that the sweeping user owns, also inside a user namespace that
+// shows every unmapped owner as the same overflow uid.
+//
+// 32-bit systems: a process can map at most math.MaxInt bytes at once, so
+// size 0 of a larger segment is ErrInvalidSize, and a prefix of it can be
+// mapped with ReadWrite(key, n) or Read(key, n).
+//
 // On macOS, keys are at most 30 bytes, a segment's size can be set only once,
 // and fstat reports it rounded up to the page size (16 KiB on Apple silicon),
 // so Read(key, 0) maps whole pages. The umask can remove bits from the mode
@@ -64,12 +91,17 @@
 //
 // # Errors
 //
-// Every error is an *fs.PathError naming the operation and the key as the
-// caller gave it, and works with errors.Is: fs.ErrNotExist for a missing
-// segment, fs.ErrPermission for one the caller may not open, syscall.ENOSPC
-// for a full shm filesystem, and this package's ErrInvalidKey,
-// ErrInvalidSize, ErrNotMapped and ErrAlignment. Keys are checked before any
-// system call, so that no key reaches a file outside the shm namespace.
+// Every error of Create, Read, ReadWrite, Release and Unlink is an
+// *fs.PathError naming the operation and the key as the caller gave it
+// (Create's size errors name no key); ReleaseAll and Sweep join one such
+// error for each key that failed. All work with errors.Is: fs.ErrNotExist
+// for a missing segment, fs.ErrPermission for one the caller may not open,
+// syscall.ENOSPC for a full shm filesystem, syscall.ENOMEM when the address
+// space or the map count (vm.max_map_count) runs out, and this package's
+// ErrInvalidKey, ErrInvalidSize, ErrNotMapped and ErrNotSegment. View takes
+// no key: its errors wrap ErrInvalidSize or ErrAlignment and are not
+// *fs.PathError. Keys are checked before any system call, so that no key
+// reaches a file outside the shm namespace.
 package shmmap
 
 import (
@@ -109,9 +141,12 @@ const maxCreateTries = 100
 
 // Create makes a new shared memory segment of exactly size bytes, zero-filled
 // and mapped read-write, and returns its key and data. The segment's mode is
-// 0600 (owner only) whatever the umask. Keys start with "/", are at most 30
-// bytes long and carry 64 random bits; pass the key to another process, which
-// maps the segment with Read or ReadWrite.
+// 0600 (owner only) whatever the umask. Keys start with "/", are 30 bytes
+// long and carry 128 random bits; pass the key to another process, which
+// maps the segment with Read or ReadWrite. On Linux the creating process
+// keeps one fd (close-on-exec) on the segment, with the lock that tells List
+// and Sweep it is alive, until Release or Unlink; the name appears only once
+// the segment is complete.
 //
 // On Linux the memory is reserved with fallocate, so that a full /dev/shm is
 // an ENOSPC error from Create rather than a SIGBUS at first write; on a
@@ -147,9 +182,13 @@ func Create(size int, opts ...Option) (key string, data []byte, err error) {
 // "/psm_ab12" and "psm_ab12" are the same segment.
 //
 // The error wraps ErrInvalidKey for a malformed key, fs.ErrNotExist if there
-// is no such segment, fs.ErrPermission if it may not be opened, and
-// ErrInvalidSize if size is negative or larger than the segment (checked with
-// fstat before mapping: a mapping past the end would fault on first touch).
+// is no such segment, fs.ErrPermission if it may not be opened,
+// ErrNotSegment if something else stands under the name (a FIFO, socket,
+// directory or symlink: the open never blocks on it), and ErrInvalidSize if
+// size is negative or larger than the segment (checked with fstat before
+// mapping: a mapping past the end would fault on first touch) or if size is
+// 0 and the segment is larger than a process can map (on 32-bit systems:
+// map a prefix instead).
 // data is valid until Release(key). If there is an error, it will be of type
 // *fs.PathError.
 func Read(key string, size int, opts ...Option) ([]byte, error) {
@@ -216,7 +255,8 @@ func mapFlags(opts []Option) int {
 }
 
 // Release unmaps every mapping of key that this process holds and, if this
-// process created the segment and has not unlinked it, removes its name.
+// process created the segment and has not unlinked it, removes its name and
+// closes the fd that Create kept.
 // Other processes' mappings stay valid. Every slice of key that this process
 // was given becomes invalid: touching it afterwards faults. Goroutines that
 // share a key must therefore all be done with it before one releases it.
@@ -249,7 +289,8 @@ func ReleaseAll() error {
 
 // Unlink removes the name of segment key now, so that no other process can
 // open it and its memory is freed once every mapping is gone. Mappings,
-// this process' included, stay valid until Release. A missing name is an
+// this process' included, stay valid until Release. In the creating
+// process it also closes the fd that Create kept. A missing name is an
 // error wrapping fs.ErrNotExist. If there is an error, it will be of type
 // *fs.PathError.
 func Unlink(key string) error {
