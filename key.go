@@ -3,6 +3,7 @@ package shmmap
 import (
 	"crypto/rand"
 	"encoding/binary"
+	"fmt"
 	"math/bits"
 	"strings"
 )
@@ -65,4 +66,31 @@ func isCreateKey(name string) bool {
 		}
 	}
 	return true
+}
+
+// normalize checks that key is a valid POSIX shared memory name and returns
+// it in its canonical form, with exactly one leading slash. The rules are
+// stricter than some systems' so that a key means the same segment on every
+// system and never names a file outside the shm namespace: one path
+// component, not "." or "..", no NUL, at most maxKeyLen bytes with the slash.
+func normalize(key string) (string, error) {
+	name := strings.TrimPrefix(key, "/")
+	switch {
+	case name == "", name == ".", name == "..":
+		return "", fmt.Errorf("%w: %q is not a name", ErrInvalidKey, key)
+	case strings.ContainsAny(name, "/\x00"):
+		return "", fmt.Errorf("%w: %q has a slash or NUL after its first byte", ErrInvalidKey, key)
+	case len(name)+1 > maxKeyLen:
+		return "", fmt.Errorf("%w: %q is %d bytes with its leading slash, more than %d", ErrInvalidKey, key, len(name)+1, maxKeyLen)
+	}
+	if len(name) == len(key) {
+		return "/" + name, nil
+	}
+	return key, nil
+}
+
+// canonical returns a valid key in its canonical form.
+func canonical(key string) string {
+	name, _ := normalize(key)
+	return name
 }

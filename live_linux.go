@@ -30,37 +30,34 @@ import (
 // the lock is waited for.
 func lockCreator(fd int) error {
 	lk := unix.Flock_t{Type: unix.F_RDLCK, Whence: io.SeekStart}
-	err := unix.FcntlFlock(uintptr(fd), unix.F_OFD_SETLK, &lk)
+	err := ignoringEINTR(func() error { return fcntlLock(fd, unix.F_OFD_SETLK, &lk, false) })
 	if err == unix.EAGAIN || err == unix.EACCES {
-		err = ignoringEINTR(func() error { return unix.FcntlFlock(uintptr(fd), unix.F_OFD_SETLKW, &lk) })
+		err = ignoringEINTR(func() error { return fcntlLock(fd, unix.F_OFD_SETLKW, &lk, true) })
 	}
 	return err
 }
 
-// creatorState tells whether a process holds the creator's lock on segment
-// name, a key of Create's form. A segment with mode 0 is being made (see
-// openNew) and counts as alive.
-func creatorState(name string) Creator {
+// creatorHolds tells whether a process holds the creator's lock on segment
+// name; ok is false where this process may not open it to ask (another
+// user's). A segment with mode 0 is being made (see openNew): held.
+func creatorHolds(name string) (held, ok bool) {
 	fd, err := shmOpen(name, unix.O_RDONLY, 0)
 	if err != nil {
-		return CreatorUnknown // another user's: no permission to ask
+		return false, false
 	}
 	defer closeFD(fd)
 	var st unix.Stat_t
 	if err := fstat(fd, &st); err != nil || !isSegment(&st) {
-		return CreatorUnknown
+		return false, false
 	}
 	if st.Mode&0o777 == 0 {
-		return CreatorAlive
+		return true, true
 	}
 	lk := unix.Flock_t{Type: unix.F_WRLCK, Whence: io.SeekStart}
-	if err := unix.FcntlFlock(uintptr(fd), unix.F_OFD_GETLK, &lk); err != nil {
-		return CreatorUnknown
+	if err := ignoringEINTR(func() error { return fcntlLock(fd, unix.F_OFD_GETLK, &lk, false) }); err != nil {
+		return false, false
 	}
-	if lk.Type == unix.F_UNLCK {
-		return CreatorGone
-	}
-	return CreatorAlive
+	return lk.Type != unix.F_UNLCK, true
 }
 
 // reap removes segment name, a key of Create's form, if it is this user's
@@ -95,7 +92,7 @@ func reap(name string) (bool, error) {
 		return false, nil // not a segment, another user's, or being made
 	}
 	lk := unix.Flock_t{Type: unix.F_WRLCK, Whence: io.SeekStart}
-	switch err := unix.FcntlFlock(uintptr(fd), unix.F_OFD_SETLK, &lk); err {
+	switch err := ignoringEINTR(func() error { return fcntlLock(fd, unix.F_OFD_SETLK, &lk, false) }); err {
 	case nil:
 	case unix.EAGAIN, unix.EACCES:
 		return false, nil // the creator holds it (or another sweeper, deciding)
@@ -109,7 +106,7 @@ func reap(name string) (bool, error) {
 	if err := unix.Lstat(shmDir+name, &now); err != nil || now.Dev != st.Dev || now.Ino != st.Ino {
 		return false, nil
 	}
-	switch err := ignoringEINTR(func() error { return shmUnlink(name, -1) }); err {
+	switch err := shmUnlink(name, -1); err {
 	case nil:
 		return true, nil
 	case unix.ENOENT:

@@ -3,11 +3,16 @@ package shmmap
 import (
 	"fmt"
 	"io/fs"
-	"sync"
+	"math"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
+
+// maxSize is the largest segment Create makes and the largest mapping Read
+// and ReadWrite make: 128 TiB, the user address space of x86-64 with 4-level
+// paging and of macOS on arm64, or the largest int on 32-bit systems.
+const maxSize = min(1<<47, math.MaxInt)
 
 // create makes segment name (canonical form) of size bytes, maps it
 // read-write, and returns the mapping and, where the system keeps one
@@ -60,8 +65,8 @@ func open(name, key string, size int, writable bool, flags int) ([]byte, error) 
 	}
 	fd, err := shmOpen(name, flag, 0)
 	if err != nil {
-		if kind := notSegment(name, err); kind != "" {
-			err = fmt.Errorf("%w: it is %s (%w)", ErrNotSegment, kind, err)
+		if mode, ok := notSegment(name, err); ok {
+			err = fmt.Errorf("%w: it is %s (%w)", ErrNotSegment, fileKind(mode), err)
 		}
 		return nil, &fs.PathError{Op: "shm_open", Path: key, Err: err}
 	}
@@ -127,107 +132,4 @@ func mmap(fd, size int, writable bool, flags int) ([]byte, error) {
 		return nil, err
 	}
 	return unsafe.Slice((*byte)(p), size), nil
-}
-
-// segment is what this process holds of one key. The first mapping is kept
-// inline, so that the common case (one mapping a key) allocates nothing.
-type segment struct {
-	first   []byte   // the first mapping made of the key, in full
-	more    [][]byte // any others
-	created bool     // made by Create here and not unlinked since: Release unlinks
-	fd      int      // while created, the fd that holds the creator's lock, or -1
-}
-
-// release unmaps every mapping of s and, if this process created the
-// segment, removes its name and then drops the creator's lock; a name
-// already gone is what the caller wanted. Errors name key.
-func (s *segment) release(key string) error {
-	var first error
-	for i := -1; i < len(s.more); i++ {
-		m := s.first
-		if i >= 0 {
-			m = s.more[i]
-		}
-		if err := munmap(m); err != nil && first == nil {
-			first = &fs.PathError{Op: "munmap", Path: key, Err: err}
-		}
-	}
-	if s.created {
-		// Create mapped the whole segment first: its length is the size.
-		err := ignoringEINTR(func() error { return shmUnlink(canonical(key), len(s.first)) })
-		if err != nil && err != unix.ENOENT && first == nil {
-			first = &fs.PathError{Op: "shm_unlink", Path: key, Err: err}
-		}
-	}
-	if s.fd >= 0 {
-		closeFD(s.fd)
-	}
-	return first
-}
-
-// canonical returns a valid key in its canonical form.
-func canonical(key string) string {
-	name, _ := normalize(key)
-	return name
-}
-
-// table holds every mapping that this process has made, by canonical key.
-// Its lock is never held across a syscall: Create and attach map first and
-// record after, Release forgets first and unmaps after.
-var table = segmentTable{segs: make(map[string]segment)}
-
-type segmentTable struct {
-	mu   sync.Mutex
-	segs map[string]segment
-}
-
-// add records a mapping of name; for Create's, fd is the creator's lock
-// (-1 where the system keeps none), else fd is ignored.
-func (t *segmentTable) add(name string, data []byte, created bool, fd int) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	s, ok := t.segs[name]
-	if !ok {
-		s.first = data
-		s.fd = -1
-	} else {
-		s.more = append(s.more, data)
-	}
-	if created {
-		s.created, s.fd = true, fd
-	}
-	t.segs[name] = s
-}
-
-// remove takes name's segment out of the table and returns it.
-func (t *segmentTable) remove(name string) (segment, bool) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	s, ok := t.segs[name]
-	delete(t.segs, name)
-	return s, ok
-}
-
-// removeAll empties the table and returns what it held.
-func (t *segmentTable) removeAll() map[string]segment {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	segs := t.segs
-	t.segs = make(map[string]segment)
-	return segs
-}
-
-// forget records that name's segment is no longer this process' to unlink,
-// and returns the fd of the creator's lock for the caller to close, or -1.
-func (t *segmentTable) forget(name string) (fd int) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	s, ok := t.segs[name]
-	if !ok {
-		return -1
-	}
-	fd = s.fd
-	s.created, s.fd = false, -1
-	t.segs[name] = s
-	return fd
 }

@@ -6,18 +6,27 @@ import (
 	"errors"
 	"fmt"
 	"syscall"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
 
-// macOS keeps shm names verbatim, up to PSHMNAMLEN (31) bytes; older kernels
-// reject 31, so keys stay at 30 with the slash (shm_open(2): ENAMETOOLONG).
-const maxKeyLen = 30
+// xnu keeps shm names verbatim, in a table of their own, up to PSHMNAMLEN
+// (31) bytes: pshm_get_name in bsd/kern/posix_shm.c copies at most
+// PSHMNAMLEN+1 bytes with the NUL (bsd/sys/posix_shm.h). Keys made by
+// Create have 30. Names are not paths there: "x" and "/x" are two
+// segments; normalize always gives the slashed form, as Python's
+// SharedMemory does.
+const maxKeyLen = 31
 
 // mapPopulate is the mmap flag of the Populate option: mmap(2) on macOS has
 // no MAP_POPULATE, so the option does nothing there.
 const mapPopulate = 0
+
+// holdsName: macOS has no Sweep (it cannot list shm names), so Create
+// keeps no fd and no lock; the fd is closed once the mapping exists.
+const holdsName = false
 
 // x/sys/unix does not wrap shm_open and shm_unlink on darwin. They are called
 // here the way x/sys/unix calls libSystem, without cgo: a trampoline in
@@ -25,10 +34,7 @@ const mapPopulate = 0
 // and syscall.syscall runs it on the system stack as the runtime's other libc
 // calls. Not the raw syscall numbers (266, 267): Go's darwin policy is that
 // only libSystem is a stable interface, and the raw numbers have changed
-// before. shm_open is variadic, and on darwin/arm64 variadic arguments go on
-// the stack, not in registers: syscall.syscall copies its third argument onto
-// the stack for exactly that (it serves open and fcntl too), so mode reaches
-// shm_open on both arm64 and amd64.
+// before.
 //
 //go:linkname syscall_syscall syscall.syscall
 func syscall_syscall(fn, a1, a2, a3 uintptr) (r1, r2 uintptr, err syscall.Errno)
@@ -41,72 +47,70 @@ var (
 //go:cgo_import_dynamic libc_shm_open shm_open "/usr/lib/libSystem.B.dylib"
 //go:cgo_import_dynamic libc_shm_unlink shm_unlink "/usr/lib/libSystem.B.dylib"
 
-// shmOpen opens segment name (canonical form), close-on-exec. shm_open(2)
-// takes only O_RDONLY, O_RDWR, O_CREAT, O_EXCL and O_TRUNC, so FD_CLOEXEC is
-// set after it, under syscall.ForkLock, which os/exec holds while it forks:
-// no child can inherit the fd in between.
+// shmOpen opens segment name (canonical form). The fd is close-on-exec from
+// the kernel itself: shm_open in bsd/kern/posix_shm.c sets UF_EXCLOSE on it
+// under proc_fdlock, before procfdtbl_releasefd makes it visible, so no
+// fork can see it without (no fcntl, and no syscall.ForkLock, needed).
+//
+// shm_open is variadic, and on darwin/arm64 a variadic argument goes on the
+// stack, not in a register. syscall.syscall copies its third argument onto
+// the stack for exactly that (open and fcntl rely on it too), so mode
+// reaches shm_open because the call passes exactly these three arguments;
+// openNew checks the mode of every segment it makes, should that change.
 func shmOpen(name string, flag int, mode uint32) (fd int, err error) {
 	p, err := unix.BytePtrFromString(name)
 	if err != nil {
 		return -1, err
 	}
-	syscall.ForkLock.RLock()
-	defer syscall.ForkLock.RUnlock()
-	for {
+	err = ignoringEINTR(func() error {
 		r, _, errno := syscall_syscall(libc_shm_open_trampoline_addr, uintptr(unsafe.Pointer(p)), uintptr(flag), uintptr(mode))
-		switch errno {
-		case 0:
-			unix.CloseOnExec(int(r))
-			return int(r), nil
-		case syscall.EINTR:
-			continue
+		if errno != 0 {
+			return errno
 		}
-		return -1, errno
-	}
+		fd = int(r)
+		return nil
+	})
+	return fd, err
 }
 
 // shmUnlink removes segment name, as shm_unlink(2) does; size is unused
-// here (see shm_linux.go).
+// here (it decides raw calls on Linux).
 func shmUnlink(name string, size int) error {
 	p, err := unix.BytePtrFromString(name)
 	if err != nil {
 		return err
 	}
-	if _, _, errno := syscall_syscall(libc_shm_unlink_trampoline_addr, uintptr(unsafe.Pointer(p)), 0, 0); errno != 0 {
-		return errno
-	}
-	return nil
+	return ignoringEINTR(func() error {
+		if _, _, errno := syscall_syscall(libc_shm_unlink_trampoline_addr, uintptr(unsafe.Pointer(p)), 0, 0); errno != 0 {
+			return errno
+		}
+		return nil
+	})
 }
 
-// closeFD and munmap are the plain x/sys calls on macOS, and so are fstat
-// and mmapFD (xsys.go); see shm_linux.go for why Linux makes some of them
-// raw.
-
-func closeFD(fd int) { unix.Close(fd) }
-
-func munmap(b []byte) error {
-	return unix.MunmapPtr(unsafe.Pointer(unsafe.SliceData(b)), uintptr(len(b)))
-}
-
-// initSegment gives a new segment its size. macOS has no fallocate for shm
-// objects and allows ftruncate(2) only once on each (a second one is
-// EINVAL), so pages are allocated on first touch. The mode is 0600 as asked
-// of shm_open, less the umask's bits: it can only lose owner bits, never
-// widen. It returns the failing operation's name with the error.
-func initSegment(fd, size int) (op string, err error) {
-	return "ftruncate", ignoringEINTR(func() error { return unix.Ftruncate(fd, int64(size)) })
-}
-
-// holdsName: macOS has no Sweep (it cannot list shm names), so Create
-// keeps no fd and no lock; the fd is closed once the mapping exists.
-const holdsName = false
-
-// openNew makes segment name for Create: shm_open(2) with O_CREAT|O_EXCL,
-// mode 0600. xnu has no unnamed shm object, so the segment is named at once
-// (named is true), and lockCreator does nothing.
+// openNew makes segment name for Create: shm_open(2) with O_CREAT|O_EXCL and
+// mode 0600. xnu applies no umask to it (shm_open: cmode &= ALLPERMS, and
+// nothing else), and has no unnamed shm object, so the segment is named at
+// once (named is true) and lockCreator does nothing. The mode is checked
+// with fstat (pshm_stat reports pshm_mode), so that a mode argument lost
+// on its way to the variadic shm_open is an error, not a segment others
+// may open.
 func openNew(name string) (fd int, named bool, err error) {
 	fd, err = shmOpen(name, unix.O_RDWR|unix.O_CREAT|unix.O_EXCL, 0o600)
-	return fd, true, err
+	if err != nil {
+		return -1, true, err
+	}
+	var st unix.Stat_t
+	err = fstat(fd, &st)
+	if err == nil && st.Mode&0o777 != 0o600 {
+		err = fmt.Errorf("shmmap: shm_open made mode %#o, not 0600", st.Mode&0o777)
+	}
+	if err != nil {
+		shmUnlink(name, -1)
+		closeFD(fd)
+		return -1, true, err
+	}
+	return fd, true, nil
 }
 
 func lockCreator(fd int) error { return nil }
@@ -116,28 +120,38 @@ func lockCreator(fd int) error { return nil }
 func linkName(fd int, name string) error { return unix.ENOTSUP }
 
 // isSegment is true of every fd that shm_open(2) returns: xnu keeps shm
-// names in a table of its own (bsd/kern/posix_shm.c), not in a filesystem,
-// so nothing else can stand under a name; and pshm_stat fills st_mode with
-// the object's permission bits alone, so there is no file type to check.
+// names in a table of its own, not in a filesystem, so nothing else can
+// stand under a name; and pshm_stat fills st_mode with the object's
+// permission bits alone, so there is no file type to check.
 func isSegment(st *unix.Stat_t) bool { return true }
 
-// notSegment is always "": nothing but segments has a shm name on macOS.
-func notSegment(name string, err error) string { return "" }
+// notSegment is never true: nothing but segments has a shm name on macOS.
+func notSegment(name string, err error) (mode uint32, ok bool) { return 0, false }
+
+// initSegment gives a new segment its size. macOS has no fallocate for shm
+// objects and allows ftruncate(2) only once on each (pshm_truncate: a second
+// one is EINVAL), rounding the size up to whole pages, so pages are
+// allocated on first touch. It returns the failing operation's name with
+// the error.
+func initSegment(fd, size int) (op string, err error) {
+	return "ftruncate", ignoringEINTR(func() error { return unix.Ftruncate(fd, int64(size)) })
+}
 
 // explainENOMEM returns ENOMEM from mmap with what ran out.
 func explainENOMEM(size int) error {
 	return fmt.Errorf("%w: no room for %d bytes in this process' address space", unix.ENOMEM, size)
 }
 
-// listNames is unsupported: macOS has no interface that lists shm names
-// (shm_open(2) objects live in the kernel, not in a filesystem), so List
-// and Sweep never reach statSegment, creatorState or reap.
+// listNames is unsupported: macOS has no interface that lists shm names,
+// so List and Sweep never reach statName, creatorHolds or reap.
 func listNames() ([]string, error) {
 	return nil, fmt.Errorf("shmmap: macOS cannot list shared memory segments: %w", errors.ErrUnsupported)
 }
 
-func statSegment(name string) (Segment, bool) { return Segment{}, false }
+func statName(name string) (size int64, mode uint32, uid int, changed time.Time, ok bool) {
+	return 0, 0, 0, time.Time{}, false
+}
 
-func creatorState(name string) Creator { return CreatorUnknown }
+func creatorHolds(name string) (held, ok bool) { return false, false }
 
 func reap(name string) (bool, error) { return false, errors.ErrUnsupported }

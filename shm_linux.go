@@ -5,12 +5,10 @@ package shmmap
 import (
 	"bytes"
 	"fmt"
-	"io/fs"
 	"os"
 	"strconv"
 	"sync/atomic"
 	"time"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -30,35 +28,6 @@ const mapPopulate = unix.MAP_POPULATE
 // lock on it (live_linux.go), for as long as it owns the name.
 const holdsName = true
 
-// Raw syscalls. unix.Syscall tells the scheduler that the thread is leaving
-// (entersyscall/exitsyscall), so that a call that blocks does not hold up the
-// goroutines behind it; on this package's hot path that costs 0.1 to 0.4 µs a
-// call, 10 to 20% of the call itself (BENCHMARKS.md). unix.RawSyscall skips
-// it, and is used where the kernel's work is short and bounded whatever the
-// size and whatever another user put in /dev/shm: open (always O_NONBLOCK:
-// see shmOpen), link and unlink of a name in a tmpfs directory, fchmod,
-// fstat, close of an fd whose file a mapping still holds, mmap without
-// MAP_POPULATE, and munmap or the last unlink of at most rawLimit bytes.
-// fallocate, and mmap with MAP_POPULATE, zero or map every page, and munmap
-// and the final unlink free every page, so they go through unix.Syscall past
-// rawLimit: a multi-GiB call must not keep its P (and a GC stop) waiting.
-const rawLimit = 1 << 20
-
-// atFDCWD is AT_FDCWD, a variable so that uintptr(atFDCWD) converts the
-// negative int at run time; the paths are absolute anyway.
-var atFDCWD = unix.AT_FDCWD
-
-// shmPath holds "/dev/shm<name>\x00" on the caller's stack, so that no call
-// allocates.
-type shmPath [len(shmDir) + maxKeyLen + 1]byte
-
-func (p *shmPath) ptr(name string) uintptr {
-	n := copy(p[:], shmDir)
-	n += copy(p[n:], name)
-	p[n] = 0
-	return uintptr(unsafe.Pointer(&p[0]))
-}
-
 // openFlags are added to every open: O_NOFOLLOW keeps a symlink planted in
 // /dev/shm from redirecting it (normalize has already kept the name to one
 // component); O_NONBLOCK keeps a FIFO planted under a key from blocking it
@@ -73,19 +42,20 @@ const openFlags = unix.O_NOFOLLOW | unix.O_CLOEXEC | unix.O_NONBLOCK | unix.O_LA
 // socket is ENXIO, and a regular file or directory in a tmpfs opens without
 // waiting. (A device node, which only root can put there, is opened by its
 // driver; root's files are trusted.)
-func shmOpen(name string, flag int, mode uint32) (int, error) {
-	var p shmPath
-	for {
-		fd, _, errno := unix.RawSyscall6(unix.SYS_OPENAT, uintptr(atFDCWD), p.ptr(name),
-			uintptr(flag|openFlags), uintptr(mode), 0, 0)
-		switch errno {
-		case 0:
-			return int(fd), nil
-		case unix.EINTR:
-			continue
-		}
-		return -1, errno
-	}
+func shmOpen(name string, flag int, mode uint32) (fd int, err error) {
+	var p cpath
+	err = ignoringEINTR(func() error {
+		fd, err = openat(p.ptr(shmDir, name), flag|openFlags, mode)
+		return err
+	})
+	return fd, err
+}
+
+// shmUnlink removes segment name, as shm_unlink(3) does. size is the
+// segment's size if known, else -1.
+func shmUnlink(name string, size int) error {
+	var p cpath
+	return ignoringEINTR(func() error { return unlinkat(p.ptr(shmDir, name), int64(size)) })
 }
 
 // noTmpfile is set once an O_TMPFILE open fails for want of support (a
@@ -124,62 +94,15 @@ var noEmptyPathLink atomic.Bool
 // that is refused (ENOENT), the same file is reached through
 // /proc/self/fd/N with AT_SYMLINK_FOLLOW, as linkat(2) describes.
 func linkName(fd int, name string) error {
-	var p shmPath
+	var empty, proc, p cpath
 	if !noEmptyPathLink.Load() {
-		var empty byte
-		_, _, errno := unix.RawSyscall6(unix.SYS_LINKAT, uintptr(fd), uintptr(unsafe.Pointer(&empty)),
-			uintptr(atFDCWD), p.ptr(name), unix.AT_EMPTY_PATH, 0)
-		if errno != unix.ENOENT {
-			if errno == 0 {
-				return nil
-			}
-			return errno
+		err := linkat(fd, empty.ptr("", ""), p.ptr(shmDir, name), unix.AT_EMPTY_PATH)
+		if err != unix.ENOENT {
+			return err
 		}
 		noEmptyPathLink.Store(true)
 	}
-	var proc [32]byte
-	n := copy(proc[:], "/proc/self/fd/")
-	n += len(strconv.AppendInt(proc[n:n], int64(fd), 10))
-	proc[n] = 0
-	_, _, errno := unix.RawSyscall6(unix.SYS_LINKAT, uintptr(atFDCWD), uintptr(unsafe.Pointer(&proc[0])),
-		uintptr(atFDCWD), p.ptr(name), unix.AT_SYMLINK_FOLLOW, 0)
-	if errno != 0 {
-		return errno
-	}
-	return nil
-}
-
-// shmUnlink removes segment name, as shm_unlink(3) does. size is the
-// segment's size if known, else -1: removing the last reference to a large
-// segment frees its pages, which is not a raw call's work.
-func shmUnlink(name string, size int) error {
-	var p shmPath
-	call := unix.Syscall
-	if 0 <= size && size <= rawLimit {
-		call = unix.RawSyscall
-	}
-	if _, _, errno := call(unix.SYS_UNLINKAT, uintptr(atFDCWD), p.ptr(name), 0); errno != 0 {
-		return errno
-	}
-	return nil
-}
-
-// closeFD and munmap: see "Raw syscalls" above; fstat and mmapFD are in
-// raw_linux.go or, on architectures where they differ, xsys.go.
-
-func closeFD(fd int) {
-	unix.RawSyscall(unix.SYS_CLOSE, uintptr(fd), 0, 0)
-}
-
-func munmap(b []byte) error {
-	call := unix.RawSyscall
-	if len(b) > rawLimit {
-		call = unix.Syscall
-	}
-	if _, _, errno := call(unix.SYS_MUNMAP, uintptr(unsafe.Pointer(unsafe.SliceData(b))), uintptr(len(b)), 0); errno != 0 {
-		return errno
-	}
-	return nil
+	return linkat(atFDCWD, proc.ptr("/proc/self/fd/", strconv.Itoa(fd)), p.ptr(shmDir, name), unix.AT_SYMLINK_FOLLOW)
 }
 
 // isSegment reports whether st describes a segment: a regular file in
@@ -187,18 +110,18 @@ func munmap(b []byte) error {
 func isSegment(st *unix.Stat_t) bool { return st.Mode&unix.S_IFMT == unix.S_IFREG }
 
 // notSegment tells, after an open of name failed with err, whether that is
-// because something other than a segment stands under the name, and what:
-// a symlink (ELOOP, from O_NOFOLLOW), a socket (ENXIO) or a directory
-// opened for writing (EISDIR). It returns "" otherwise.
-func notSegment(name string, err error) string {
+// because something other than a segment stands under the name (a symlink:
+// ELOOP from O_NOFOLLOW; a socket: ENXIO; a directory opened for writing:
+// EISDIR), and returns its mode if so.
+func notSegment(name string, err error) (mode uint32, ok bool) {
 	if err != unix.ELOOP && err != unix.ENXIO && err != unix.EISDIR {
-		return ""
+		return 0, false
 	}
 	var st unix.Stat_t
 	if unix.Lstat(shmDir+name, &st) != nil || isSegment(&st) {
-		return ""
+		return 0, false
 	}
-	return fileKind(st.Mode)
+	return st.Mode, true
 }
 
 // reserveChunk bounds one fallocate call. tmpfs gives up a fallocate that a
@@ -216,8 +139,8 @@ const reserveChunk = 1 << 30
 // that a 32-bit process reserves past 2 GiB. It returns the failing
 // operation's name with the error.
 func initSegment(fd, size int) (op string, err error) {
-	if _, _, errno := unix.RawSyscall(unix.SYS_FCHMOD, uintptr(fd), 0o600, 0); errno != 0 {
-		return "fchmod", errno
+	if err := fchmod(fd, 0o600); err != nil {
+		return "fchmod", err
 	}
 	if size > reserveChunk {
 		// tmpfs refuses a single fallocate larger than the filesystem at
@@ -247,19 +170,6 @@ func initSegment(fd, size int) (op string, err error) {
 	return "", nil
 }
 
-// fallocate reserves n bytes of fd at off (mode 0), raw when n is at most
-// rawLimit on a 64-bit system, where each argument is one register. It is a
-// variable so that tests can make it fail.
-var fallocate = func(fd int, off, n int64) error {
-	if strconv.IntSize == 64 && n <= rawLimit {
-		if _, _, errno := unix.RawSyscall6(unix.SYS_FALLOCATE, uintptr(fd), 0, uintptr(off), uintptr(n), 0, 0); errno != 0 {
-			return errno
-		}
-		return nil
-	}
-	return unix.Fallocate(fd, 0, off, n)
-}
-
 // explainENOMEM returns ENOMEM from mmap with what ran out: the process'
 // count of mappings (vm.max_map_count), or else its address space. A
 // process at its map count is one mapping away from a fatal error in the
@@ -286,11 +196,12 @@ func explainENOMEM(size int) error {
 
 // readProc reads the file at path through buf, handing each part to use.
 func readProc(path string, buf []byte, use func([]byte)) {
-	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	var p cpath
+	fd, err := openat(p.ptr(path, ""), unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return
 	}
-	defer unix.Close(fd)
+	defer closeFD(fd)
 	for {
 		n, err := unix.Read(fd, buf)
 		if err == unix.EINTR {
@@ -303,34 +214,25 @@ func readProc(path string, buf []byte, use func([]byte)) {
 	}
 }
 
-// listNames returns the names in /dev/shm that are valid keys, in canonical
-// form.
+// listNames returns the names in /dev/shm, each with a leading slash.
 func listNames() ([]string, error) {
 	ents, err := os.ReadDir(shmDir)
 	if err != nil {
 		return nil, err
 	}
-	names := make([]string, 0, len(ents))
-	for _, e := range ents {
-		if _, err := normalize(e.Name()); err == nil {
-			names = append(names, "/"+e.Name())
-		}
+	names := make([]string, len(ents))
+	for i, e := range ents {
+		names[i] = "/" + e.Name()
 	}
 	return names, nil
 }
 
-// statSegment describes segment name without opening it; ok is false if it
-// is gone or is not a segment (a symlink, a FIFO, a directory).
-func statSegment(name string) (s Segment, ok bool) {
+// statName describes segment name without opening it; ok is false if it is
+// gone or is not a segment (a symlink, a FIFO, a directory).
+func statName(name string) (size int64, mode uint32, uid int, changed time.Time, ok bool) {
 	var st unix.Stat_t
 	if err := unix.Lstat(shmDir+name, &st); err != nil || !isSegment(&st) {
-		return s, false
+		return 0, 0, 0, time.Time{}, false
 	}
-	return Segment{
-		Key:     name,
-		Size:    int64(st.Size),
-		Mode:    fs.FileMode(st.Mode & 0o777),
-		UID:     int(st.Uid),
-		Changed: time.Unix(st.Ctim.Unix()),
-	}, true
+	return st.Size, st.Mode, int(st.Uid), time.Unix(st.Ctim.Unix()), true
 }

@@ -108,32 +108,10 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"math"
-	"strings"
+	"sync"
 
 	"golang.org/x/sys/unix"
 )
-
-// Errors that the functions of this package wrap; test with errors.Is.
-// A missing segment is fs.ErrNotExist, a segment that the caller may not
-// open is fs.ErrPermission, and a full shm filesystem is syscall.ENOSPC.
-var (
-	// ErrInvalidKey: the key is not a valid POSIX shared memory name.
-	ErrInvalidKey = errors.New("shmmap: invalid key")
-	// ErrInvalidSize: a size out of range, or larger than the segment.
-	ErrInvalidSize = errors.New("shmmap: invalid size")
-	// ErrNotMapped: Release of a key that this process does not hold.
-	ErrNotMapped = errors.New("shmmap: key not mapped by this process")
-	// ErrNotSegment: the key names a file that is not a shared memory
-	// segment (a FIFO, directory, socket or device that someone put in
-	// the shm directory under that name).
-	ErrNotSegment = errors.New("shmmap: not a shared memory segment")
-)
-
-// maxSize is the largest segment Create makes and the largest mapping Read
-// and ReadWrite make: 128 TiB, the user address space of x86-64 with 4-level
-// paging and of macOS on arm64, or the largest int on 32-bit systems.
-const maxSize = min(1<<47, math.MaxInt)
 
 // maxCreateTries bounds Create's retries on a key that already exists; with
 // 64 random bits in each key a single retry is already unheard of.
@@ -310,41 +288,99 @@ func Unlink(key string) error {
 	return nil
 }
 
-// normalize checks that key is a valid POSIX shared memory name and returns
-// it in its canonical form, with exactly one leading slash. The rules are
-// stricter than some systems' so that a key means the same segment on every
-// system and never names a file outside the shm namespace: one path
-// component, not "." or "..", no NUL, at most maxKeyLen bytes with the slash.
-func normalize(key string) (string, error) {
-	name := strings.TrimPrefix(key, "/")
-	switch {
-	case name == "", name == ".", name == "..":
-		return "", fmt.Errorf("%w: %q is not a name", ErrInvalidKey, key)
-	case strings.ContainsAny(name, "/\x00"):
-		return "", fmt.Errorf("%w: %q has a slash or NUL after its first byte", ErrInvalidKey, key)
-	case len(name)+1 > maxKeyLen:
-		return "", fmt.Errorf("%w: %q is %d bytes with its leading slash, more than %d", ErrInvalidKey, key, len(name)+1, maxKeyLen)
-	}
-	if len(name) == len(key) {
-		return "/" + name, nil
-	}
-	return key, nil
+// segment is what this process holds of one key. The first mapping is kept
+// inline, so that the common case (one mapping a key) allocates nothing.
+type segment struct {
+	first   []byte   // the first mapping made of the key, in full
+	more    [][]byte // any others
+	created bool     // made by Create here and not unlinked since: Release unlinks
+	fd      int      // while created, the fd that holds the creator's lock, or -1
 }
 
-// sizeError wraps ErrInvalidSize with the size asked for and why it is
-// wrong.
-func sizeError(size int, why string) error {
-	return fmt.Errorf("%w %d: %s", ErrInvalidSize, size, why)
-}
-
-// ignoringEINTR calls fn until it returns an error other than EINTR. Go's
-// runtime sends signals to its threads (preemption, profiling), so any call
-// that the kernel may interrupt must be retried.
-func ignoringEINTR(fn func() error) error {
-	for {
-		err := fn()
-		if err != unix.EINTR {
-			return err
+// release unmaps every mapping of s and, if this process created the
+// segment, removes its name and then drops the creator's lock; a name
+// already gone is what the caller wanted. Errors name key.
+func (s *segment) release(key string) error {
+	var first error
+	for i := -1; i < len(s.more); i++ {
+		m := s.first
+		if i >= 0 {
+			m = s.more[i]
+		}
+		if err := munmap(m); err != nil && first == nil {
+			first = &fs.PathError{Op: "munmap", Path: key, Err: err}
 		}
 	}
+	if s.created {
+		// Create mapped the whole segment first: its length is the size.
+		err := ignoringEINTR(func() error { return shmUnlink(canonical(key), len(s.first)) })
+		if err != nil && err != unix.ENOENT && first == nil {
+			first = &fs.PathError{Op: "shm_unlink", Path: key, Err: err}
+		}
+	}
+	if s.fd >= 0 {
+		closeFD(s.fd)
+	}
+	return first
+}
+
+// table holds every mapping that this process has made, by canonical key.
+// Its lock is never held across a syscall: Create and attach map first and
+// record after, Release forgets first and unmaps after.
+var table = segmentTable{segs: make(map[string]segment)}
+
+type segmentTable struct {
+	mu   sync.Mutex
+	segs map[string]segment
+}
+
+// add records a mapping of name; for Create's, fd is the creator's lock
+// (-1 where the system keeps none), else fd is ignored.
+func (t *segmentTable) add(name string, data []byte, created bool, fd int) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	s, ok := t.segs[name]
+	if !ok {
+		s.first = data
+		s.fd = -1
+	} else {
+		s.more = append(s.more, data)
+	}
+	if created {
+		s.created, s.fd = true, fd
+	}
+	t.segs[name] = s
+}
+
+// remove takes name's segment out of the table and returns it.
+func (t *segmentTable) remove(name string) (segment, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	s, ok := t.segs[name]
+	delete(t.segs, name)
+	return s, ok
+}
+
+// removeAll empties the table and returns what it held.
+func (t *segmentTable) removeAll() map[string]segment {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	segs := t.segs
+	t.segs = make(map[string]segment)
+	return segs
+}
+
+// forget records that name's segment is no longer this process' to unlink,
+// and returns the fd of the creator's lock for the caller to close, or -1.
+func (t *segmentTable) forget(name string) (fd int) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	s, ok := t.segs[name]
+	if !ok {
+		return -1
+	}
+	fd = s.fd
+	s.created, s.fd = false, -1
+	t.segs[name] = s
+	return fd
 }

@@ -74,16 +74,33 @@ func List() ([]Segment, error) {
 	}
 	segs := make([]Segment, 0, len(names))
 	for _, name := range names {
-		s, ok := statSegment(name)
-		if !ok {
-			continue
+		if _, err := normalize(name); err != nil {
+			continue // no key can name it
 		}
+		size, mode, uid, changed, ok := statName(name)
+		if !ok {
+			continue // gone meanwhile, or not a segment
+		}
+		s := Segment{Key: name, Size: size, Mode: fs.FileMode(mode & 0o777), UID: uid, Changed: changed}
 		if isCreateKey(name) {
 			s.Creator = creatorState(name)
 		}
 		segs = append(segs, s)
 	}
 	return segs, nil
+}
+
+// creatorState asks the kernel whether the creator of segment name, a key
+// of Create's form, still holds it.
+func creatorState(name string) Creator {
+	held, ok := creatorHolds(name)
+	switch {
+	case !ok:
+		return CreatorUnknown
+	case held:
+		return CreatorAlive
+	}
+	return CreatorGone
 }
 
 // Sweep removes the segments that this package's Create made, that belong

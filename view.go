@@ -1,14 +1,9 @@
 package shmmap
 
 import (
-	"errors"
 	"fmt"
 	"unsafe"
 )
-
-// ErrAlignment: View of bytes whose address is not a multiple of the
-// type's size.
-var ErrAlignment = errors.New("shmmap: misaligned")
 
 // Number is the fixed-size numeric types that View can see bytes as: those
 // whose layout NumPy (int8 ... float64) and JavaScript's typed arrays

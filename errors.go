@@ -1,0 +1,49 @@
+package shmmap
+
+import (
+	"errors"
+	"fmt"
+
+	"golang.org/x/sys/unix"
+)
+
+// Errors that the functions of this package wrap; test with errors.Is.
+// A missing segment is fs.ErrNotExist, a segment that the caller may not
+// open is fs.ErrPermission, and a full shm filesystem is syscall.ENOSPC.
+var (
+	// ErrInvalidKey: the key is not a valid POSIX shared memory name.
+	ErrInvalidKey = errors.New("shmmap: invalid key")
+	// ErrInvalidSize: a size out of range, or larger than the segment.
+	ErrInvalidSize = errors.New("shmmap: invalid size")
+	// ErrNotMapped: Release of a key that this process does not hold.
+	ErrNotMapped = errors.New("shmmap: key not mapped by this process")
+	// ErrNotSegment: the key names a file that is not a shared memory
+	// segment (a FIFO, directory, socket or device that someone put in
+	// the shm directory under that name).
+	ErrNotSegment = errors.New("shmmap: not a shared memory segment")
+	// ErrAlignment: View of bytes whose address is not a multiple of the
+	// type's size.
+	ErrAlignment = errors.New("shmmap: misaligned")
+)
+
+// sizeError wraps ErrInvalidSize with the size asked for and why it is
+// wrong.
+func sizeError(size int, why string) error {
+	return fmt.Errorf("%w %d: %s", ErrInvalidSize, size, why)
+}
+
+// ignoringEINTR calls fn until it returns an error other than EINTR. Go's
+// runtime sends signals to its threads (preemption, profiling), so every
+// call that the kernel may interrupt goes through it: the opens, fcntl
+// locks, fallocate and ftruncate, and unlink, cleanup paths included. (close
+// is never retried: Linux and macOS release the fd even when close is
+// interrupted, and a retry could close an fd that another goroutine has
+// just been given.)
+func ignoringEINTR(fn func() error) error {
+	for {
+		err := fn()
+		if err != unix.EINTR {
+			return err
+		}
+	}
+}

@@ -1,0 +1,24 @@
+//go:build darwin
+
+package shmmap
+
+import (
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// On macOS only libSystem is a stable interface, so every call goes through
+// x/sys, which calls it; sys_linux.go says why Linux makes some of them raw.
+
+func fstat(fd int, st *unix.Stat_t) error { return unix.Fstat(fd, st) }
+
+func mmapFD(fd, size, prot, flags int) (unsafe.Pointer, error) {
+	return unix.MmapPtr(fd, 0, nil, uintptr(size), prot, flags)
+}
+
+func munmap(b []byte) error {
+	return unix.MunmapPtr(unsafe.Pointer(unsafe.SliceData(b)), uintptr(len(b)))
+}
+
+func closeFD(fd int) { unix.Close(fd) }

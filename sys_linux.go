@@ -1,0 +1,108 @@
+//go:build linux
+
+package shmmap
+
+import (
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// System calls, and which are raw. unix.Syscall tells the scheduler that the
+// thread is leaving (entersyscall/exitsyscall), so that a call that blocks
+// does not hold up the goroutines behind it; on this package's hot path that
+// costs 0.1 to 0.4 µs a call, 10 to 20% of the call itself (BENCHMARKS.md).
+// unix.RawSyscall skips it. A call here is raw exactly when the kernel's
+// work is short and bounded, whatever the size and whatever another user
+// put in /dev/shm: an open (always O_NONBLOCK), link or unlink of a name in
+// a tmpfs directory, fchmod, fstat, a lock taken or tested without waiting,
+// close of an fd whose file a mapping or a name still holds, mmap without
+// MAP_POPULATE, and munmap, fallocate or the last unlink of at most
+// rawLimit bytes. Past that, fallocate and MAP_POPULATE zero or map every
+// page, and munmap and the final unlink free them: a multi-GiB call must not
+// keep its P, and with it a garbage collection's stop, waiting.
+const rawLimit = 1 << 20
+
+// bounded reports whether a call's work over n bytes (-1: unknown) is
+// bounded enough for a raw call.
+func bounded(n int64) bool { return 0 <= n && n <= rawLimit }
+
+// syscall6 makes system call trap, raw if raw (see above).
+func syscall6(raw bool, trap, a1, a2, a3, a4, a5, a6 uintptr) (uintptr, error) {
+	var r uintptr
+	var errno unix.Errno
+	if raw {
+		r, _, errno = unix.RawSyscall6(trap, a1, a2, a3, a4, a5, a6)
+	} else {
+		r, _, errno = unix.Syscall6(trap, a1, a2, a3, a4, a5, a6)
+	}
+	if errno != 0 {
+		return r, errno
+	}
+	return r, nil
+}
+
+// atFDCWD is AT_FDCWD, a variable so that uintptr(atFDCWD) converts the
+// negative int at run time.
+var atFDCWD = unix.AT_FDCWD
+
+// cpath is a NUL-terminated path on the caller's stack, so that no call
+// allocates: room for /dev/shm and a name of NAME_MAX (255) bytes after its
+// slash, or for /proc/self/fd/N.
+type cpath [320]byte
+
+// ptr fills p with the concatenation of a and b and a NUL and returns its
+// address. A path that does not fit is made empty (ENOENT), never cut
+// short: a shorter name could be another file's.
+func (p *cpath) ptr(a, b string) uintptr {
+	if len(a)+len(b) < len(p) {
+		n := copy(p[:], a)
+		n += copy(p[n:], b)
+		p[n] = 0
+	} else {
+		p[0] = 0
+	}
+	return uintptr(unsafe.Pointer(&p[0]))
+}
+
+func openat(path uintptr, flag int, mode uint32) (int, error) {
+	fd, err := syscall6(true, unix.SYS_OPENAT, uintptr(atFDCWD), path, uintptr(flag), uintptr(mode), 0, 0)
+	return int(fd), err
+}
+
+// unlinkat removes path, which names a file of size bytes (-1: unknown):
+// the last unlink of a file frees its pages.
+func unlinkat(path uintptr, size int64) error {
+	_, err := syscall6(bounded(size), unix.SYS_UNLINKAT, uintptr(atFDCWD), path, 0, 0, 0, 0)
+	return err
+}
+
+func linkat(olddirfd int, oldpath uintptr, newpath uintptr, flags int) error {
+	_, err := syscall6(true, unix.SYS_LINKAT, uintptr(olddirfd), oldpath, uintptr(atFDCWD), newpath, uintptr(flags), 0)
+	return err
+}
+
+func fchmod(fd int, mode uint32) error {
+	_, err := syscall6(true, unix.SYS_FCHMOD, uintptr(fd), uintptr(mode), 0, 0, 0, 0)
+	return err
+}
+
+// fallocate reserves n bytes of fd at off (mode 0). It is a variable so
+// that tests can make it fail. Each argument is one register only on 64-bit
+// systems; elsewhere x/sys splits the offsets.
+var fallocate = func(fd int, off, n int64) error {
+	if unsafe.Sizeof(uintptr(0)) == 8 {
+		_, err := syscall6(bounded(n), unix.SYS_FALLOCATE, uintptr(fd), 0, uintptr(off), uintptr(n), 0, 0)
+		return err
+	}
+	return unix.Fallocate(fd, 0, off, n)
+}
+
+func closeFD(fd int) {
+	syscall6(true, unix.SYS_CLOSE, uintptr(fd), 0, 0, 0, 0, 0)
+}
+
+func munmap(b []byte) error {
+	_, err := syscall6(bounded(int64(len(b))), unix.SYS_MUNMAP, uintptr(unsafe.Pointer(unsafe.SliceData(b))), uintptr(len(b)), 0, 0, 0, 0)
+	return err
+}
