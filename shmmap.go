@@ -26,7 +26,8 @@
 // pipe, a lock, sync/atomic on aligned words). A slice is valid until Release
 // of its key in this process, which unmaps every slice of that key in the
 // process at once; any access after that, and any write to a slice from
-// Read, kills the process with a fault (SIGSEGV), not a recoverable panic.
+// Read, kills the process with a fault, not a recoverable panic: SIGSEGV,
+// and on macOS SIGBUS for the write (xnu signals a protection failure so).
 // append past a slice's capacity silently copies it to the Go heap, where
 // other processes no longer see it.
 //
@@ -84,10 +85,15 @@
 // size 0 of a larger segment is ErrInvalidSize, and a prefix of it can be
 // mapped with ReadWrite(key, n) or Read(key, n).
 //
-// On macOS, keys are at most 30 bytes, a segment's size can be set only once,
-// and fstat reports it rounded up to the page size (16 KiB on Apple silicon),
-// so Read(key, 0) maps whole pages. The umask can remove bits from the mode
-// 0600, Populate has no effect, and List and Sweep are unsupported.
+// On macOS, names are at most 31 bytes with the slash (Create's have 30;
+// another program's longer name cannot be opened there), a segment's size
+// can be set only once, and fstat reports it rounded up to the page size
+// (16 KiB on Apple silicon), so Read(key, 0) maps whole pages. The kernel
+// keeps names verbatim, so "x" and "/x" are two segments there: a key
+// always means its slashed form, as Python's SharedMemory does, and a
+// segment that a C program named "x" cannot be reached. No umask applies
+// (the mode is exactly 0600), Populate has no effect, and List and Sweep
+// are unsupported.
 //
 // # Errors
 //
