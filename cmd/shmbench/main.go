@@ -12,9 +12,11 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log"
 	"os"
 	"os/exec"
@@ -61,6 +63,12 @@ func main() {
 			child(args[1], args[2], len(args) > 3 && args[3] == "populate")
 			return
 		case "--child-noop":
+			return
+		case "--hold":
+			if len(args) < 2 {
+				log.Fatal("--hold needs a size")
+			}
+			hold(args[1])
 			return
 		default:
 			log.Fatalf("unknown argument %q", args[0])
@@ -115,20 +123,41 @@ func createRelease(n, size int) {
 	}
 }
 
-// fixture makes a segment for attach_release the way another program would,
-// outside package shmmap: a Release in the process that created a segment
-// also removes its name, and the workload needs a segment that stays.
+// fixture makes a segment for attach_release in another process (this
+// binary, --hold), as a service's worker finds it: a Release in the process
+// that created a segment also removes its name, and the workload needs a
+// segment that stays. It works wherever package shmmap does, macOS too.
 func fixture(size int) (key string, remove func()) {
-	key = fmt.Sprintf("/shmbench-%d", os.Getpid())
-	f, err := os.OpenFile("/dev/shm"+key, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	exe, err := os.Executable()
 	check(err)
-	defer f.Close()
-	remove = func() { os.Remove("/dev/shm" + key) }
-	if err := f.Truncate(int64(size)); err != nil {
-		remove()
-		log.Fatal(err)
+	cmd := exec.Command(exe, "--hold", strconv.Itoa(size))
+	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe()
+	check(err)
+	out, err := cmd.StdoutPipe()
+	check(err)
+	check(cmd.Start())
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		cmd.Process.Kill()
+		log.Fatalf("--hold: %v", err)
 	}
-	return key, remove
+	return strings.TrimSpace(line), func() {
+		stdin.Close()
+		check(cmd.Wait())
+	}
+}
+
+// hold creates a segment of size bytes, prints its key, and holds it until
+// stdin closes; Release then removes it.
+func hold(size string) {
+	n, err := strconv.Atoi(size)
+	check(err)
+	key, _, err := shmmap.Create(n)
+	check(err)
+	fmt.Println(key)
+	io.Copy(io.Discard, os.Stdin)
+	check(shmmap.Release(key))
 }
 
 func attachRelease(n int, key string, size int) {
