@@ -43,7 +43,7 @@ func create(name string, size, flags int) (data []byte, fd int, err error) {
 	}
 	if err != nil {
 		if named {
-			ignoringEINTR(func() error { return shmUnlink(name, size) })
+			shmUnlink(name, size)
 		}
 		closeFD(fd)
 		return nil, -1, &fs.PathError{Op: op, Path: name, Err: err}

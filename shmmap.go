@@ -282,7 +282,7 @@ func Unlink(key string) error {
 	if err != nil {
 		return &fs.PathError{Op: "shm_unlink", Path: key, Err: err}
 	}
-	err = ignoringEINTR(func() error { return shmUnlink(name, -1) })
+	err = shmUnlink(name, -1)
 	// A creator's Release must not remove a later segment of the same name,
 	// and the creator no longer owns one to hold.
 	if fd := table.forget(name); fd >= 0 {
@@ -319,7 +319,7 @@ func (s *segment) release(key string) error {
 	}
 	if s.created {
 		// Create mapped the whole segment first: its length is the size.
-		err := ignoringEINTR(func() error { return shmUnlink(canonical(key), len(s.first)) })
+		err := shmUnlink(canonical(key), len(s.first))
 		if err != nil && err != unix.ENOENT && first == nil {
 			first = &fs.PathError{Op: "shm_unlink", Path: key, Err: err}
 		}
