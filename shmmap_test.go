@@ -352,7 +352,6 @@ func TestMissing(t *testing.T) {
 
 func second(_ []byte, err error) error { return err }
 
-
 func TestReleaseSemantics(t *testing.T) {
 	keys := checkLeaks(t)
 
