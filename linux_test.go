@@ -23,6 +23,7 @@ func init() {
 	registerHelper("fds", helperFDs)
 	registerHelper("as-nobody", helperAsNobody)
 	registerHelper("full-shm", helperFullShm)
+	registerHelper("create-too-big", helperCreateTooBig)
 }
 
 // helperMode UMASK: creates a segment under that umask and prints its mode.
@@ -277,7 +278,11 @@ func TestForeignSegments(t *testing.T) {
 }
 
 // TestCreateFailureLeavesNothing makes Create fail after shm_open, at the
-// reservation of more than /dev/shm can hold.
+// reservation of more than /dev/shm can hold: past reserveChunk, so that it
+// is the check before fallocate's chunks that fails (TestFullShm has the
+// failures of a single fallocate). Where that is more than this process may
+// ask for (32-bit, with /dev/shm as large as memory), a helper does it on a
+// smaller tmpfs in a private mount namespace.
 func TestCreateFailureLeavesNothing(t *testing.T) {
 	checkLeaks(t)
 	var st unix.Statfs_t
@@ -285,31 +290,88 @@ func TestCreateFailureLeavesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	total := st.Blocks * uint64(st.Bsize)
-	if total+1<<30 > maxSize {
-		t.Skip("/dev/shm is as large as the address space")
+	if total+1<<30 <= maxSize {
+		if err := createTooBig(int(total + 1<<30)); err != nil {
+			t.Fatal(err)
+		}
+		return
 	}
-	tooBig := int(total + 1<<30)
-	before := shmNames(t)
+	if os.Geteuid() != 0 {
+		t.Skipf("/dev/shm (%d bytes) is as large as this process' address space, and a smaller one needs root to mount", total)
+	}
+	cmd := helperCommand(t, "create-too-big")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNS}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		if errors.Is(err, syscall.EPERM) {
+			t.Skipf("cannot make a mount namespace here: %v", err)
+		}
+		t.Fatalf("helper: %v\n%s", err, out)
+	}
+	if got := strings.TrimSpace(string(out)); got != "ok" {
+		t.Fatalf("helper printed:\n%s\nwant ok", out)
+	}
+}
+
+// helperCreateTooBig runs in its own mount namespace (see
+// TestCreateFailureLeavesNothing), mounts a tmpfs of 1 GiB + 64 MiB on
+// /dev/shm, which only this process sees, and does the test's work on it
+// with Create(maxSize): 2 GiB - 1 on 32-bit systems, of which the first
+// 1 GiB chunk would fit.
+func helperCreateTooBig(args ...string) error {
+	if err := unix.Mount("shmmap-test", shmDir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "size=1088m,mode=1777"); err != nil {
+		return fmt.Errorf("mount tmpfs: %w", err)
+	}
+	if err := createTooBig(maxSize); err != nil {
+		return err
+	}
+	if ents, err := os.ReadDir(shmDir); err != nil || len(ents) != 0 {
+		return fmt.Errorf("/dev/shm holds %v (%v), want nothing", ents, err)
+	}
+	fmt.Println("ok")
+	return nil
+}
+
+// createTooBig checks that Create(tooBig), more than /dev/shm holds, fails
+// with ENOSPC from fallocate and leaves no name behind.
+func createTooBig(tooBig int) error {
+	names := func() (map[string]bool, error) {
+		ents, err := os.ReadDir(shmDir)
+		m := map[string]bool{}
+		for _, e := range ents {
+			m[e.Name()] = true
+		}
+		return m, err
+	}
+	before, err := names()
+	if err != nil {
+		return err
+	}
 	key, _, err := Create(tooBig)
 	if err == nil {
 		Release(key)
 	}
 	if !errors.Is(err, syscall.ENOSPC) {
-		t.Fatalf("Create(%d) on a %d-byte /dev/shm: %v, want ENOSPC", tooBig, st.Blocks*uint64(st.Bsize), err)
+		return fmt.Errorf("Create(%d), more than /dev/shm holds: %v, want ENOSPC", tooBig, err)
 	}
 	var pe *fs.PathError
 	if !errors.As(err, &pe) || pe.Op != "fallocate" || !strings.HasPrefix(pe.Path, keyPrefix) {
-		t.Fatalf("error %#v, want a fallocate *fs.PathError with the key", err)
+		return fmt.Errorf("error %#v, want a fallocate *fs.PathError with the key", err)
 	}
 	if _, err := os.Stat(shmDir + pe.Path); !errors.Is(err, fs.ErrNotExist) {
-		t.Fatalf("failed Create left %s: %v", pe.Path, err)
+		return fmt.Errorf("failed Create left %s: %v", pe.Path, err)
 	}
 	// Nor any other name: the segment had none until it was made.
-	for name := range shmNames(t) {
+	after, err := names()
+	if err != nil {
+		return err
+	}
+	for name := range after {
 		if !before[name] && isCreateKey("/"+name) && creatorState("/"+name) != CreatorAlive {
-			t.Errorf("failed Create left %s", name)
+			return fmt.Errorf("failed Create left %s", name)
 		}
 	}
+	return nil
 }
 
 // plantSegment makes a segment named name (no leading slash) of size bytes
