@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"math"
+	mrand "math/rand/v2"
 	"os"
 	"runtime"
 	"runtime/debug"
@@ -13,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/cryptotest"
 	"unsafe"
 )
 
@@ -277,6 +279,57 @@ func TestKeyForms(t *testing.T) {
 		if _, err := normalize(k); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// randomSeed returns a seed for cryptotest.SetGlobalRandom that differs
+// from run to run, so that two runs of the suite at once (each with its own
+// deterministic stream) do not make the same keys.
+func randomSeed() uint64 { return mrand.Uint64() }
+
+// TestKeysComeFromCryptoRand: keys are drawn from crypto/rand, which is what
+// makes them unguessable and unique without coordination (TestKeyForms
+// checks only that they do not repeat, which a counter also passes). Under
+// cryptotest.SetGlobalRandom crypto/rand is deterministic: the same seed
+// must give the same key, another seed another key, and Create the key
+// that newKey gives under the same seed.
+func TestKeysComeFromCryptoRand(t *testing.T) {
+	keys := checkLeaks(t)
+	under := func(name string, seed uint64, draw func(t *testing.T) string) (key string) {
+		t.Helper()
+		t.Run(name, func(t *testing.T) {
+			cryptotest.SetGlobalRandom(t, seed)
+			key = draw(t)
+		})
+		return key
+	}
+	drawKey := func(*testing.T) string { return newKey() }
+	seed := randomSeed()
+	a := under("newKey", seed, drawKey)
+	b := under("newKey, same seed", seed, drawKey)
+	c := under("newKey, another seed", seed^1, drawKey)
+	d := under("Create, same seed", seed, func(t *testing.T) string {
+		key, _, err := Create(4096)
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys.add(key)
+		if err := Release(key); err != nil {
+			t.Fatal(err)
+		}
+		return key
+	})
+	if a == "" || a != b {
+		t.Errorf("newKey under seed %d: %q, then %q; want the same key twice", seed, a, b)
+	}
+	if c == a {
+		t.Errorf("newKey under seeds %d and %d: %q both times", seed, seed^1, a)
+	}
+	if d != a {
+		t.Errorf("Create under seed %d made %q, want newKey's %q", seed, d, a)
+	}
+	if k := newKey(); k == a || k == c {
+		t.Errorf("newKey outside SetGlobalRandom gave %q, a key of the seeded streams", k)
 	}
 }
 
