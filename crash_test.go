@@ -196,6 +196,7 @@ func TestCreateUnderSignals(t *testing.T) {
 			t.Fatal(err)
 		}
 		keys.add(key)
+		t.Cleanup(func() { Release(key) })
 		data[0], data[size-1] = 1, 1
 		if err := Release(key); err != nil {
 			t.Fatal(err)
@@ -277,14 +278,14 @@ func TestTruncatedByAnother(t *testing.T) {
 }
 
 // helperStress ROUNDS: 8 goroutines create, attach, write, verify and
-// release ROUNDS times each, then print the keys made and "done" and wait
-// for stdin to close, so that the parent can inspect this process from
-// outside.
+// release ROUNDS times each, printing each key as it is made (so that the
+// parent can remove what a helper that dies leaves), then print "done" and
+// wait for stdin to close, so that the parent can inspect this process
+// from outside.
 func helperStress(args ...string) error {
 	rounds, _ := strconv.Atoi(args[0])
 	var wg sync.WaitGroup
 	var mu sync.Mutex
-	var made []string
 	errs := make(chan error, 8)
 	for g := range 8 {
 		wg.Add(1)
@@ -293,7 +294,7 @@ func helperStress(args ...string) error {
 			for r := range rounds {
 				if err := roundTrip(4096*(1+(g+r)%8)+r, func(key string) {
 					mu.Lock()
-					made = append(made, key)
+					fmt.Println(key)
 					mu.Unlock()
 				}); err != nil {
 					errs <- err
@@ -306,9 +307,6 @@ func helperStress(args ...string) error {
 	close(errs)
 	for err := range errs {
 		return err
-	}
-	for _, key := range made {
-		fmt.Println(key)
 	}
 	fmt.Println("done")
 	waitStdinClosed()
@@ -324,6 +322,15 @@ func TestStress(t *testing.T) {
 		lines *bufio.Reader
 	}
 	var ps []proc
+	// Every key a helper printed, read by the test or, from a helper that
+	// the test gave up on, by its cleanup; this cleanup runs after the
+	// helpers' and removes what a helper that died left.
+	var made []string
+	t.Cleanup(func() {
+		for _, key := range made {
+			os.Remove(shmDir + key)
+		}
+	})
 	for range procs {
 		cmd := helperCommand(t, "stress", strconv.Itoa(rounds))
 		stdin, _ := cmd.StdinPipe()
@@ -332,10 +339,27 @@ func TestStress(t *testing.T) {
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-		ps = append(ps, proc{cmd, func() { stdin.Close() }, bufio.NewReader(out)})
+		lines := bufio.NewReader(out)
+		t.Cleanup(func() {
+			// Let it finish its rounds, which release every segment; a
+			// helper killed mid-round would leave one whose key it may
+			// not have printed yet. Kill it only if it hangs.
+			stdin.Close()
+			hung := time.AfterFunc(time.Minute, func() { cmd.Process.Kill() })
+			defer hung.Stop()
+			for { // the keys it printed that the test did not read
+				line, err := lines.ReadString('\n')
+				if key := strings.TrimSpace(line); isCreateKey(key) {
+					made = append(made, key)
+				}
+				if err != nil {
+					break
+				}
+			}
+			cmd.Wait()
+		})
+		ps = append(ps, proc{cmd, func() { stdin.Close() }, lines})
 	}
-	var made []string
 	for _, p := range ps {
 		for {
 			line := readLine(t, p.lines)

@@ -73,8 +73,9 @@ func FuzzKey(f *testing.F) {
 }
 
 // fuzzCreateLimit bounds the sizes FuzzSize creates for real: between it
-// and maxSize the kernel's reservation is what runs (TestLarge, TestEINTR,
-// TestCreateFailureLeavesNothing), and a fuzzer must not fill memory.
+// and maxSize the kernel's reservation is what runs (TestLarge,
+// TestCreateUnderSignals, TestCreateFailureLeavesNothing), and a fuzzer
+// must not fill memory.
 const fuzzCreateLimit = 64 << 20
 
 // FuzzSize: any size for Create, Read and ReadWrite gives an error or a

@@ -113,6 +113,7 @@ func TestUnlinkEndsCreatorsClaim(t *testing.T) {
 // last (O_TMPFILE and linkat: EEXIST from linkat) or first (O_EXCL: EEXIST
 // from the open), and leaves nothing of the failed try behind.
 func TestCreateRetriesTakenKey(t *testing.T) {
+	checkLeaks(t)
 	sweeplock.Lock(t) // the planted names have Create's form and no lock
 	for _, mode := range []string{"O_TMPFILE", "named"} {
 		t.Run(mode, func(t *testing.T) {

@@ -116,6 +116,7 @@ func TestChildToParent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { Release(key) }) // unmaps, if the test fails first
 	if len(data) != size {
 		t.Fatalf("Read(key, 0) mapped %d bytes, want %d", len(data), size)
 	}
