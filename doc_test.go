@@ -16,6 +16,7 @@ import (
 // example and one for its errors, and the doc of every function that can
 // fail says what its errors are.
 func TestDocs(t *testing.T) {
+	checkLeaks(t)
 	pkg, err := build.ImportDir(".", 0)
 	if err != nil {
 		t.Fatal(err)

@@ -142,7 +142,7 @@ func Example() {
 // Every error is an *fs.PathError naming the operation and the key, and
 // matches the package's sentinels and the fs errors with errors.Is.
 func Example_errors() {
-	_, err := shmmap.Read("../etc/passwd", 0)
+	_, err := shmmap.Read("../escape", 0)
 	fmt.Println(errors.Is(err, shmmap.ErrInvalidKey))
 
 	_, _, err = shmmap.Create(0)

@@ -10,14 +10,27 @@ import (
 
 // FuzzKey: any string as a key to Read, ReadWrite, Unlink and Release gives
 // an error or works, never panics, and a key that is accepted names one
-// entry directly in the shm namespace. Seeds are in testdata/fuzz/FuzzKey.
+// entry directly in the shm namespace. Seeds are badKeys, path escapes aimed
+// at files that the fuzz function makes (escapeVictims), and
+// testdata/fuzz/FuzzKey.
+//
+// The suite runs as root, so the target must not be able to harm anything
+// even if key validation breaks: a key goes to the functions only if what
+// it would reach taken as a path is missing, a directory or a victim
+// (victims.safe), Unlink only if normalize rejects it or its name is
+// missing, and every input checks that the victims are intact.
 func FuzzKey(f *testing.F) {
+	v := escapeVictims(f)
+	for _, k := range v.keys {
+		f.Add(k)
+	}
 	for _, bk := range badKeys {
 		f.Add(bk.key)
 	}
 	f.Add("psm_ab12")
 	f.Add("/shmmap_0000000000000000000000")
 	f.Fuzz(func(t *testing.T, key string) {
+		checkLeaks(t)
 		name, err := normalize(key)
 		if err != nil {
 			if !errors.Is(err, ErrInvalidKey) {
@@ -30,6 +43,14 @@ func FuzzKey(f *testing.F) {
 				t.Fatalf("normalize(%q) accepted %q, which is not one shm name", key, name)
 			}
 		}
+		if !v.safe(key) {
+			t.Skipf("%s exists and is not the test's: %q is not tried", wouldReach(key), key)
+		}
+		defer func() {
+			if err := v.intact(); err != nil {
+				t.Fatalf("key %q: %v", key, err)
+			}
+		}()
 		for _, err := range []error{second(Read(key, 0)), second(ReadWrite(key, 1))} {
 			if err == nil {
 				Release(key) // a real segment of that name: let it be
@@ -52,8 +73,9 @@ func FuzzKey(f *testing.F) {
 }
 
 // fuzzCreateLimit bounds the sizes FuzzSize creates for real: between it
-// and maxSize the kernel's reservation is what runs (TestLarge, TestEINTR,
-// TestCreateFailureLeavesNothing), and a fuzzer must not fill memory.
+// and maxSize the kernel's reservation is what runs (TestLarge,
+// TestCreateUnderSignals, TestCreateFailureLeavesNothing), and a fuzzer
+// must not fill memory.
 const fuzzCreateLimit = 64 << 20
 
 // FuzzSize: any size for Create, Read and ReadWrite gives an error or a
@@ -64,6 +86,7 @@ func FuzzSize(f *testing.F) {
 	}
 	key := foreignSegment(f, 8192) // Release of an attachment keeps its name
 	f.Fuzz(func(t *testing.T, size int) {
+		checkLeaks(t)
 		if size <= fuzzCreateLimit || size > maxSize {
 			k, b, err := Create(size)
 			switch {

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // Tests that need another process re-execute the test binary with
@@ -301,6 +302,131 @@ func bigInt(t testing.TB, x int64) int {
 		t.Skipf("%d does not fit in a %d-bit int", x, strconv.IntSize)
 	}
 	return int(x)
+}
+
+// victims are files of a test's own that its path escapes aim at, so that
+// a regression in key validation, with the suite running as root, harms
+// nothing but them: one in t.TempDir() and, on Linux, one in the shm
+// directory reached through "..".
+type victims struct {
+	keys  []string // escapes that reach the victims if taken as paths
+	paths []string
+	infos []os.FileInfo
+}
+
+// victimContent is what every victim holds.
+const victimContent = "a file of the test's own, aimed at by path escapes: it must stay as it is\n"
+
+// escapeVictims makes t's victims and the keys that reach them from the
+// shm directory, computed after resolving the symlinks of both, as the
+// kernel would: "../../tmp/TestBadKeys123/001/victim". Cleanup removes
+// them.
+func escapeVictims(t testing.TB) *victims {
+	t.Helper()
+	v := &victims{}
+	plant := func(path string) {
+		t.Helper()
+		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.Remove(path) })
+		_, err = f.WriteString(victimContent)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		fi, err := os.Lstat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		v.paths = append(v.paths, path)
+		v.infos = append(v.infos, fi)
+	}
+	resolve := func(p string) string {
+		if r, err := filepath.EvalSymlinks(p); err == nil {
+			return r
+		}
+		return p // no /dev/shm (macOS): as written
+	}
+	shm := resolve(devShm)
+
+	victim := filepath.Join(t.TempDir(), "victim")
+	plant(victim)
+	to := resolve(victim)
+	rel, err := filepath.Rel(shm, to)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v.keys = append(v.keys,
+		rel,
+		"/"+rel,
+		"/../../../../../../../.."+to, // more ".." than there are directories
+	)
+	if runtime.GOOS == "linux" {
+		// Out of the shm directory and back in, to a name of the test's
+		// own (not of Create's form, so that no Sweep takes it).
+		name := fmt.Sprintf("shmmap_test_victim_%d_%d", os.Getpid(), time.Now().UnixNano())
+		plant(filepath.Join(devShm, name))
+		v.keys = append(v.keys,
+			"/../"+filepath.Base(shm)+"/"+name,
+			"../../../../../../../.."+shm+"/"+name,
+			"/"+name+"/",
+		)
+	}
+	return v
+}
+
+// intact reports whether every victim is still there, as it was made.
+func (v *victims) intact() error {
+	for i, path := range v.paths {
+		before := v.infos[i]
+		now, err := os.Lstat(path)
+		if err != nil {
+			return fmt.Errorf("the path escapes' target %s: %w", path, err)
+		}
+		if !os.SameFile(before, now) || now.Mode() != before.Mode() || now.Size() != before.Size() || !now.ModTime().Equal(before.ModTime()) {
+			return fmt.Errorf("the path escapes' target %s changed: %v %d bytes %v, was %v %d bytes %v",
+				path, now.Mode(), now.Size(), now.ModTime(), before.Mode(), before.Size(), before.ModTime())
+		}
+		if b, err := os.ReadFile(path); err != nil || string(b) != victimContent {
+			return fmt.Errorf("the path escapes' target %s holds %q (%v), want %q", path, b, err, victimContent)
+		}
+	}
+	return nil
+}
+
+// safe reports whether key may be given to Unlink and ReadWrite even if
+// they took it for a path without checking it: what it would reach (see
+// wouldReach) does not exist, or is a directory (which neither can remove
+// or write to), or is a victim. Another program's file under /dev/shm/a
+// makes "a\x00b" unsafe, say. (Another program could make the file just
+// after the check; that is a risk only if key validation is broken.)
+func (v *victims) safe(key string) bool {
+	fi, err := os.Lstat(wouldReach(key))
+	if err != nil || fi.IsDir() {
+		return true // ENOENT, ENOTDIR, ENAMETOOLONG, ELOOP: so would the call fail
+	}
+	for _, own := range v.infos {
+		if os.SameFile(fi, own) {
+			return true
+		}
+	}
+	return false
+}
+
+// wouldReach returns the path that key names if a function took it as a
+// path under the shm directory without checking it: the directory, a slash,
+// and the key without its leading slash, up to any NUL (which ends the C
+// string that the kernel reads).
+func wouldReach(key string) string {
+	name := strings.TrimPrefix(key, "/")
+	if i := strings.IndexByte(name, 0); i >= 0 {
+		name = name[:i]
+	}
+	return devShm + "/" + name
 }
 
 // ints returns those of xs that an int can hold: a table of sizes for

@@ -121,6 +121,7 @@ func TestReadmeSharing(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds a program")
 	}
+	checkLeaks(t)
 	dir := t.TempDir()
 	repo, err := os.Getwd()
 	if err != nil {
@@ -152,25 +153,47 @@ func TestReadmeSharing(t *testing.T) {
 		t.Fatalf("building the README's share function: %v\n%s", err, out)
 	}
 
-	// run runs the program with a worker and checks what it printed; it
-	// must have removed its segment when done.
-	run := func(t *testing.T, cmd *exec.Cmd, want string) {
+	// The program passes its key to the worker as the next to last
+	// argument: record runs the worker through a script that writes it to
+	// a file first, so that the test knows the one name the program made.
+	record := filepath.Join(dir, "record")
+	if err := os.WriteFile(record, []byte(recordScript), 0o755); err != nil {
+		t.Fatal(err)
+	}
+
+	// run runs the program with a worker (worker[0] found on env's PATH)
+	// and checks what it printed; the program must have removed its
+	// segment when done. Cleanup removes it in any case, if the program
+	// made one and left it (killed at its timeout, say).
+	run := func(t *testing.T, worker []string, env []string, want string) {
 		t.Helper()
-		before := shmNames(t)
+		keys := checkLeaks(t)
+		keyFile := filepath.Join(t.TempDir(), "key")
+		made := func() string {
+			b, _ := os.ReadFile(keyFile)
+			return strings.TrimSpace(string(b))
+		}
+		t.Cleanup(func() {
+			if key := made(); isCreateKey(key) {
+				Unlink(key) // by then the program has exited: its name, if left, is no one's
+			}
+		})
+		cmd := peerCommand(t, filepath.Join(dir, "share"), append([]string{record, keyFile}, worker...)...)
+		cmd.Env = env
 		out, _ := runPeer(t, cmd)
 		if out != want {
 			t.Errorf("the README's program printed %q, want %q", out, want)
 		}
+		key := made()
+		if !isCreateKey(key) {
+			t.Fatalf("the README's program gave its worker %q, not a key of Create's", key)
+		}
+		keys.add(key) // and checkLeaks checks that the name is gone
 		if runtime.GOOS != "linux" {
 			return
 		}
-		// A segment it left would be new, and held by no one now that
-		// the program has exited.
-		for name := range shmNames(t) {
-			if key := "/" + name; !before[name] && isCreateKey(key) && creatorState(key) == CreatorGone {
-				t.Errorf("the README's program left %s behind", key)
-				Unlink(key)
-			}
+		if _, err := os.Lstat(devShm + key); err == nil {
+			t.Errorf("the README's program left %s behind", key)
 		}
 	}
 	const sumQuarters = 0.25 * interopFloats * (interopFloats - 1) / 2
@@ -178,27 +201,36 @@ func TestReadmeSharing(t *testing.T) {
 	t.Run("Python", func(t *testing.T) {
 		python := numPy(t)
 		worker := readmeWorker(t, "python", dir, "worker.py")
-		cmd := peerCommand(t, filepath.Join(dir, "share"), "python3", worker)
 		// The README runs "python3": make that the one with NumPy.
-		cmd.Env = append(os.Environ(), "PATH="+filepath.Dir(python)+string(os.PathListSeparator)+os.Getenv("PATH"))
-		run(t, cmd, fmt.Sprintf("%.1f\n0.5\n", sumQuarters))
+		env := append(os.Environ(), "PATH="+filepath.Dir(python)+string(os.PathListSeparator)+os.Getenv("PATH"))
+		run(t, []string{"python3", worker}, env, fmt.Sprintf("%.1f\n0.5\n", sumQuarters))
 	})
 	t.Run("Node", func(t *testing.T) {
 		modules := nodeShmmap(t)
 		worker := readmeWorker(t, "js", dir, "worker.js")
-		cmd := peerCommand(t, filepath.Join(dir, "share"), "node", worker)
-		cmd.Env = append(os.Environ(), "NODE_PATH="+modules)
-		run(t, cmd, fmt.Sprintf("%.0f\n0.5\n", sumQuarters))
+		env := append(os.Environ(), "NODE_PATH="+modules)
+		run(t, []string{"node", worker}, env, fmt.Sprintf("%.0f\n0.5\n", sumQuarters))
 	})
 }
+
+// recordScript is record KEYFILE WORKER...: it writes its next to last
+// argument (the key that the README's program passes its worker) to
+// KEYFILE, then runs WORKER... in its place.
+const recordScript = `#!/bin/sh
+out=$1
+shift
+prev= last=
+for a do prev=$last; last=$a; done
+printf '%s\n' "$prev" >"$out"
+exec "$@"
+`
 
 // goCreates makes a segment of float64s, runs the peer command that
 // worker returns for its key and length, and checks that the peer printed
 // their sum, doubled them in place, left the segment in place and wrote
-// nothing to stderr.
-func goCreates(t *testing.T, worker func(key string, n int) *exec.Cmd) {
+// nothing to stderr. keys are from the test's checkLeaks.
+func goCreates(t *testing.T, keys *keySet, worker func(key string, n int) *exec.Cmd) {
 	t.Helper()
-	keys := checkLeaks(t)
 	key, data := newSegment(t, keys, interopFloats*8)
 	v, err := View[float64](data)
 	if err != nil {
@@ -220,10 +252,10 @@ func goCreates(t *testing.T, worker func(key string, n int) *exec.Cmd) {
 // peerCreates runs a peer command that makes a segment of float64s (i +
 // 0.5), prints its key and waits for stdin to close; Go maps it with size
 // 0, checks and negates the values and releases it, and the peer, which
-// checks the negation and removes its segment, must succeed.
-func peerCreates(t *testing.T, cmd *exec.Cmd) {
+// checks the negation and removes its segment, must succeed. keys are from
+// the test's checkLeaks.
+func peerCreates(t *testing.T, keys *keySet, cmd *exec.Cmd) {
 	t.Helper()
-	keys := checkLeaks(t)
 	stdin, stdout, wait := startCommand(t, cmd)
 	key := readLine(t, stdout)
 	keys.add(key) // the peer must remove it: checkLeaks checks
@@ -299,20 +331,23 @@ func stillThere(t *testing.T, key string) {
 }
 
 func TestPythonNumPy(t *testing.T) {
+	checkLeaks(t)
 	python := numPy(t)
 	script := filepath.Join("testdata", "python", "interop.py")
 
 	t.Run("GoCreates", func(t *testing.T) {
+		keys := checkLeaks(t)
 		// Had the worker's attach() not unregistered the segment from
 		// the resource tracker, the tracker would have removed it and
 		// warned on stderr: goCreates checks both.
 		worker := readmeWorker(t, "python", t.TempDir(), "worker.py")
-		goCreates(t, func(key string, n int) *exec.Cmd {
+		goCreates(t, keys, func(key string, n int) *exec.Cmd {
 			return peerCommand(t, python, "-I", worker, key, strconv.Itoa(n))
 		})
 	})
 	t.Run("PythonCreates", func(t *testing.T) {
-		peerCreates(t, peerCommand(t, python, "-I", script, "create", strconv.Itoa(interopFloats)))
+		keys := checkLeaks(t)
+		peerCreates(t, keys, peerCommand(t, python, "-I", script, "create", strconv.Itoa(interopFloats)))
 	})
 
 	// What attach() guards against: Python's SharedMemory(name) registers
@@ -398,6 +433,7 @@ func installNode(dir string) (string, error) {
 }
 
 func TestNodeShmmap(t *testing.T) {
+	checkLeaks(t)
 	modules := nodeShmmap(t)
 	script := filepath.Join("testdata", "node", "interop.js")
 	node := func(t *testing.T, args ...string) *exec.Cmd {
@@ -407,12 +443,14 @@ func TestNodeShmmap(t *testing.T) {
 	}
 
 	t.Run("GoCreates", func(t *testing.T) {
+		keys := checkLeaks(t)
 		worker := readmeWorker(t, "js", t.TempDir(), "worker.js")
-		goCreates(t, func(key string, n int) *exec.Cmd {
+		goCreates(t, keys, func(key string, n int) *exec.Cmd {
 			return node(t, worker, key, strconv.Itoa(n))
 		})
 	})
 	t.Run("NodeCreates", func(t *testing.T) {
-		peerCreates(t, node(t, script, "create", strconv.Itoa(interopFloats)))
+		keys := checkLeaks(t)
+		peerCreates(t, keys, node(t, script, "create", strconv.Itoa(interopFloats)))
 	})
 }
