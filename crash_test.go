@@ -70,17 +70,20 @@ func helperEMFILE(args ...string) error {
 	return ownLeftovers()
 }
 
-// ownLeftovers fails if this process holds an fd or mapping of /dev/shm.
+// ownLeftovers fails if this process holds an fd or mapping of shared
+// memory (/dev/shm, memfds).
 func ownLeftovers() error {
 	fds, _ := os.ReadDir("/proc/self/fd")
 	for _, e := range fds {
-		if target, _ := os.Readlink("/proc/self/fd/" + e.Name()); strings.HasPrefix(target, "/dev/shm/") {
+		if target, _ := os.Readlink("/proc/self/fd/" + e.Name()); isShmTarget(target) {
 			return fmt.Errorf("fd %s open on %s", e.Name(), target)
 		}
 	}
 	maps, _ := os.ReadFile("/proc/self/maps")
-	if strings.Contains(string(maps), " /dev/shm/") {
-		return fmt.Errorf("a /dev/shm mapping is left:\n%s", maps)
+	for _, line := range strings.Split(string(maps), "\n") {
+		if isShmMapping(line) {
+			return fmt.Errorf("a shared memory mapping is left:\n%s", line)
+		}
 	}
 	fmt.Println("ok")
 	return nil

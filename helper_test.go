@@ -192,7 +192,7 @@ func takeSnapshot(t *testing.T) snapshot {
 			continue // the fd ReadDir itself used, closed by now
 		}
 		s.fds++
-		if strings.HasPrefix(target, "/dev/shm/") {
+		if isShmTarget(target) {
 			s.shmFDs = append(s.shmFDs, e.Name()+" -> "+target)
 		}
 	}
@@ -201,7 +201,21 @@ func takeSnapshot(t *testing.T) snapshot {
 	return s
 }
 
-// shmMappings returns the lines of /proc/self/maps that map /dev/shm files.
+// isShmTarget reports whether target, what /proc/PID/fd/N links to, is
+// shared memory: a file in /dev/shm (named, or an O_TMPFILE:
+// "/dev/shm/#INODE (deleted)") or a memfd ("/memfd:NAME (deleted)").
+func isShmTarget(target string) bool {
+	return strings.HasPrefix(target, "/dev/shm/") || strings.HasPrefix(target, "/memfd:")
+}
+
+// isShmMapping reports whether line of /proc/PID/maps maps shared memory,
+// as isShmTarget tells it.
+func isShmMapping(line string) bool {
+	return strings.Contains(line, " /dev/shm/") || strings.Contains(line, " /memfd:")
+}
+
+// shmMappings returns the lines of /proc/self/maps that map shared memory:
+// files in /dev/shm and memfds.
 func shmMappings(t *testing.T) []string {
 	t.Helper()
 	maps, err := os.ReadFile("/proc/self/maps")
@@ -210,7 +224,7 @@ func shmMappings(t *testing.T) []string {
 	}
 	var lines []string
 	for _, line := range strings.Split(string(maps), "\n") {
-		if strings.Contains(line, " /dev/shm/") {
+		if isShmMapping(line) {
 			lines = append(lines, line)
 		}
 	}

@@ -45,15 +45,15 @@ func helperMode(args ...string) error {
 	return Release(key)
 }
 
-// helperFDs prints every fd and mapping of a /dev/shm file that this
-// process has: an exec'd child must have none.
+// helperFDs prints every fd and mapping of shared memory (a /dev/shm file,
+// a memfd) that this process has: an exec'd child must have none.
 func helperFDs(args ...string) error {
 	ents, err := os.ReadDir("/proc/self/fd")
 	if err != nil {
 		return err
 	}
 	for _, e := range ents {
-		if target, _ := os.Readlink("/proc/self/fd/" + e.Name()); strings.HasPrefix(target, "/dev/shm/") {
+		if target, _ := os.Readlink("/proc/self/fd/" + e.Name()); isShmTarget(target) {
 			fmt.Println("fd", e.Name(), target)
 		}
 	}
@@ -62,7 +62,7 @@ func helperFDs(args ...string) error {
 		return err
 	}
 	for _, line := range strings.Split(string(maps), "\n") {
-		if strings.Contains(line, "/dev/shm/") {
+		if isShmMapping(line) {
 			fmt.Println("map", line)
 		}
 	}
