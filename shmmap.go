@@ -144,18 +144,35 @@ const maxCreateTries = 100
 // If there is an error, it will be of type *fs.PathError.
 func Create(size int, opts ...Option) (key string, data []byte, err error) {
 	if size <= 0 || size > maxSize {
-		return "", nil, &fs.PathError{Op: "create", Path: "", Err: sizeError(size, fmt.Sprintf("want 0 < size <= %d", int64(maxSize)))}
+		return "", nil, createSizeError(size)
 	}
-	for try := 1; ; try++ {
-		key = newKey()
-		var fd int
+	var fd int
+	err = withNewKey(func(k string) error {
+		key = k
 		data, fd, err = create(key, size, mapFlags(opts))
-		if err == nil {
-			table.add(key, data, true, fd)
-			return key, data, nil
-		}
-		if pe, ok := err.(*fs.PathError); !ok || pe.Err != unix.EEXIST || try == maxCreateTries {
-			return "", nil, err
+		return err
+	})
+	if err != nil {
+		return "", nil, err
+	}
+	table.add(key, data, true, fd)
+	return key, data, nil
+}
+
+// createSizeError is the error of a size that Create and CreateAnonymous
+// cannot make.
+func createSizeError(size int) error {
+	return &fs.PathError{Op: "create", Path: "", Err: sizeError(size, fmt.Sprintf("want 0 < size <= %d", int64(maxSize)))}
+}
+
+// withNewKey calls try with a fresh key until it succeeds or fails with
+// anything but a key that is taken (an *fs.PathError wrapping EEXIST), at
+// most maxCreateTries times, and returns its last error.
+func withNewKey(try func(key string) error) error {
+	for n := 1; ; n++ {
+		err := try(newKey())
+		if pe, ok := err.(*fs.PathError); !ok || pe.Err != unix.EEXIST || n == maxCreateTries {
+			return err
 		}
 	}
 }
@@ -193,7 +210,7 @@ func attach(key string, size int, writable bool, flags int) ([]byte, error) {
 		return nil, &fs.PathError{Op: "shm_open", Path: key, Err: err}
 	}
 	if size < 0 || size > maxSize {
-		return nil, &fs.PathError{Op: "mmap", Path: key, Err: sizeError(size, fmt.Sprintf("want 0 <= size <= %d", int64(maxSize)))}
+		return nil, &fs.PathError{Op: "mmap", Path: key, Err: attachSizeError(size)}
 	}
 	data, err := open(name, key, size, writable, flags)
 	if err != nil {
@@ -201,6 +218,12 @@ func attach(key string, size int, writable bool, flags int) ([]byte, error) {
 	}
 	table.add(name, data, false, -1)
 	return data, nil
+}
+
+// attachSizeError wraps ErrInvalidSize for a size that no segment can be
+// mapped with.
+func attachSizeError(size int) error {
+	return sizeError(size, fmt.Sprintf("want 0 <= size <= %d", int64(maxSize)))
 }
 
 // An Option changes how Create, Read and ReadWrite map a segment; Populate
