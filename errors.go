@@ -9,7 +9,8 @@ import (
 
 // Errors that the functions of this package wrap; test with errors.Is.
 // A missing segment is fs.ErrNotExist, a segment that the caller may not
-// open is fs.ErrPermission, and a full shm filesystem is syscall.ENOSPC.
+// open is fs.ErrPermission, a full shm filesystem is syscall.ENOSPC, a nil
+// *os.File is fs.ErrInvalid and a closed one fs.ErrClosed.
 var (
 	// ErrInvalidKey: the key is not a valid POSIX shared memory name.
 	ErrInvalidKey = errors.New("shmmap: invalid key")
@@ -19,11 +20,19 @@ var (
 	ErrNotMapped = errors.New("shmmap: key not mapped by this process")
 	// ErrNotSegment: the key names a file that is not a shared memory
 	// segment (a FIFO, directory, socket or device that someone put in
-	// the shm directory under that name).
+	// the shm directory under that name), or a file given to ReadFile,
+	// ReadWriteFile, SendFile or received by ReceiveFile is not one (a
+	// pipe, socket, directory, device, or a regular file outside memory,
+	// such as one on disk).
 	ErrNotSegment = errors.New("shmmap: not a shared memory segment")
 	// ErrAlignment: View of bytes whose address is not a multiple of the
 	// type's size.
 	ErrAlignment = errors.New("shmmap: misaligned")
+	// ErrBadMessage: ReceiveFile got a message that does not carry exactly
+	// one file descriptor: none, several, or more than it has room for
+	// (cut short by the kernel). Every descriptor that came with it has
+	// been closed.
+	ErrBadMessage = errors.New("shmmap: message does not carry exactly one file")
 )
 
 // sizeError wraps ErrInvalidSize with the size asked for and why it is

@@ -1,7 +1,9 @@
 package shmmap_test
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"log"
 	"os"
 	"time"
@@ -105,4 +107,23 @@ func ExampleCreator() {
 		log.Fatal(err)
 	}
 	// Output: while held: yes
+}
+
+// On Linux an anonymous segment is a memfd sealed against any change of
+// size: a process that is handed it cannot shrink it under the others'
+// mappings, so no access to them can fault for that.
+func ExampleMapping_Sealed() {
+	m, err := shmmap.CreateAnonymous(1 << 20)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer m.Close()
+	fmt.Println(m.Sealed())
+
+	// What a careless or hostile peer would try:
+	err = m.File().Truncate(4096)
+	fmt.Println(errors.Is(err, fs.ErrPermission))
+	// Output:
+	// true
+	// true
 }

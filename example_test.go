@@ -3,10 +3,16 @@ package shmmap_test
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
 
 	"github.com/shmmap-go/shmmap"
+	"golang.org/x/sys/unix"
 )
 
 // Create a segment, write to it, and release it. The key is what another
@@ -275,4 +281,247 @@ func ExamplePopulate() {
 	}
 	fmt.Println(sum)
 	// Output: 8388608
+}
+
+// An anonymous segment has no key, and nothing is ever left of it: other
+// processes get it as a file, and its memory goes with the last process
+// that holds it.
+func ExampleCreateAnonymous() {
+	m, err := shmmap.CreateAnonymous(1 << 20)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer m.Close() // unmaps and closes the file
+
+	data := m.Bytes()
+	copy(data, "hello, other process")
+	fmt.Println(len(data), string(data[:5]))
+	// Output: 1048576 hello
+}
+
+// A Mapping is a handle, as an *os.File is: Close it when done. A second
+// Close is an error, never a crash, and Bytes is then nil.
+func ExampleMapping() {
+	m, err := shmmap.CreateAnonymous(4096)
+	if err != nil {
+		log.Fatal(err)
+	}
+	values, err := shmmap.View[uint64](m.Bytes())
+	if err != nil {
+		log.Fatal(err)
+	}
+	values[0] = 1 << 40
+	fmt.Println(values[0])
+
+	fmt.Println(m.Close())
+	fmt.Println(errors.Is(m.Close(), fs.ErrClosed), m.Bytes() == nil)
+	// Output:
+	// 1099511627776
+	// <nil>
+	// true true
+}
+
+// The process that receives a segment's file maps it with ReadWriteFile
+// (here the same process, for brevity) and writes in place; the creator
+// sees the write.
+func ExampleReadWriteFile() {
+	m, err := shmmap.CreateAnonymous(4096)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer m.Close()
+
+	// In the other process, given the file:
+	view, err := shmmap.ReadWriteFile(m.File(), 0) // 0: all of it
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer view.Close() // unmaps; the file stays its owner's
+	view.Bytes()[0] = 42
+
+	fmt.Println(m.Bytes()[0])
+	// Output: 42
+}
+
+// ReadFile maps read-only, size bytes or all; a size past the end of the
+// segment is refused before anything is mapped, and so is a file that is
+// not shared memory.
+func ExampleReadFile() {
+	m, err := shmmap.CreateAnonymous(10000)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer m.Close()
+	m.Bytes()[99] = 7
+
+	first, err := shmmap.ReadFile(m.File(), 100) // writing to it faults
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer first.Close()
+	fmt.Println(len(first.Bytes()), first.Bytes()[99])
+
+	_, err = shmmap.ReadFile(m.File(), 1<<20)
+	fmt.Println(errors.Is(err, shmmap.ErrInvalidSize))
+
+	r, w, err := os.Pipe()
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer r.Close()
+	defer w.Close()
+	_, err = shmmap.ReadFile(r, 0)
+	fmt.Println(errors.Is(err, shmmap.ErrNotSegment))
+	// Output:
+	// 100 7
+	// true
+	// true
+}
+
+// A process hands a segment to a child through os/exec's ExtraFiles: the
+// child finds it as fd 3 (ExtraFiles[0]) and maps it. Every other fd of
+// this package is close-on-exec, so the child gets only what it is given.
+// examples/anonchild is this example as a program that runs.
+func ExampleMapping_File() {
+	if len(os.Args) > 1 && os.Args[1] == "child" {
+		// In the child:
+		seg, err := shmmap.ReadWriteFile(os.NewFile(3, "segment"), 0)
+		if err != nil {
+			log.Fatal(err)
+		}
+		defer seg.Close()
+		seg.Bytes()[0] = 100
+		return
+	}
+
+	// In the parent:
+	m, err := shmmap.CreateAnonymous(4 << 20)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer m.Close()
+	cmd := exec.Command(os.Args[0], "child")
+	cmd.ExtraFiles = []*os.File{m.File()} // fd 3 in the child
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	if err := cmd.Run(); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(m.Bytes()[0]) // 100: the child's write
+}
+
+// Close unmaps the segment and closes its file; other processes that hold
+// it keep it, and its memory goes with the last of them.
+func ExampleMapping_Close() {
+	m, err := shmmap.CreateAnonymous(4096)
+	if err != nil {
+		log.Fatal(err)
+	}
+	other, err := shmmap.ReadWriteFile(m.File(), 0) // as another process would
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := m.Close(); err != nil {
+		log.Fatal(err)
+	}
+	other.Bytes()[0] = 1 // still mapped
+	fmt.Println(other.Close())
+	// Output: <nil>
+}
+
+// SendFile passes a segment to any process at the other end of a Unix
+// socket: a worker that dialled this one, say, or Python's
+// socket.recv_fds. Both ends are in this process here.
+func ExampleSendFile() {
+	dir, err := os.MkdirTemp("", "shmmap-example")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: filepath.Join(dir, "sock"), Net: "unix"})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer l.Close()
+
+	m, err := shmmap.CreateAnonymous(4096)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer m.Close()
+	copy(m.Bytes(), "job 1")
+
+	sent := make(chan error, 1)
+	go func() { // the server: each worker that connects gets the segment
+		c, err := l.AcceptUnix()
+		if err != nil {
+			sent <- err
+			return
+		}
+		defer c.Close()
+		sent <- shmmap.SendFile(c, m.File())
+	}()
+
+	// In the worker:
+	c, err := net.DialUnix("unix", nil, l.Addr().(*net.UnixAddr))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+	f, err := shmmap.ReceiveFile(c)
+	if err != nil {
+		log.Fatal(err)
+	}
+	seg, err := shmmap.ReadWriteFile(f, 0)
+	f.Close() // the mapping does not need it
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer seg.Close()
+	fmt.Println(string(seg.Bytes()[:5]), <-sent)
+	// Output: job 1 <nil>
+}
+
+// ReceiveFile takes one segment from a Unix socket and nothing else: a
+// message without one, or with several, is ErrBadMessage, and once the
+// other end has hung up, io.EOF. Both ends are in this process here.
+func ExampleReceiveFile() {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM, 0)
+	if err != nil {
+		log.Fatal(err)
+	}
+	conn := func(fd int) *net.UnixConn {
+		f := os.NewFile(uintptr(fd), "socket")
+		defer f.Close() // FileConn has its own fd
+		c, err := net.FileConn(f)
+		if err != nil {
+			log.Fatal(err)
+		}
+		return c.(*net.UnixConn)
+	}
+	sender, receiver := conn(fds[0]), conn(fds[1])
+	defer receiver.Close()
+
+	m, err := shmmap.CreateAnonymous(4096)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer m.Close()
+	if err := shmmap.SendFile(sender, m.File()); err != nil {
+		log.Fatal(err)
+	}
+	sender.Write([]byte("x")) // data alone
+	sender.Close()
+
+	f, err := shmmap.ReceiveFile(receiver)
+	if err != nil {
+		log.Fatal(err)
+	}
+	f.Close()
+	_, err = shmmap.ReceiveFile(receiver)
+	fmt.Println(errors.Is(err, shmmap.ErrBadMessage))
+	_, err = shmmap.ReceiveFile(receiver)
+	fmt.Println(err == io.EOF)
+	// Output:
+	// true
+	// true
 }

@@ -76,25 +76,94 @@ func open(name, key string, size int, writable bool, flags int) ([]byte, error) 
 		return nil, &fs.PathError{Op: "fstat", Path: key, Err: err}
 	}
 	if !isSegment(&st) {
-		return nil, &fs.PathError{Op: "shm_open", Path: key, Err: fmt.Errorf("%w: it is %s", ErrNotSegment, fileKind(uint32(st.Mode)))}
+		return nil, &fs.PathError{Op: "shm_open", Path: key, Err: notSegmentError(uint32(st.Mode))}
 	}
+	return mapSegment(fd, &st, key, size, writable, flags)
+}
+
+// mapSegment maps size bytes of the segment fd, or all of it if size is 0,
+// after checking with st, its fstat, that it has them: a mapping past the
+// end would fault on first touch. Errors name path.
+func mapSegment(fd int, st *unix.Stat_t, path string, size int, writable bool, flags int) ([]byte, error) {
 	has := int64(st.Size)
 	switch {
 	case has == 0:
-		return nil, &fs.PathError{Op: "mmap", Path: key, Err: sizeError(size, "the segment has 0 bytes")}
+		return nil, &fs.PathError{Op: "mmap", Path: path, Err: sizeError(size, "the segment has 0 bytes")}
 	case size == 0 && has > maxSize:
-		return nil, &fs.PathError{Op: "mmap", Path: key, Err: sizeError(size, fmt.Sprintf(
+		return nil, &fs.PathError{Op: "mmap", Path: path, Err: sizeError(size, fmt.Sprintf(
 			"the segment has %d bytes, more than a process can map (%d); map a part of it", has, int64(maxSize)))}
 	case int64(size) > has:
-		return nil, &fs.PathError{Op: "mmap", Path: key, Err: sizeError(size, fmt.Sprintf("the segment has %d bytes", has))}
+		return nil, &fs.PathError{Op: "mmap", Path: path, Err: sizeError(size, fmt.Sprintf("the segment has %d bytes", has))}
 	case size == 0:
 		size = int(has)
 	}
 	data, err := mmap(fd, size, writable, flags)
 	if err != nil {
-		return nil, &fs.PathError{Op: "mmap", Path: key, Err: err}
+		return nil, &fs.PathError{Op: "mmap", Path: path, Err: err}
 	}
 	return data, nil
+}
+
+// mapFile maps size bytes of fd, a file that a caller gave, or all of it if
+// size is 0, once checkFile has found it a segment; it reports whether the
+// segment is sealed against shrinking. Errors name path, the file's name.
+func mapFile(fd int, path string, size int, writable bool, flags int) (data []byte, sealed bool, err error) {
+	var st unix.Stat_t
+	if err := checkFile(fd, path, "mmap", &st); err != nil {
+		return nil, false, err
+	}
+	data, err = mapSegment(fd, &st, path, size, writable, flags)
+	if err != nil {
+		return nil, false, err
+	}
+	return data, sealedShrink(fd), nil
+}
+
+// checkFile fills st with fstat of fd, a file that a caller or a peer
+// handed over, and returns an error wrapping ErrNotSegment, for op on path,
+// unless it is a segment (statFile says what that is on each system).
+func checkFile(fd int, path, op string, st *unix.Stat_t) error {
+	ok, err := statFile(fd, st)
+	if err != nil {
+		return &fs.PathError{Op: "fstat", Path: path, Err: err}
+	}
+	if !ok {
+		return &fs.PathError{Op: op, Path: path, Err: notSegmentError(uint32(st.Mode))}
+	}
+	return nil
+}
+
+// createAnon makes an anonymous segment of size bytes: openAnon makes it
+// without a name, or with one that it removes at once (key, on systems
+// that need one: anonNeedsKey). initSegment gives it its mode and reserves
+// its memory as Create does, seal seals it where the system can, and it is
+// mapped read-write. It returns the mapping, the fd (close-on-exec), the
+// name the file goes by, and whether it is sealed. On failure nothing is
+// left behind: no name, fd or mapping.
+func createAnon(key string, size, flags int) (data []byte, fd int, name string, sealed bool, err error) {
+	fd, name, op, err := openAnon(key)
+	if err != nil {
+		return nil, -1, "", false, &fs.PathError{Op: op, Path: name, Err: err}
+	}
+	op, err = initSegment(fd, size)
+	if err == nil {
+		op = "fcntl"
+		sealed, err = seal(fd)
+	}
+	if err == nil {
+		op = "mmap"
+		data, err = mmap(fd, size, true, flags)
+	}
+	if err != nil {
+		closeFile(fd, int64(size)) // the last reference: it frees what initSegment reserved
+		return nil, -1, "", false, &fs.PathError{Op: op, Path: name, Err: err}
+	}
+	return data, fd, name, sealed, nil
+}
+
+// notSegmentError is ErrNotSegment for a file of the given mode.
+func notSegmentError(mode uint32) error {
+	return fmt.Errorf("%w: it is %s", ErrNotSegment, fileKind(mode))
 }
 
 // fileKind names the type of file that mode describes, for ErrNotSegment.
@@ -112,6 +181,8 @@ func fileKind(mode uint32) string {
 		return "a block device"
 	case unix.S_IFLNK:
 		return "a symbolic link"
+	case unix.S_IFREG:
+		return "a regular file outside memory (on a disk, say)"
 	}
 	return fmt.Sprintf("a file of type %#o", mode&unix.S_IFMT)
 }

@@ -147,13 +147,23 @@ func initSegment(fd, size int) (op string, err error) {
 		// once, but each chunk passes that check, and where /dev/shm is as
 		// large as memory (the default: half of RAM, or all of it) the
 		// chunks would run the machine out of memory before ENOSPC. So
-		// refuse what cannot fit now, as one call would.
+		// refuse what cannot fit now, as one call would. A filesystem
+		// without a size (Blocks 0: a memfd's, or a tmpfs mounted with
+		// size=0) has no such check at all: there, refuse what is more
+		// than the machine's memory and swap, which could only end with
+		// the OOM killer.
 		var st unix.Statfs_t
 		if err := unix.Fstatfs(fd, &st); err != nil {
 			return "fstatfs", err
 		}
 		if st.Blocks != 0 && uint64(size) > uint64(st.Bavail)*uint64(st.Bsize) {
 			return "fallocate", unix.ENOSPC
+		}
+		var si unix.Sysinfo_t
+		if st.Blocks == 0 && unix.Sysinfo(&si) == nil {
+			if total := (uint64(si.Totalram) + uint64(si.Totalswap)) * uint64(si.Unit); uint64(size) > total {
+				return "fallocate", fmt.Errorf("%w: %d bytes are more than this machine's memory and swap (%d)", unix.ENOMEM, size, total)
+			}
 		}
 	}
 	for off := int64(0); off < int64(size); off += reserveChunk {

@@ -226,8 +226,9 @@ func attachSizeError(size int) error {
 	return sizeError(size, fmt.Sprintf("want 0 <= size <= %d", int64(maxSize)))
 }
 
-// An Option changes how Create, Read and ReadWrite map a segment; Populate
-// is the only one. A nil Option is ignored.
+// An Option changes how Create, Read, ReadWrite, CreateAnonymous, ReadFile
+// and ReadWriteFile map a segment; Populate is the only one. A nil Option
+// is ignored.
 type Option func(*options)
 
 type options struct{ flags int }

@@ -22,3 +22,7 @@ func munmap(b []byte) error {
 }
 
 func closeFD(fd int) { unix.Close(fd) }
+
+// closeFile closes fd, whose file may go with it; size decides raw calls
+// on Linux.
+func closeFile(fd int, size int64) { unix.Close(fd) }

@@ -17,10 +17,15 @@ import (
 // put in /dev/shm: an open (always O_NONBLOCK), link or unlink of a name in
 // a tmpfs directory, fchmod, fstat, a lock taken or tested without waiting,
 // close of an fd whose file a mapping or a name still holds, mmap without
-// MAP_POPULATE, and munmap, fallocate or the last unlink of at most
-// rawLimit bytes. Past that, fallocate and MAP_POPULATE zero or map every
-// page, and munmap and the final unlink free them: a multi-GiB call must not
-// keep its P, and with it a garbage collection's stop, waiting.
+// MAP_POPULATE, memfd_create, fcntl's F_ADD_SEALS of seals that wait for
+// nothing (not F_SEAL_WRITE, which waits for pinned pages) and F_GET_SEALS,
+// and munmap, fallocate or the last unlink or close of at most rawLimit
+// bytes. Past that, fallocate and MAP_POPULATE zero or map every page, and
+// munmap and the final unlink or close free them: a multi-GiB call must not
+// keep its P, and with it a garbage collection's stop, waiting. A file that
+// a caller or a peer hands over (ReadFile, SendFile, ReceiveFile) may be
+// anywhere, on NFS or FUSE, where even fstat waits on a server: until it is
+// known to be a segment, it is asked about with ordinary calls only.
 const rawLimit = 1 << 20
 
 // bounded reports whether a call's work over n bytes (-1: unknown) is
@@ -100,6 +105,31 @@ var fallocate = func(fd int, off, n int64) error {
 
 func closeFD(fd int) {
 	syscall6(true, unix.SYS_CLOSE, uintptr(fd), 0, 0, 0, 0, 0)
+}
+
+// closeFile closes fd, whose file of size bytes (-1: unknown) may go with
+// it: the last close of a file that has no name frees its pages.
+func closeFile(fd int, size int64) {
+	syscall6(bounded(size), unix.SYS_CLOSE, uintptr(fd), 0, 0, 0, 0, 0)
+}
+
+// memfdName is memfd_create's name, NUL-terminated, in static memory that
+// never moves: /proc shows the file as "/memfd:shmmap (deleted)".
+const memfdName = "shmmap\x00"
+
+// memfdCreate makes an anonymous file in memory (memfd_create(2)). It is a
+// variable so that tests can make it fail.
+var memfdCreate = func(flags int) (int, error) {
+	fd, err := syscall6(true, unix.SYS_MEMFD_CREATE, uintptr(unsafe.Pointer(unsafe.StringData(memfdName))), uintptr(flags), 0, 0, 0, 0)
+	return int(fd), err
+}
+
+// fcntlInt makes fcntl(2) command cmd with an int argument, as F_ADD_SEALS
+// and F_GET_SEALS take: the plain fcntl call on every architecture
+// (fcntl64 differs only for locks).
+func fcntlInt(fd, cmd, arg int) (int, error) {
+	r, err := syscall6(true, unix.SYS_FCNTL, uintptr(fd), uintptr(cmd), uintptr(arg), 0, 0, 0)
+	return int(r), err
 }
 
 func munmap(b []byte) error {

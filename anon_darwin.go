@@ -1,0 +1,90 @@
+//go:build darwin
+
+package shmmap
+
+import (
+	"strconv"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// macOS has no memfd and no unnamed shm object. An anonymous segment is a
+// named one whose name is removed at once: xnu's shm_unlink only takes the
+// object out of its name tree (pshm_unlink_internal in
+// bsd/kern/posix_shm.c) and drops the name's reference; the fd keeps its
+// own (pshm_usecount), on which ftruncate and mmap work as before
+// (pshm_truncate and pshm_mmap reach the object through the fd, never the
+// name), and the memory goes with the last fd and mapping (pshm_deref). No
+// seals exist; but neither can such a segment shrink: xnu sets a segment's
+// size once (pshm_truncate refuses a second ftruncate with EINVAL).
+
+// anonNeedsKey: the segment needs a name for a moment, drawn as Create's.
+const anonNeedsKey = true
+
+// openAnon makes segment key as Create does (openNew: O_CREAT|O_EXCL, mode
+// 0600, checked) and removes its name at once, so that nothing is left to
+// remove even if the process dies the next instant. It returns key as the
+// name the file goes by, and the name of the failing operation with an
+// error; EEXIST if the key is taken.
+func openAnon(key string) (fd int, name, op string, err error) {
+	fd, _, err = openNew(key)
+	if err != nil {
+		return -1, key, "shm_open", err
+	}
+	if err := shmUnlink(key, -1); err != nil {
+		closeFD(fd)
+		return -1, key, "shm_unlink", err
+	}
+	return fd, key, "", nil
+}
+
+// seal does nothing: macOS has no seals (and no shrinking; see above).
+func seal(fd int) (bool, error) { return false, nil }
+
+// sealedShrink is false: macOS has no seals.
+func sealedShrink(fd int) bool { return false }
+
+// statFile fills st with fstat of fd, a file that a caller or a peer handed
+// over, and reports whether it is a segment. xnu's pshm_stat fills st_mode
+// with the object's mode alone, which shm_open masked with ALLPERMS: a shm
+// object, and nothing else, has no file type bits. A regular file (on disk)
+// is not a segment: a mapping of it writes to the disk, and a page that
+// cannot be read or written back is a SIGBUS at the access.
+func statFile(fd int, st *unix.Stat_t) (bool, error) {
+	if err := unix.Fstat(fd, st); err != nil {
+		return false, err
+	}
+	return st.Mode&unix.S_IFMT == 0, nil
+}
+
+// fdName is the name of a received fd: a shm object has no path to ask for.
+func fdName(fd int) string { return "fd " + strconv.Itoa(fd) }
+
+// recvFDs receives one message from the socket s, without waiting (EAGAIN
+// if there is none), into p, and returns the fds that came with it,
+// close-on-exec. macOS has no MSG_CMSG_CLOEXEC, so FD_CLOEXEC is set on
+// each fd after recvmsg, and all of it happens under syscall.ForkLock's
+// read lock, as syscall's own opens do: os/exec forks only under its write
+// lock, so no child can start between the fd's arrival and FD_CLOEXEC and
+// inherit it. (net's ReadMsgUnix sets the flag without the lock.) truncated
+// is true if the kernel cut the fds short for want of room in oob
+// (MSG_CTRUNC).
+func recvFDs(s int, p, oob []byte) (n int, fds []int, truncated bool, err error) {
+	syscall.ForkLock.RLock()
+	defer syscall.ForkLock.RUnlock()
+	var oobn, flags int
+	err = ignoringEINTR(func() error {
+		var err error
+		n, oobn, flags, _, err = unix.Recvmsg(s, p, oob, unix.MSG_DONTWAIT)
+		return err
+	})
+	if err != nil {
+		return 0, nil, false, err
+	}
+	fds = rightsFDs(oob[:oobn])
+	for _, fd := range fds {
+		unix.CloseOnExec(fd)
+	}
+	return n, fds, flags&unix.MSG_CTRUNC != 0, nil
+}

@@ -1,0 +1,139 @@
+//go:build linux
+
+package shmmap
+
+import (
+	"strconv"
+	"sync/atomic"
+
+	"golang.org/x/sys/unix"
+)
+
+// Anonymous segments on Linux are memfds (memfd_create(2), Linux 3.17):
+// files in the kernel's internal shmem mount, which no directory lists and
+// whose size no mount limits, so a container's small /dev/shm does not
+// cap them, and which can be sealed (fcntl(2), "File Sealing"), so that no
+// process that is handed one can shrink it under a mapping.
+
+// anonNeedsKey: memfds have no name, so CreateAnonymous draws no key.
+const anonNeedsKey = false
+
+// memfdFlags are the flags of every memfd_create: close-on-exec, and
+// sealable. MFD_NOEXEC_SEAL (Linux 6.3) is added where the kernel knows it:
+// the file can never be made executable, and with vm.memfd_noexec = 2 a
+// memfd_create without it is refused.
+const memfdFlags = unix.MFD_CLOEXEC | unix.MFD_ALLOW_SEALING
+
+// noNoexecSeal is set once memfd_create refuses MFD_NOEXEC_SEAL (EINVAL:
+// a kernel before 6.3).
+var noNoexecSeal atomic.Bool
+
+// anonTmpfileName is what the file of openAnon's fallback goes by.
+const anonTmpfileName = shmDir + " (O_TMPFILE)"
+
+// openAnon makes a new, empty anonymous file, close-on-exec, and returns
+// the name it goes by ("memfd:shmmap", as /proc shows it without its slash)
+// and the name of the failing operation with an error. key is unused: a
+// memfd has no name to choose. Where memfd_create does not exist (ENOSYS:
+// a kernel before 3.17, or a seccomp filter that does not know it), the
+// file is an O_TMPFILE in /dev/shm instead: unnamed too, but counted
+// against /dev/shm's size, and not sealable.
+func openAnon(key string) (fd int, name, op string, err error) {
+	name, op = "memfd:shmmap", "memfd_create"
+	if !noNoexecSeal.Load() {
+		fd, err = memfdCreate(memfdFlags | unix.MFD_NOEXEC_SEAL)
+		if err != unix.EINVAL {
+			return fd, name, op, err
+		}
+		noNoexecSeal.Store(true)
+	}
+	fd, err = memfdCreate(memfdFlags)
+	if err == unix.ENOSYS && !noTmpfile.Load() {
+		if tfd, terr := shmOpen("", unix.O_TMPFILE|unix.O_RDWR, 0); terr == nil {
+			return tfd, anonTmpfileName, "", nil
+		}
+	}
+	return fd, name, op, err
+}
+
+// anonSeals are the seals of CreateAnonymous's segments: the size is fixed
+// (no shrinking, no growing), and no other seal can be added, so that no
+// process handed the file can make it read-only under a writer either.
+const anonSeals = unix.F_SEAL_SHRINK | unix.F_SEAL_GROW | unix.F_SEAL_SEAL
+
+// seal seals fd with anonSeals and reports whether it could: a memfd can
+// be; the O_TMPFILE of openAnon's fallback cannot (EPERM: a tmpfs file
+// comes with F_SEAL_SEAL).
+func seal(fd int) (bool, error) {
+	switch _, err := fcntlInt(fd, unix.F_ADD_SEALS, anonSeals); err {
+	case nil:
+		return true, nil
+	case unix.EPERM, unix.EINVAL:
+		return false, nil
+	default:
+		return false, err
+	}
+}
+
+// sealedShrink reports whether fd is sealed against shrinking
+// (F_SEAL_SHRINK): then no ftruncate, by any process, can make it smaller
+// than it is. Files that cannot be sealed are EINVAL: not sealed.
+func sealedShrink(fd int) bool {
+	seals, err := fcntlInt(fd, unix.F_GET_SEALS, 0)
+	return err == nil && seals&unix.F_SEAL_SHRINK != 0
+}
+
+// statFile fills st with fstat of fd, a file that a caller or a peer handed
+// over, and reports whether it is a segment: a regular file in memory
+// (tmpfs: memfds, /dev/shm, O_TMPFILEs; hugetlbfs). A regular file on disk
+// is not: a mapping of it writes to the disk, and a page that cannot be
+// read or written back (an I/O error, a full disk under a sparse file) is a
+// SIGBUS at the access. The calls are ordinary ones, not raw: the file may
+// be on NFS or FUSE, where fstat and fstatfs wait on a server.
+func statFile(fd int, st *unix.Stat_t) (bool, error) {
+	if err := unix.Fstat(fd, st); err != nil {
+		return false, err
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return false, nil
+	}
+	var sfs unix.Statfs_t
+	if err := unix.Fstatfs(fd, &sfs); err != nil {
+		return false, err
+	}
+	switch uint32(sfs.Type) {
+	case unix.TMPFS_MAGIC, unix.HUGETLBFS_MAGIC:
+		return true, nil
+	}
+	return false, nil
+}
+
+// fdName is the name of a received fd: what /proc/self/fd says of it
+// ("/memfd:NAME (deleted)" for a memfd), else "fd N".
+func fdName(fd int) string {
+	var buf [256]byte
+	n, err := unix.Readlink("/proc/self/fd/"+strconv.Itoa(fd), buf[:])
+	if err != nil || n == 0 || n == len(buf) {
+		return "fd " + strconv.Itoa(fd)
+	}
+	return string(buf[:n])
+}
+
+// recvFDs receives one message from the socket s, without waiting (EAGAIN
+// if there is none), into p, and returns the fds that came with it, which
+// are close-on-exec from the start: MSG_CMSG_CLOEXEC has the kernel set
+// FD_CLOEXEC as it installs them, so no fork can ever see them without.
+// truncated is true if the kernel cut the fds short for want of room in oob
+// (MSG_CTRUNC); it closes those that did not fit.
+func recvFDs(s int, p, oob []byte) (n int, fds []int, truncated bool, err error) {
+	var oobn, flags int
+	err = ignoringEINTR(func() error {
+		var err error
+		n, oobn, flags, _, err = unix.Recvmsg(s, p, oob, unix.MSG_CMSG_CLOEXEC|unix.MSG_DONTWAIT)
+		return err
+	})
+	if err != nil {
+		return 0, nil, false, err
+	}
+	return n, rightsFDs(oob[:oobn]), flags&unix.MSG_CTRUNC != 0, nil
+}

@@ -1,0 +1,228 @@
+package shmmap
+
+import (
+	"errors"
+	"io/fs"
+	"net"
+	"os"
+	"strconv"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// socketPair returns the two ends of a connected Unix stream socket, closed
+// in cleanup.
+func socketPair(t *testing.T) (a, b *net.UnixConn) {
+	t.Helper()
+	fa, fb := socketPairFiles(t)
+	return fileConn(t, fa), fileConn(t, fb)
+}
+
+// socketPairFiles returns the two ends of a connected Unix stream socket as
+// files (for ExtraFiles, or for raw sendmsg), close-on-exec, closed in
+// cleanup.
+func socketPairFiles(t *testing.T) (a, b *os.File) {
+	t.Helper()
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unix.CloseOnExec(fds[0])
+	unix.CloseOnExec(fds[1])
+	a, b = os.NewFile(uintptr(fds[0]), "socket a"), os.NewFile(uintptr(fds[1]), "socket b")
+	t.Cleanup(func() { a.Close(); b.Close() })
+	return a, b
+}
+
+// fileConn returns a *net.UnixConn of its own on the socket f (net dups
+// the fd), closed in cleanup.
+func fileConn(t *testing.T, f *os.File) *net.UnixConn {
+	t.Helper()
+	c, err := net.FileConn(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c.(*net.UnixConn)
+}
+
+// newAnonymous creates an anonymous segment of size bytes for t, closed in
+// cleanup even if the test fails (the test may close it first).
+func newAnonymous(t *testing.T, size int) *Mapping {
+	t.Helper()
+	m, err := CreateAnonymous(size)
+	if err != nil {
+		t.Fatalf("CreateAnonymous(%d): %v", size, err)
+	}
+	t.Cleanup(func() { m.Close() })
+	return m
+}
+
+// isPathError checks that err is an *fs.PathError on path that wraps want.
+func isPathError(t *testing.T, what string, err error, path string, want error) {
+	t.Helper()
+	var pe *fs.PathError
+	switch {
+	case !errors.Is(err, want):
+		t.Errorf("%s: %v, want an error wrapping %v", what, err, want)
+	case !errors.As(err, &pe):
+		t.Errorf("%s: %#v is not an *fs.PathError", what, err)
+	case pe.Path != path:
+		t.Errorf("%s: %v names %q, want %q", what, err, pe.Path, path)
+	}
+}
+
+// TestCreateAnonymous: a new segment of every size is zero-filled, as long
+// as asked, writable, and seen through a second mapping of its file; Close
+// unmaps it and closes the file, and a second Close is fs.ErrClosed.
+func TestCreateAnonymous(t *testing.T) {
+	checkLeaks(t)
+	for _, size := range []int{1, 4095, 4096, 10000, 1 << 20} {
+		m := newAnonymous(t, size)
+		data := m.Bytes()
+		if len(data) != size {
+			t.Fatalf("CreateAnonymous(%d): %d bytes", size, len(data))
+		}
+		for i, b := range data {
+			if b != 0 {
+				t.Fatalf("CreateAnonymous(%d): byte %d is %d", size, i, b)
+			}
+		}
+		fill(data)
+		fi, err := m.File().Stat()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Size() < int64(size) { // macOS rounds up to pages
+			t.Errorf("CreateAnonymous(%d): the file has %d bytes", size, fi.Size())
+		}
+		if fi.Mode().Perm() != 0o600 {
+			t.Errorf("CreateAnonymous(%d): mode %v, want 0600", size, fi.Mode())
+		}
+		other, err := ReadFile(m.File(), size)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := check(other.Bytes()); err != nil {
+			t.Errorf("a second mapping of the file: %v", err)
+		}
+		if err := other.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := m.File().Stat(); err != nil {
+			t.Errorf("closing a ReadFile mapping closed the file: %v", err)
+		}
+		if err := m.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if m.Bytes() != nil {
+			t.Errorf("Bytes after Close: %d bytes, want nil", len(m.Bytes()))
+		}
+		if _, err := m.File().Stat(); !errors.Is(err, fs.ErrClosed) {
+			t.Errorf("Stat of the file after Close: %v, want fs.ErrClosed", err)
+		}
+		isPathError(t, "second Close", m.Close(), m.File().Name(), fs.ErrClosed)
+		isPathError(t, "second Close of a ReadFile mapping", other.Close(), m.File().Name(), fs.ErrClosed)
+	}
+}
+
+func TestCreateAnonymousBadSizes(t *testing.T) {
+	checkLeaks(t)
+	for _, size := range append([]int{0, -1, -4096}, ints(int64(maxSize)+1)...) {
+		m, err := CreateAnonymous(size)
+		if m != nil {
+			m.Close()
+			t.Errorf("CreateAnonymous(%d) made a mapping", size)
+		}
+		isPathError(t, "CreateAnonymous", err, "", ErrInvalidSize)
+	}
+}
+
+// TestMapFile: ReadWriteFile and ReadFile of a segment's file, whole and in
+// part, see the same memory as the creator; sizes past the file, or
+// negative, are ErrInvalidSize.
+func TestMapFile(t *testing.T) {
+	checkLeaks(t)
+	const size = 3*4096 + 100
+	m := newAnonymous(t, size)
+	f := m.File()
+
+	rw, err := ReadWriteFile(f, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rw.Close()
+	if len(rw.Bytes()) < size {
+		t.Fatalf("ReadWriteFile(f, 0) maps %d bytes, want at least %d", len(rw.Bytes()), size)
+	}
+	rw.Bytes()[size-1] = 42
+	if m.Bytes()[size-1] != 42 {
+		t.Error("a write through ReadWriteFile's mapping is not seen by the creator")
+	}
+	m.Bytes()[0] = 7
+	ro, err := ReadFile(f, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ro.Close()
+	if len(ro.Bytes()) != 10 || ro.Bytes()[0] != 7 {
+		t.Errorf("ReadFile(f, 10): %d bytes, first %d; want 10, 7", len(ro.Bytes()), ro.Bytes()[0])
+	}
+	if ro.File() != f || rw.File() != f {
+		t.Error("File of a ReadFile or ReadWriteFile mapping is not the file it maps")
+	}
+	if ro.Sealed() != m.Sealed() || rw.Sealed() != m.Sealed() {
+		t.Errorf("Sealed: %v and %v for mappings of the creator's file, which says %v", ro.Sealed(), rw.Sealed(), m.Sealed())
+	}
+
+	fi, err := f.Stat()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, size := range []int{-1, int(fi.Size()) + 1, int(fi.Size()) + 1<<20} {
+		for _, mapper := range []func(*os.File, int, ...Option) (*Mapping, error){ReadFile, ReadWriteFile} {
+			got, err := mapper(f, size)
+			if got != nil {
+				got.Close()
+			}
+			isPathError(t, "size "+strconv.Itoa(size), err, f.Name(), ErrInvalidSize)
+		}
+	}
+}
+
+// TestSendReceiveFile passes a segment's file over a socket: the received
+// file is of the same segment, close-on-exec, and a second descriptor of
+// its own, which outlives the sender's.
+func TestSendReceiveFile(t *testing.T) {
+	checkLeaks(t)
+	a, b := socketPair(t)
+	m := newAnonymous(t, 8192)
+	fill(m.Bytes())
+	if err := SendFile(a, m.File()); err != nil {
+		t.Fatal(err)
+	}
+	f, err := ReceiveFile(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	flags, err := unix.FcntlInt(f.Fd(), unix.F_GETFD, 0)
+	if err != nil || flags&unix.FD_CLOEXEC == 0 {
+		t.Errorf("the received fd's flags: %#x, %v; want FD_CLOEXEC", flags, err)
+	}
+	if err := m.Close(); err != nil { // the sender is done: the segment lives on in f
+		t.Fatal(err)
+	}
+	got, err := ReadWriteFile(f, 8192)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer got.Close()
+	if err := check(got.Bytes()); err != nil {
+		t.Errorf("the received segment: %v", err)
+	}
+	if got.Sealed() != m.Sealed() {
+		t.Errorf("the received segment's Sealed: %v, the sender's %v", got.Sealed(), m.Sealed())
+	}
+}

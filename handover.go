@@ -1,0 +1,124 @@
+package shmmap
+
+import (
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"os"
+
+	"golang.org/x/sys/unix"
+)
+
+// The message of SendFile and ReceiveFile is what Python's socket.send_fds
+// and recv_fds exchange, and what C sends with sendmsg(2): one byte of data
+// with one descriptor attached (SCM_RIGHTS). The byte is there because a
+// stream socket carries no descriptor without data; its value is 0 and is
+// ignored on receipt.
+
+// SendFile sends f, the file of a segment (m.File() of a Mapping, or a file
+// received earlier), over the Unix domain socket c, for the process at the
+// other end to receive with ReceiveFile, Python's socket.recv_fds(sock, 1,
+// 1), or recvmsg(2). The receiver gets a descriptor of its own for the same
+// segment: f stays the caller's, and may be closed as soon as SendFile
+// returns. Like c.Write, it waits until the socket takes the message, as
+// long as c's write deadline allows.
+//
+// f must be a segment, as for ReadFile: a nil f is an error wrapping
+// fs.ErrInvalid, a closed one fs.ErrClosed, and anything else, a pipe, a
+// socket, a regular file on disk, ErrNotSegment; those errors are of type
+// *fs.PathError naming f. The errors of the socket are c's own, of type
+// *net.OpError: net.ErrClosed for a closed c, os.ErrDeadlineExceeded,
+// syscall.EPIPE once the other end is closed. A nil c is an *net.OpError
+// wrapping fs.ErrInvalid.
+func SendFile(c *net.UnixConn, f *os.File) error {
+	if c == nil {
+		return &net.OpError{Op: "write", Net: "unix", Err: fs.ErrInvalid}
+	}
+	var err error
+	if ferr := withFD(f, func(fd int) {
+		var st unix.Stat_t
+		if err = checkFile(fd, f.Name(), "sendmsg", &st); err != nil {
+			return
+		}
+		_, _, err = c.WriteMsgUnix([]byte{0}, unix.UnixRights(fd), nil)
+	}); ferr != nil {
+		return &fs.PathError{Op: "sendmsg", Path: fileName(f), Err: ferr}
+	}
+	return err
+}
+
+// ReceiveFile receives the file of a segment over the Unix domain socket
+// c, as SendFile, Python's socket.send_fds(sock, [b"\0"], [fd]) or C's
+// sendmsg(2) sends it: one message of one byte carrying one descriptor. It
+// waits for the message, like c.Read, as long as c's read deadline allows.
+// The file is the caller's, to map with ReadFile or ReadWriteFile and to
+// close; its descriptor is close-on-exec from the moment it arrives (on
+// Linux the kernel sets the flag as it installs it, MSG_CMSG_CLOEXEC; on
+// macOS, which lacks that, it is set under syscall.ForkLock, so that no
+// child that os/exec starts meanwhile inherits it). On Linux the file is
+// named as /proc shows it ("/memfd:NAME (deleted)" for a memfd); on macOS
+// "fd N".
+//
+// Once the other end has closed the connection, ReceiveFile returns io.EOF.
+// A message that carries no descriptor, several, or more than ReceiveFile
+// has room for (a dozen) is an *net.OpError wrapping ErrBadMessage, and a
+// descriptor that is not of a segment (a pipe, socket, directory, device,
+// a regular file on disk) an *fs.PathError wrapping ErrNotSegment naming
+// it; either way every descriptor that came with the message is closed
+// before ReceiveFile returns, so none leaks. The errors of the socket are
+// of type *net.OpError, wrapping net.ErrClosed for a closed c or
+// os.ErrDeadlineExceeded; a nil c is one wrapping fs.ErrInvalid.
+func ReceiveFile(c *net.UnixConn) (*os.File, error) {
+	if c == nil {
+		return nil, &net.OpError{Op: "read", Net: "unix", Err: fs.ErrInvalid}
+	}
+	opError := func(err error) error {
+		return &net.OpError{Op: "read", Net: "unix", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: err}
+	}
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return nil, opError(err)
+	}
+	var (
+		p         [1]byte
+		oob       [64]byte // room for a dozen fds; the kernel closes any more
+		n         int
+		fds       []int
+		truncated bool
+		rerr      error
+	)
+	if err := rc.Read(func(s uintptr) bool {
+		n, fds, truncated, rerr = recvFDs(int(s), p[:], oob[:])
+		return rerr != unix.EAGAIN
+	}); err != nil {
+		return nil, opError(err)
+	}
+	if rerr != nil {
+		return nil, opError(rerr)
+	}
+	switch {
+	case truncated || len(fds) > 1:
+		closeAll(fds)
+		return nil, opError(fmt.Errorf("%w: it carried %d descriptors (cut short: %v)", ErrBadMessage, len(fds), truncated))
+	case len(fds) == 0 && n == 0:
+		return nil, io.EOF
+	case len(fds) == 0:
+		return nil, opError(fmt.Errorf("%w: %d byte of data without a descriptor", ErrBadMessage, n))
+	}
+	fd := fds[0]
+	name := fdName(fd)
+	var st unix.Stat_t
+	if err := checkFile(fd, name, "recvmsg", &st); err != nil {
+		closeFile(fd, -1)
+		return nil, err
+	}
+	return os.NewFile(uintptr(fd), name), nil
+}
+
+// closeAll closes fds, which may be the last references to their files.
+func closeAll(fds []int) {
+	for _, fd := range fds {
+		closeFile(fd, -1)
+	}
+}
