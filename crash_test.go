@@ -29,8 +29,8 @@ func init() {
 }
 
 // helperEMFILE KEY: lowers RLIMIT_NOFILE and opens /dev/null until no fd
-// is left, then checks that Create and ReadWrite fail with EMFILE and leave
-// nothing.
+// is left, then checks that Create, ReadWrite and CreateAnonymous fail
+// with EMFILE and leave nothing.
 func helperEMFILE(args ...string) error {
 	lim := unix.Rlimit{Cur: 64, Max: 64}
 	if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
@@ -49,11 +49,15 @@ func helperEMFILE(args ...string) error {
 	}
 	key, _, cerr := Create(4096)
 	_, rerr := ReadWrite(args[0], 0)
+	m, aerr := CreateAnonymous(4096)
 	for _, fd := range fillers {
 		unix.Close(fd)
 	}
 	if !errors.Is(cerr, syscall.EMFILE) {
 		return fmt.Errorf("Create with no fd left: %v, want EMFILE", cerr)
+	}
+	if m != nil || !errors.Is(aerr, syscall.EMFILE) {
+		return fmt.Errorf("CreateAnonymous with no fd left: %v, want EMFILE", aerr)
 	}
 	if !errors.Is(rerr, syscall.EMFILE) {
 		return fmt.Errorf("ReadWrite with no fd left: %v, want EMFILE", rerr)
@@ -99,11 +103,12 @@ func TestEMFILE(t *testing.T) {
 }
 
 // helperENOMEM: lowers RLIMIT_AS to what the process uses plus 256 MiB and
-// creates 1 GiB: the reservation works (tmpfs pages are not address space),
-// the mmap fails with ENOMEM, and the name must be gone. The headroom is
-// for the Go runtime, which reserves its heap 64 MiB (an arena) at a time:
-// with only 64 MiB, one new arena left none, and the runtime died with
-// "cannot allocate memory" in one run of six.
+// creates 1 GiB, named and anonymous: the reservation works (tmpfs pages
+// are not address space), the mmap fails with ENOMEM, and the name, the
+// fd and the memfd must be gone. The headroom is for the Go runtime, which
+// reserves its heap 64 MiB (an arena) at a time: with only 64 MiB, one new
+// arena left none, and the runtime died with "cannot allocate memory" in
+// one run of six.
 func helperENOMEM(args ...string) error {
 	status, err := os.ReadFile("/proc/self/status")
 	if err != nil {
@@ -126,6 +131,12 @@ func helperENOMEM(args ...string) error {
 	}
 	if _, err := os.Stat(shmDir + pe.Path); !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("failed Create left %s: %v", pe.Path, err)
+	}
+	// The same for an anonymous segment, whose memfd ownLeftovers looks
+	// for.
+	m, err := CreateAnonymous(1 << 30)
+	if m != nil || !errors.Is(err, syscall.ENOMEM) || !errors.As(err, &pe) || pe.Op != "mmap" {
+		return fmt.Errorf("CreateAnonymous(1 GiB) under RLIMIT_AS: %v, want an ENOMEM from mmap", err)
 	}
 	return ownLeftovers()
 }

@@ -176,7 +176,8 @@ func TestPermission(t *testing.T) {
 }
 
 // TestNoInheritance execs children while other goroutines create and attach
-// segments: no child may inherit an fd (O_CLOEXEC) or a mapping.
+// segments, named and anonymous: no child may inherit an fd (O_CLOEXEC,
+// MFD_CLOEXEC) or a mapping.
 func TestNoInheritance(t *testing.T) {
 	keys := checkLeaks(t)
 	stop := make(chan struct{})
@@ -205,6 +206,9 @@ func TestNoInheritance(t *testing.T) {
 				if rerr := Release(key); err == nil {
 					err = rerr
 				}
+				if err == nil {
+					err = anonymousRoundTrip()
+				}
 				if err != nil {
 					errs <- err
 					return
@@ -223,6 +227,23 @@ func TestNoInheritance(t *testing.T) {
 	for err := range errs {
 		t.Error(err)
 	}
+}
+
+// anonymousRoundTrip creates an anonymous segment, maps its file a second
+// time and closes both.
+func anonymousRoundTrip() error {
+	m, err := CreateAnonymous(1 << 16)
+	if err != nil {
+		return err
+	}
+	other, err := ReadFile(m.File(), 0)
+	if err == nil {
+		err = other.Close()
+	}
+	if cerr := m.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // TestForeignSegments attaches to names made as other programs make them:

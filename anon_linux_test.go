@@ -1,0 +1,691 @@
+//go:build linux
+
+package shmmap
+
+// Anonymous segments on Linux, against each hazard of named ones:
+//
+//   - a crashed creator leaves a name: TestAnonymousCreatorKilled (no name
+//     ever, and the memory goes with the last holder);
+//   - /dev/shm's size caps every segment: TestAnonymousFullShm (64 MiB
+//     while /dev/shm is a 1 MiB tmpfs);
+//   - another process may shrink a segment under a mapping:
+//     TestAnonymousPeerTruncate (its ftruncate is EPERM).
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+func init() {
+	registerHelper("anon-child", helperAnonChild)
+	registerHelper("anon-truncate", helperAnonTruncate)
+	registerHelper("anon-full-shm", helperAnonFullShm)
+	registerHelper("anon-creator", helperAnonCreator)
+}
+
+// sumMod251 is the sum of fill's bytes over n bytes.
+func sumMod251(n int) int {
+	sum := 0
+	for i := range n {
+		sum += i % 251
+	}
+	return sum
+}
+
+// helperAnonChild: maps fd 3, inherited through ExtraFiles, read-write,
+// prints the sum of its bytes, its length and whether it is sealed, writes
+// 100 at index 0, unmaps it, and prints every fd and mapping of shared
+// memory it has left (helperFDs): fd 3 alone, which stays its own.
+func helperAnonChild(args ...string) error {
+	seg, err := ReadWriteFile(os.NewFile(3, "segment"), 0)
+	if err != nil {
+		return err
+	}
+	sum := 0
+	for _, b := range seg.Bytes() {
+		sum += int(b)
+	}
+	fmt.Println(sum, len(seg.Bytes()), seg.Sealed())
+	seg.Bytes()[0] = 100
+	if err := seg.Close(); err != nil {
+		return err
+	}
+	return helperFDs()
+}
+
+// TestAnonymousExtraFiles hands a segment to a child through os/exec's
+// ExtraFiles: the child maps fd 3, sees the parent's bytes, and the parent
+// sees its write. The child inherits that segment and nothing else: not
+// the mapping, and not the fd of another anonymous segment (close-on-exec);
+// its Close unmaps and leaves fd 3, which is not its to close.
+func TestAnonymousExtraFiles(t *testing.T) {
+	checkLeaks(t)
+	const size = 1 << 20
+	m := newAnonymous(t, size)
+	newAnonymous(t, 4096) // not handed over: the child must not have it
+	fill(m.Bytes())
+	cmd := helperCommand(t, "anon-child")
+	cmd.ExtraFiles = []*os.File{m.File()}
+	out, _ := runPeer(t, cmd)
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if want := fmt.Sprintf("%d %d true", sumMod251(size), size); lines[0] != want {
+		t.Errorf("the child printed %q, want %q", lines[0], want)
+	}
+	if m.Bytes()[0] != 100 {
+		t.Errorf("the child's write is not seen: byte 0 is %d", m.Bytes()[0])
+	}
+	if len(lines) != 2 || !strings.HasPrefix(lines[1], "fd 3 /memfd:shmmap ") {
+		t.Errorf("the child holds, of shared memory:\n%s\nwant fd 3 alone", strings.Join(lines[1:], "\n"))
+	}
+}
+
+// helperAnonTruncate: tries to change the size of fd 3, inherited through
+// ExtraFiles, every way there is, and to seal it against writing, and
+// prints each error.
+func helperAnonTruncate(args ...string) error {
+	size, err := strconv.ParseInt(args[0], 10, 64)
+	if err != nil {
+		return err
+	}
+	fmt.Println("shrink:", unix.Ftruncate(3, size/2))
+	fmt.Println("shrink to 0:", unix.Ftruncate(3, 0))
+	fmt.Println("grow:", unix.Ftruncate(3, size*2))
+	fmt.Println("fallocate:", unix.Fallocate(3, 0, 0, size*2))
+	_, err = unix.FcntlInt(3, unix.F_ADD_SEALS, unix.F_SEAL_WRITE)
+	fmt.Println("seal writes:", err)
+	return nil
+}
+
+// TestAnonymousPeerTruncate: a process that is handed a sealed segment
+// cannot change its size (EPERM), so the creator's mapping can never fault
+// for it; for a named segment, TestTruncatedByAnother shows that it can.
+func TestAnonymousPeerTruncate(t *testing.T) {
+	checkLeaks(t)
+	const size = 1 << 20
+	m := newAnonymous(t, size)
+	fill(m.Bytes())
+	cmd := helperCommand(t, "anon-truncate", strconv.Itoa(size))
+	cmd.ExtraFiles = []*os.File{m.File()}
+	out, _ := runPeer(t, cmd)
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		if !strings.HasSuffix(line, ": operation not permitted") {
+			t.Errorf("the peer: %q, want EPERM", line)
+		}
+	}
+	fi, err := m.File().Stat()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Size() != size {
+		t.Errorf("after the peer's tries the segment has %d bytes, want %d", fi.Size(), size)
+	}
+	if err := check(m.Bytes()); err != nil { // every page still there
+		t.Error(err)
+	}
+}
+
+// TestAnonymousSealed: CreateAnonymous's segment carries exactly the seals
+// the doc promises, and its size cannot change in this process either.
+func TestAnonymousSealed(t *testing.T) {
+	checkLeaks(t)
+	m := newAnonymous(t, 8192)
+	if !m.Sealed() {
+		t.Fatal("Sealed() is false")
+	}
+	fd := int(m.File().Fd())
+	seals, err := unix.FcntlInt(uintptr(fd), unix.F_GET_SEALS, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := unix.F_SEAL_SHRINK | unix.F_SEAL_GROW | unix.F_SEAL_SEAL; seals&^unix.F_SEAL_EXEC != want {
+		t.Errorf("seals %#x, want %#x (and F_SEAL_EXEC where the kernel has it)", seals, want)
+	}
+	for _, n := range []int64{0, 4096, 16384} {
+		if err := unix.Ftruncate(fd, n); err != unix.EPERM {
+			t.Errorf("ftruncate to %d: %v, want EPERM", n, err)
+		}
+	}
+	if _, err := unix.FcntlInt(uintptr(fd), unix.F_ADD_SEALS, unix.F_SEAL_WRITE); err != unix.EPERM {
+		t.Errorf("F_ADD_SEALS F_SEAL_WRITE: %v, want EPERM", err)
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Nlink != 0 || st.Mode&0o777 != 0o600 {
+		t.Errorf("the segment's file: %d links, mode %#o; want 0 (no name anywhere), 0600", st.Nlink, st.Mode&0o777)
+	}
+}
+
+// helperAnonFullShm runs in its own mount namespace (see
+// TestAnonymousFullShm), mounts a 1 MiB tmpfs on /dev/shm, which only this
+// process sees, and makes a 64 MiB anonymous segment there, which a named
+// one cannot be.
+func helperAnonFullShm(args ...string) error {
+	if err := unix.Mount("shmmap-test", shmDir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "size=1m,mode=1777"); err != nil {
+		return fmt.Errorf("mount tmpfs: %w", err)
+	}
+	const size = 64 << 20
+	if _, _, err := Create(size); !errors.Is(err, syscall.ENOSPC) {
+		return fmt.Errorf("Create(64 MiB) on a 1 MiB /dev/shm: %v, want ENOSPC", err)
+	}
+	m, err := CreateAnonymous(size)
+	if err != nil {
+		return err
+	}
+	data := m.Bytes()
+	for i := range data {
+		data[i] = 0xff
+	}
+	if ents, err := os.ReadDir(shmDir); err != nil || len(ents) != 0 {
+		return fmt.Errorf("/dev/shm holds %v (%v), want nothing", ents, err)
+	}
+	if !m.Sealed() {
+		return errors.New("the segment is not sealed")
+	}
+	if err := m.Close(); err != nil {
+		return err
+	}
+	fmt.Println("ok")
+	return nil
+}
+
+// TestAnonymousFullShm: an anonymous segment takes memory that no mount's
+// size limits, so a 64 MiB one, every byte written, is made while
+// /dev/shm is a 1 MiB tmpfs (Docker's 64 MiB default is the same hazard),
+// where Create of the same size is ENOSPC.
+func TestAnonymousFullShm(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to mount a small tmpfs on /dev/shm in a private mount namespace")
+	}
+	checkLeaks(t)
+	cmd := helperCommand(t, "anon-full-shm")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNS}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		if errors.Is(err, syscall.EPERM) {
+			t.Skipf("cannot make a mount namespace here: %v", err)
+		}
+		t.Fatalf("helper: %v\n%s", err, out)
+	}
+	if got := strings.TrimSpace(string(out)); got != "ok" {
+		t.Fatalf("helper printed:\n%s\nwant ok", out)
+	}
+}
+
+// helperAnonCreator SIZE: makes an anonymous segment of SIZE bytes, fills
+// it, sends its file over the socket at fd 3, prints "sent", and waits to
+// be killed.
+func helperAnonCreator(args ...string) error {
+	size, err := strconv.Atoi(args[0])
+	if err != nil {
+		return err
+	}
+	c, err := net.FileConn(os.NewFile(3, "socket"))
+	if err != nil {
+		return err
+	}
+	m, err := CreateAnonymous(size)
+	if err != nil {
+		return err
+	}
+	fill(m.Bytes())
+	if err := SendFile(c.(*net.UnixConn), m.File()); err != nil {
+		return err
+	}
+	fmt.Println("sent")
+	waitStdinClosed()
+	return m.Close()
+}
+
+// shmemBytes returns Shmem of /proc/meminfo: the shared memory of the whole
+// machine, memfds included.
+func shmemBytes(t *testing.T) int64 {
+	t.Helper()
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) == 3 && f[0] == "Shmem:" {
+			kb, err := strconv.ParseInt(f[1], 10, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return kb << 10
+		}
+	}
+	t.Fatal("no Shmem in /proc/meminfo")
+	return 0
+}
+
+// TestAnonymousCreatorKilled: the creator of an anonymous segment hands it
+// over and is killed with SIGKILL. No name was ever made (the file has no
+// link, before and after), the survivor's mapping keeps the memory and its
+// bytes, and once the survivor closes the last mapping the memory is
+// freed: nothing to sweep, unlike a named segment (TestSweep*).
+//
+// Freed is read from the machine's Shmem, which other processes on a
+// shared machine move too: the segment is 64 MiB, the drop across Close
+// must be three quarters of it, and the whole run is tried up to three
+// times, so that another process freeing as much at the same moment is
+// needed to fail it three times over, while a segment that is not freed
+// fails every time.
+func TestAnonymousCreatorKilled(t *testing.T) {
+	checkLeaks(t)
+	const size = 64 << 20
+	for trial := 1; ; trial++ {
+		drop := creatorKilled(t, size)
+		if drop >= size*3/4 {
+			return
+		}
+		if trial == 3 {
+			t.Fatalf("Shmem fell by %d bytes across the Close of the last mapping of a %d-byte segment, want at least %d, in each of 3 tries", drop, size, size*3/4)
+		}
+		t.Logf("try %d: Shmem fell by %d bytes across Close; trying again", trial, drop)
+	}
+}
+
+// creatorKilled runs one try of TestAnonymousCreatorKilled and returns how
+// much Shmem fell across the last Close.
+func creatorKilled(t *testing.T, size int) (drop int64) {
+	t.Helper()
+	ours, theirs := socketPairFiles(t)
+	conn := fileConn(t, ours)
+	cmd := helperCommand(t, "anon-creator", strconv.Itoa(size))
+	cmd.ExtraFiles = []*os.File{theirs}
+	_, stdout, wait := startCommand(t, cmd)
+	if line := readLine(t, stdout); line != "sent" {
+		t.Fatalf("the creator printed %q", line)
+	}
+	f, err := ReceiveFile(conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	noName := func(when string) {
+		t.Helper()
+		var st unix.Stat_t
+		if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+			t.Fatal(err)
+		}
+		if st.Nlink != 0 {
+			t.Errorf("%s: the segment has %d links, want none: no name anywhere", when, st.Nlink)
+		}
+	}
+	noName("while the creator lives")
+	m, err := ReadWriteFile(f, 0)
+	if err != nil {
+		f.Close()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	if err := cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	if err := wait(); err == nil || !strings.Contains(err.Error(), "killed") {
+		t.Fatalf("the creator: %v, want killed", err)
+	}
+	noName("after the creator's death")
+	if err := f.Close(); err != nil { // the mapping is now the last reference
+		t.Fatal(err)
+	}
+	if err := check(m.Bytes()); err != nil {
+		t.Fatalf("after the creator's death: %v", err)
+	}
+	m.Bytes()[size-1] = 1 // and writable
+	before := shmemBytes(t)
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return before - shmemBytes(t)
+}
+
+// TestAnonymousBadFiles: what ReadFile, ReadWriteFile and SendFile make of
+// what a careless caller would pass: a nil or closed file, things that are
+// not segments (a regular file on disk, a pipe, a directory, a socket, a
+// device), an empty segment, a file opened read-only, a segment sealed
+// against writing. Each is an *fs.PathError naming the file and wrapping
+// the sentinel; nothing is mapped (checkLeaks).
+func TestAnonymousBadFiles(t *testing.T) {
+	checkLeaks(t)
+	open := func(path string, flag int) *os.File {
+		t.Helper()
+		f, err := os.OpenFile(path, flag, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { f.Close() })
+		return f
+	}
+	memfd := func(size int64, seals int) *os.File {
+		t.Helper()
+		fd, err := unix.MemfdCreate("shmmap-test", unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := os.NewFile(uintptr(fd), "memfd:shmmap-test")
+		t.Cleanup(func() { f.Close() })
+		if err := f.Truncate(size); err != nil {
+			t.Fatal(err)
+		}
+		if seals != 0 {
+			if _, err := unix.FcntlInt(uintptr(fd), unix.F_ADD_SEALS, seals); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return f
+	}
+
+	closed := open(os.DevNull, os.O_RDONLY)
+	closed.Close()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close(); w.Close() })
+	sock, _ := socketPairFiles(t)
+	m := newAnonymous(t, 4096)
+	readOnly := open(fmt.Sprintf("/proc/self/fd/%d", m.File().Fd()), os.O_RDONLY)
+
+	type bad struct {
+		name     string
+		f        *os.File
+		read     error // of ReadFile(f, 0); nil if it works
+		write    error // of ReadWriteFile(f, 0)
+		sendable bool
+	}
+	cases := []bad{
+		{"nil", nil, fs.ErrInvalid, fs.ErrInvalid, false},
+		{"closed", closed, fs.ErrClosed, fs.ErrClosed, false},
+		{"pipe", r, ErrNotSegment, ErrNotSegment, false},
+		{"directory", open(t.TempDir(), os.O_RDONLY), ErrNotSegment, ErrNotSegment, false},
+		{"socket", sock, ErrNotSegment, ErrNotSegment, false},
+		{"device", open(os.DevNull, os.O_RDWR), ErrNotSegment, ErrNotSegment, false},
+		{"empty segment", memfd(0, 0), ErrInvalidSize, ErrInvalidSize, true},
+		{"read-only", readOnly, nil, fs.ErrPermission, true},
+		{"sealed against writes", memfd(4096, unix.F_SEAL_WRITE), nil, fs.ErrPermission, true},
+	}
+	disk := t.TempDir() + "/file"
+	if err := os.WriteFile(disk, make([]byte, 8192), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var sfs unix.Statfs_t
+	if err := unix.Statfs(disk, &sfs); err != nil {
+		t.Fatal(err)
+	}
+	if uint32(sfs.Type) != unix.TMPFS_MAGIC {
+		cases = append(cases, bad{"regular file on disk", open(disk, os.O_RDWR), ErrNotSegment, ErrNotSegment, false})
+	} else {
+		t.Logf("%s is on a tmpfs: no regular file on disk to try", disk)
+	}
+
+	a, _ := socketPair(t)
+	for _, c := range cases {
+		for _, try := range []struct {
+			op   string
+			want error
+			do   func() (*Mapping, error)
+		}{
+			{"ReadFile", c.read, func() (*Mapping, error) { return ReadFile(c.f, 0) }},
+			{"ReadWriteFile", c.write, func() (*Mapping, error) { return ReadWriteFile(c.f, 0) }},
+		} {
+			m, err := try.do()
+			if m != nil {
+				m.Close()
+			}
+			what := try.op + " of " + c.name
+			if try.want == nil {
+				if err != nil {
+					t.Errorf("%s: %v", what, err)
+				}
+				continue
+			}
+			isPathError(t, what, err, fileName(c.f), try.want)
+		}
+		err := SendFile(a, c.f)
+		if c.sendable {
+			if err != nil {
+				t.Errorf("SendFile of %s: %v", c.name, err)
+			}
+			continue
+		}
+		isPathError(t, "SendFile of "+c.name, err, fileName(c.f), c.read)
+	}
+}
+
+// countFDs returns how many fds this process has open.
+func countFDs(t *testing.T) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ents) - 1 // ReadDir's own
+}
+
+// TestReceiveFileBadMessages: what ReceiveFile makes of what a careless or
+// hostile peer sends: data alone, several fds, more fds than it has room
+// for, a fd that is not a segment; then the end of the connection, a
+// deadline and a closed connection. No fd that came is left open.
+func TestReceiveFileBadMessages(t *testing.T) {
+	checkLeaks(t)
+	raw, ours := socketPairFiles(t)
+	conn := fileConn(t, ours)
+	send := func(fds ...int) {
+		t.Helper()
+		var oob []byte
+		if len(fds) > 0 {
+			oob = unix.UnixRights(fds...)
+		}
+		if err := unix.Sendmsg(int(raw.Fd()), []byte{'x'}, oob, nil, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	seg := int(newAnonymous(t, 4096).File().Fd())
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pr.Close(); pw.Close() })
+	disk, err := os.Open("go.mod") // a regular file on disk, if the source tree is
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { disk.Close() })
+
+	many := make([]int, 40)
+	for i := range many {
+		many[i] = seg
+	}
+	for _, c := range []struct {
+		name string
+		fds  []int
+		want error
+		path bool // an *fs.PathError, not an *net.OpError
+	}{
+		{"data alone", nil, ErrBadMessage, false},
+		{"two fds", []int{seg, seg}, ErrBadMessage, false},
+		{"40 fds", many, ErrBadMessage, false},
+		{"a pipe", []int{int(pr.Fd())}, ErrNotSegment, true},
+		{"a directory", []int{int(openDir(t).Fd())}, ErrNotSegment, true},
+		{"a segment", []int{seg}, nil, false},
+	} {
+		send(c.fds...)
+		before := countFDs(t)
+		f, err := ReceiveFile(conn)
+		if c.want == nil {
+			if err != nil {
+				t.Fatalf("ReceiveFile of %s: %v", c.name, err)
+			}
+			f.Close()
+			continue
+		}
+		if f != nil {
+			f.Close()
+			t.Errorf("ReceiveFile of %s returned a file", c.name)
+		}
+		if after := countFDs(t); after != before {
+			t.Errorf("ReceiveFile of %s: %d fds before, %d after", c.name, before, after)
+		}
+		var pe *fs.PathError
+		var oe *net.OpError
+		switch {
+		case !errors.Is(err, c.want):
+			t.Errorf("ReceiveFile of %s: %v, want %v", c.name, err, c.want)
+		case c.path && !errors.As(err, &pe):
+			t.Errorf("ReceiveFile of %s: %#v, want an *fs.PathError", c.name, err)
+		case !c.path && !errors.As(err, &oe):
+			t.Errorf("ReceiveFile of %s: %#v, want an *net.OpError", c.name, err)
+		}
+	}
+	var sfs unix.Statfs_t
+	if unix.Fstatfs(int(disk.Fd()), &sfs) == nil && uint32(sfs.Type) != unix.TMPFS_MAGIC {
+		send(int(disk.Fd()))
+		before := countFDs(t)
+		if _, err := ReceiveFile(conn); !errors.Is(err, ErrNotSegment) {
+			t.Errorf("ReceiveFile of a regular file on disk: %v, want ErrNotSegment", err)
+		}
+		if after := countFDs(t); after != before {
+			t.Errorf("ReceiveFile of a regular file on disk: %d fds before, %d after", before, after)
+		}
+	}
+
+	conn.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+	if _, err := ReceiveFile(conn); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Errorf("ReceiveFile past its deadline: %v, want os.ErrDeadlineExceeded", err)
+	}
+	conn.SetReadDeadline(time.Time{})
+	raw.Close()
+	if _, err := ReceiveFile(conn); err != io.EOF {
+		t.Errorf("ReceiveFile once the other end is closed: %v, want io.EOF", err)
+	}
+	conn.Close()
+	if _, err := ReceiveFile(conn); !errors.Is(err, net.ErrClosed) {
+		t.Errorf("ReceiveFile on a closed connection: %v, want net.ErrClosed", err)
+	}
+	if _, err := ReceiveFile(nil); !errors.Is(err, fs.ErrInvalid) {
+		t.Errorf("ReceiveFile(nil): %v, want fs.ErrInvalid", err)
+	}
+	if err := SendFile(nil, nil); !errors.Is(err, fs.ErrInvalid) {
+		t.Errorf("SendFile(nil, nil): %v, want fs.ErrInvalid", err)
+	}
+}
+
+// openDir opens a directory of t's, closed in cleanup.
+func openDir(t *testing.T) *os.File {
+	t.Helper()
+	d, err := os.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	return d
+}
+
+// TestAnonymousFallbacks: where memfd_create refuses MFD_NOEXEC_SEAL
+// (before Linux 6.3) the segment is made without it, and where there is no
+// memfd_create at all, it is an unnamed O_TMPFILE in /dev/shm, unsealed.
+// Other errors of memfd_create are CreateAnonymous's.
+func TestAnonymousFallbacks(t *testing.T) {
+	checkLeaks(t)
+	orig := memfdCreate
+	t.Cleanup(func() { memfdCreate = orig; noNoexecSeal.Store(false) })
+
+	memfdCreate = func(flags int) (int, error) {
+		if flags&unix.MFD_NOEXEC_SEAL != 0 {
+			return -1, unix.EINVAL
+		}
+		return orig(flags)
+	}
+	m := newAnonymous(t, 4096)
+	if !m.Sealed() || !noNoexecSeal.Load() {
+		t.Errorf("without MFD_NOEXEC_SEAL: sealed %v, remembered %v; want both", m.Sealed(), noNoexecSeal.Load())
+	}
+
+	memfdCreate = func(int) (int, error) { return -1, unix.ENOSYS }
+	const size = 1 << 20
+	m = newAnonymous(t, size)
+	if m.Sealed() || m.File().Name() != anonTmpfileName {
+		t.Errorf("without memfd_create: sealed %v, named %q; want false, %q", m.Sealed(), m.File().Name(), anonTmpfileName)
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(int(m.File().Fd()), &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Nlink != 0 || st.Size != size || st.Mode&0o777 != 0o600 {
+		t.Errorf("without memfd_create: %d links, %d bytes, mode %#o; want 0, %d, 0600", st.Nlink, st.Size, st.Mode&0o777, size)
+	}
+	fill(m.Bytes())
+	other, err := ReadFile(m.File(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := check(other.Bytes()); err != nil {
+		t.Error(err)
+	}
+	other.Close()
+
+	memfdCreate = func(int) (int, error) { return -1, unix.EMFILE }
+	_, err = CreateAnonymous(4096)
+	var pe *fs.PathError
+	if !errors.Is(err, syscall.EMFILE) || !errors.As(err, &pe) || pe.Op != "memfd_create" || pe.Path != "memfd:shmmap" {
+		t.Errorf("memfd_create failing: %v, want a memfd_create *fs.PathError naming memfd:shmmap, wrapping EMFILE", err)
+	}
+}
+
+// TestAnonymousFailureLeavesNothing: a CreateAnonymous whose reservation
+// fails (a memory limit) returns the error and leaves no fd and no
+// mapping; TestEMFILE and TestENOMEM have the failures of memfd_create and
+// mmap.
+func TestAnonymousFailureLeavesNothing(t *testing.T) {
+	checkLeaks(t)
+	orig := fallocate
+	t.Cleanup(func() { fallocate = orig })
+	fallocate = func(fd int, off, n int64) error { return unix.ENOMEM }
+	m, err := CreateAnonymous(1 << 20)
+	if m != nil {
+		m.Close()
+	}
+	var pe *fs.PathError
+	if !errors.Is(err, syscall.ENOMEM) || !errors.As(err, &pe) || pe.Op != "fallocate" || pe.Path != "memfd:shmmap" {
+		t.Errorf("CreateAnonymous with fallocate failing: %v, want a fallocate *fs.PathError naming memfd:shmmap, wrapping ENOMEM", err)
+	}
+}
+
+// TestAnonymousTooBig: a memfd's filesystem has no size, so tmpfs would
+// reserve chunk after chunk until the OOM killer came; more than memory
+// and swap is refused at once instead.
+func TestAnonymousTooBig(t *testing.T) {
+	checkLeaks(t)
+	var si unix.Sysinfo_t
+	if err := unix.Sysinfo(&si); err != nil {
+		t.Fatal(err)
+	}
+	total := (uint64(si.Totalram) + uint64(si.Totalswap)) * uint64(si.Unit)
+	if total+1<<30 > maxSize {
+		t.Skipf("memory and swap (%d bytes) are more than a process can map", total)
+	}
+	start := time.Now()
+	m, err := CreateAnonymous(int(total + 1<<30))
+	if m != nil {
+		m.Close()
+	}
+	var pe *fs.PathError
+	if !errors.Is(err, syscall.ENOMEM) || !errors.As(err, &pe) || pe.Op != "fallocate" {
+		t.Errorf("CreateAnonymous of more than memory and swap: %v, want an ENOMEM from fallocate", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("the refusal took %v", d)
+	}
+}
