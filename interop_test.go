@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -369,6 +370,92 @@ func TestPythonNumPy(t *testing.T) {
 		if err := Release(key); err != nil {
 			t.Error(err)
 		}
+	})
+}
+
+// TestPythonFD passes anonymous segments between Go and Python by file
+// descriptor over a Unix socket, each way: Go's CreateAnonymous and
+// SendFile to Python's socket.recv_fds and mmap, and Python's sealed
+// os.memfd_create and socket.send_fds to ReceiveFile and ReadWriteFile.
+// The socket reaches Python as fd 3, through ExtraFiles.
+func TestPythonFD(t *testing.T) {
+	checkLeaks(t)
+	python := numPy(t)
+	script := filepath.Join("testdata", "python", "interop.py")
+	// start runs interop.py cmd with one end of a socket pair as its fd 3
+	// and returns the other end.
+	start := func(t *testing.T, cmd string) (*net.UnixConn, *exec.Cmd, func() error) {
+		t.Helper()
+		ours, theirs := socketPairFiles(t)
+		c := peerCommand(t, python, "-I", script, cmd, strconv.Itoa(interopFloats))
+		c.ExtraFiles = []*os.File{theirs}
+		var stdout, stderr bytes.Buffer
+		c.Stdout, c.Stderr = &stdout, &stderr
+		if err := c.Start(); err != nil {
+			t.Fatal(err)
+		}
+		theirs.Close() // Python's now: it must see our end alone
+		conn := fileConn(t, ours)
+		ours.Close()
+		return conn, c, func() error {
+			err := c.Wait()
+			if err != nil || stderr.Len() > 0 {
+				t.Errorf("%s: %v\nstdout:\n%s\nstderr:\n%s", c, err, stdout.Bytes(), stderr.Bytes())
+			}
+			return err
+		}
+	}
+
+	t.Run("GoSends", func(t *testing.T) {
+		checkLeaks(t)
+		m := newAnonymous(t, interopFloats*8)
+		v, err := View[float64](m.Bytes())
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := fillQuarters(v)
+		conn, cmd, wait := start(t, "recv-fd")
+		if err := SendFile(conn, m.File()); err != nil {
+			t.Fatal(err)
+		}
+		out := cmd.Stdout.(*bytes.Buffer)
+		if wait() != nil {
+			return
+		}
+		sum, truncate, _ := strings.Cut(strings.TrimSpace(out.String()), "\n")
+		checkDoubled(t, v, sum, want)
+		if want := map[string]string{"linux": "ftruncate: EPERM", "darwin": "ftruncate: EINVAL"}[runtime.GOOS]; truncate != want {
+			t.Errorf("Python's ftruncate of the segment: %q, want %q", truncate, want)
+		}
+	})
+	t.Run("PythonSends", func(t *testing.T) {
+		if runtime.GOOS != "linux" {
+			t.Skip("Python has os.memfd_create on Linux only")
+		}
+		checkLeaks(t)
+		conn, _, wait := start(t, "send-fd")
+		f, err := ReceiveFile(conn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f.Name() != "/memfd:python (deleted)" {
+			t.Errorf("the received file is named %q", f.Name())
+		}
+		m, err := ReadWriteFile(f, 0)
+		f.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { m.Close() })
+		if !m.Sealed() {
+			t.Error("Python's sealed memfd: Sealed() is false")
+		}
+		checkHalves(t, m.Bytes())
+		if err := m.Close(); err != nil {
+			t.Fatal(err)
+		}
+		conn.Close() // done: Python checks the negation
+		wait()
 	})
 }
 
