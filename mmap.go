@@ -45,7 +45,7 @@ func create(name string, size, flags int) (data []byte, fd int, err error) {
 		if named {
 			shmUnlink(name, size)
 		}
-		closeFD(fd)
+		closeFile(fd, int64(size)) // the last reference: it frees what initSegment reserved
 		return nil, -1, &fs.PathError{Op: op, Path: name, Err: err}
 	}
 	if !holdsName {

@@ -349,7 +349,9 @@ func (s *segment) release(key string) error {
 		}
 	}
 	if s.fd >= 0 {
-		closeFD(s.fd)
+		// With the mappings and the name gone, this close is likely the
+		// last reference: it frees the pages.
+		closeFile(s.fd, int64(len(s.first)))
 	}
 	return first
 }
