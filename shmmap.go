@@ -17,7 +17,8 @@
 // mapped and, in the creating process, removes the segment's name. Unlink
 // removes the name at once while mappings stay valid, so that a segment
 // vanishes even if its creator crashes later. Sweep removes what crashed
-// creators left behind.
+// creators left behind. Segments can also go without a key, by file
+// descriptor: see Anonymous segments below.
 //
 // # Slices and their lifetime
 //
@@ -48,7 +49,8 @@
 //
 // Across fork and exec: fds are opened close-on-exec, and exec drops every
 // mapping, so a child process started with os/exec inherits nothing; it
-// attaches by key. Read and ReadWrite close their fd once the mapping
+// attaches by key, or maps the file of an anonymous segment that it was
+// given in ExtraFiles. Read and ReadWrite close their fd once the mapping
 // exists; on Linux, Create keeps one fd per segment until Release or Unlink
 // (see below).
 //
@@ -57,8 +59,11 @@
 // Linux, Create reserves the whole segment up front, so a full /dev/shm makes
 // Create fail with ENOSPC (errors.Is(err, syscall.ENOSPC)) instead of killing
 // the process with SIGBUS at the first write to a page that cannot be had.
-// Another process can still shrink a segment with ftruncate under a mapping;
-// access past its new end then faults, which no library can prevent.
+// Another process can still shrink a named segment with ftruncate under a
+// mapping; access past its new end then faults, which nothing can prevent
+// for a name that anyone may open. Anonymous segments have neither
+// problem on Linux: /dev/shm's size does not count them, and they are
+// sealed against shrinking.
 //
 // Who is alive: on Linux, Create's process holds a lock (an open file
 // description lock, through the fd it keeps) on each segment it made, until
@@ -95,6 +100,26 @@
 // (the mode is exactly 0600), Populate has no effect, and List and Sweep
 // are unsupported.
 //
+// # Anonymous segments
+//
+// CreateAnonymous makes a segment with no key and no name that anything
+// could be left under. Other processes get its file, m.File(), through
+// os/exec's ExtraFiles (as fd 3 and on) or over a Unix socket with
+// SendFile and ReceiveFile, which speak what Python's socket.send_fds and
+// recv_fds speak, and map it with ReadFile or ReadWriteFile. Its memory is
+// freed with the last descriptor and mapping of it, in whatever process
+// and however that process ends: there is nothing for Sweep to do. On
+// Linux it is a memfd, which /dev/shm's size does not limit, sealed so
+// that no process it is handed to can change its size (Sealed reports
+// that); on macOS it is a segment whose random name is removed the moment
+// it is made, which cannot be sealed (nor shrunk: xnu sets a size once).
+//
+// An anonymous segment, or any segment handed over as a file, comes as a
+// handle, a *Mapping, that its owner closes, as an *os.File: its bytes are
+// valid until Close, with the same rules as a key's slices until Release.
+// Mappings are not keys: Release and ReleaseAll do not touch them.
+// README.md has a table of when to choose which.
+//
 // # Errors
 //
 // Every error of Create, Read, ReadWrite, Release and Unlink is an
@@ -108,6 +133,16 @@
 // no key: its errors wrap ErrInvalidSize or ErrAlignment and are not
 // *fs.PathError. Keys are checked before any system call, so that no key
 // reaches a file outside the shm namespace.
+//
+// The errors of CreateAnonymous, ReadFile, ReadWriteFile and Mapping.Close
+// are *fs.PathError too, naming the file as its Name() gives it
+// ("memfd:shmmap" for CreateAnonymous's on Linux): ErrNotSegment for a file
+// that is not shared memory (a pipe, a socket, a directory, a regular file
+// on disk), fs.ErrInvalid for a nil *os.File and fs.ErrClosed for a closed
+// one. SendFile and ReceiveFile return such an error for a file, and an
+// *net.OpError, as net's own methods do, for the socket and for a message
+// that does not carry exactly one descriptor (ErrBadMessage); ReceiveFile
+// returns io.EOF once the other end has closed.
 package shmmap
 
 import (
@@ -287,6 +322,8 @@ func Release(key string) error {
 
 // ReleaseAll releases every key that this process holds, as Release does,
 // and returns the errors joined; for defer shmmap.ReleaseAll() in main.
+// Mappings (CreateAnonymous, ReadFile, ReadWriteFile) are not keys: it
+// leaves them to their Close.
 func ReleaseAll() error {
 	var errs []error
 	for name, s := range table.removeAll() {
