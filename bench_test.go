@@ -41,6 +41,25 @@ func BenchmarkCreateRelease(b *testing.B) {
 	}
 }
 
+// BenchmarkCreateReleaseAnonymous is BenchmarkCreateRelease for an
+// anonymous segment: CreateAnonymous and Close.
+func BenchmarkCreateReleaseAnonymous(b *testing.B) {
+	for _, s := range sizes {
+		b.Run(s.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				m, err := CreateAnonymous(s.size)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if err := m.Close(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
 // BenchmarkCreateReleaseParallel runs create_release in 1, 2, 4 and 8
 // goroutines at once; ns/op is wall time over all ops, so perfect scaling on
 // n cores divides it by min(goroutines, n).

@@ -30,9 +30,11 @@ FLOORS_FOR_GO = {
     "first_touch_populate": ["first_touch_populate"],
     "cross_process": ["cross_process"],
     "cross_process_populate": ["cross_process_populate"],
+    "create_release_anon": ["create_release_anon"],
 }
 ROWS = [
     ("create_release", 4096), ("create_release", 1 << 20),
+    ("create_release_anon", 4096), ("create_release_anon", 1 << 20),
     ("attach_release", 4096), ("attach_release", 1 << 20),
     ("first_touch", 256 << 20), ("first_touch_populate", 256 << 20),
     ("cross_process", 256 << 20), ("cross_process_populate", 256 << 20),
@@ -135,8 +137,11 @@ def syscalls(impl, op):
         if not m:
             continue
         name = m.group(1)
-        # An op opens /dev/shm/NAME, or /dev/shm itself with O_TMPFILE.
+        # An op opens /dev/shm/NAME, or /dev/shm itself with O_TMPFILE, or
+        # (create_release_anon) makes a memfd.
         if name in ("openat", "open") and re.match(r'(AT_FDCWD, )?"/dev/shm(/[^"]*)?"', m.group(2)):
+            opens += 1
+        elif name == "memfd_create":
             opens += 1
         counts[name] += 1
     if not opens:
@@ -187,9 +192,10 @@ if ceil:
 # Which C variant bench/compare traced as "c" (../shared/peers) and "c-lock"
 # (bench/c/lockbench.c).
 TRACED = {"c": {"create_release": "create_release_reserve", "attach_release": "attach_release_fstat"},
-          "c-lock": {"create_release": "create_release_lock", "attach_release": "attach_release_nonblock"}}
+          "c-lock": {"create_release": "create_release_lock", "attach_release": "attach_release_nonblock",
+                     "create_release_anon": "create_release_anon"}}
 sys_rows = ["| op | impl | syscalls per op |", "| --- | --- | --- |"]
-for op in ("create_release", "attach_release"):
+for op in ("create_release", "attach_release", "create_release_anon"):
     for impl in ("c-lock", "c", "go"):
         s = syscalls(impl, op)
         if s:
@@ -262,7 +268,10 @@ close; attach: openat O_NONBLOCK, fstat, mmap, close, munmap); they come
 first and are the ones charted. `../shared/peers`' `create_release_reserve`
 (shm_open, ftruncate, fallocate, mmap) and `attach_release_fstat` (shm_open,
 fstat, mmap) are the calls of the library before, in rows of their own;
-`first_touch_reserve` is first_touch with that reservation. Python and
+`first_touch_reserve` is first_touch with that reservation.
+`create_release_anon` is CreateAnonymous and Close (memfd_create, fchmod,
+fallocate, fcntl F_ADD_SEALS, mmap; munmap, close), against lockbench's C
+making the same calls; only Go and C have it. Python and
 node neither reserve nor fstat, so they are compared with plain C. A ratio
 below 1 is faster than C. For GB/s workloads the ratio is C's throughput
 over the implementation's.

@@ -1,8 +1,8 @@
 /*
- * The C floor for the Go library's Create and Read/ReadWrite on Linux as they
- * are being rewritten: the same syscalls, with nothing around them, so that
- * Go's create_release and attach_release can be compared with C making the
- * same calls (the project's rule: if the library makes the lock call, so must
+ * The C floor for the Go library's Create, Read/ReadWrite and CreateAnonymous
+ * on Linux: the same syscalls, with nothing around them, so that Go's
+ * create_release, attach_release and create_release_anon can be compared
+ * with C making the same calls (the project's rule: if the library makes the lock call, so must
  * the C it is compared with).  ../shared/peers/c/bench.c has no such variant
  * and is not ours to change, hence this program.  It is a peer in the sense
  * of ../shared/peers/README.md: same flags, timing loop and JSON lines.
@@ -20,6 +20,16 @@
  *     openat(AT_FDCWD, "/dev/shm/NAME", O_RDWR|O_NOFOLLOW|O_CLOEXEC|O_NONBLOCK)
  *     fstat; mmap; close; then munmap.
  *
+ *   create_release_anon (4096, 1 MiB): the library's CreateAnonymous and
+ *   Close, an anonymous (memfd) segment:
+ *     memfd_create("shmmap", MFD_CLOEXEC|MFD_ALLOW_SEALING|MFD_NOEXEC_SEAL)
+ *     fchmod(fd, 0600)
+ *     fallocate(fd, 0, 0, size)
+ *     fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK|F_SEAL_GROW|F_SEAL_SEAL)
+ *     mmap(NULL, size, PROT_READ|PROT_WRITE, MAP_SHARED, fd, 0)
+ *   then release: munmap; close(fd).  (Go's os.NewFile adds an
+ *   fcntl(F_GETFL) of its own, which this floor does not make.)
+ *
  * fstat is called through syscall(SYS_fstat) because glibc's fstat() is
  * newfstatat(fd, "", AT_EMPTY_PATH), a different call from Go's fstat.
  *
@@ -27,9 +37,10 @@
  * exit, on error and on SIGINT/SIGTERM/SIGHUP.  An unnamed O_TMPFILE segment
  * goes away with its fd.
  *
- *   lockbench [--quick] [--ops create_release_lock,attach_release_nonblock]
+ *   lockbench [--quick] [--ops create_release_lock,attach_release_nonblock,create_release_anon]
  */
 #define _GNU_SOURCE
+#include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdint.h>
@@ -41,6 +52,10 @@
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
+
+#ifndef MFD_NOEXEC_SEAL
+#define MFD_NOEXEC_SEAL 0x0008U /* Linux 6.3; older headers lack it */
+#endif
 
 #define IMPL "c-posix"
 #define DIR "/dev/shm"
@@ -141,6 +156,41 @@ static void seg_attach(struct seg *s, const char *path, size_t size)
 	close(s->fd);
 }
 
+/* An anonymous segment, as CreateAnonymous makes it; nothing is named. */
+static unsigned memfd_flags = MFD_CLOEXEC | MFD_ALLOW_SEALING | MFD_NOEXEC_SEAL;
+
+static void anon_create(struct seg *s, size_t size)
+{
+	s->size = size;
+	s->fd = memfd_create("shmmap", memfd_flags);
+	if (s->fd < 0 && errno == EINVAL && (memfd_flags & MFD_NOEXEC_SEAL)) {
+		memfd_flags &= ~MFD_NOEXEC_SEAL; /* before Linux 6.3, as the library */
+		s->fd = memfd_create("shmmap", memfd_flags);
+	}
+	if (s->fd < 0)
+		die("memfd_create");
+	if (fchmod(s->fd, 0600) != 0)
+		die("fchmod");
+	if (fallocate(s->fd, 0, 0, (off_t)size) != 0)
+		die("fallocate");
+	if (fcntl(s->fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) != 0)
+		die("fcntl(F_ADD_SEALS)");
+	s->p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, s->fd, 0);
+	if (s->p == MAP_FAILED)
+		die("mmap");
+}
+
+static void op_create_release_anon(long n, void *arg)
+{
+	size_t size = *(size_t *)arg;
+	for (long i = 0; i < n; i++) {
+		struct seg s;
+		anon_create(&s, size);
+		munmap(s.p, s.size);
+		close(s.fd);
+	}
+}
+
 static void op_create_release(long n, void *arg)
 {
 	size_t size = *(size_t *)arg;
@@ -226,6 +276,10 @@ int main(int argc, char **argv)
 		if (wanted(ops, "create_release_lock")) {
 			ns = measure(op_create_release, &size, &iters);
 			emit("create_release_lock", size, iters, ns);
+		}
+		if (wanted(ops, "create_release_anon")) {
+			ns = measure(op_create_release_anon, &size, &iters);
+			emit("create_release_anon", size, iters, ns);
 		}
 		if (wanted(ops, "attach_release_nonblock")) {
 			struct seg fixture;

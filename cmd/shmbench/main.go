@@ -8,7 +8,8 @@
 // Flags: --quick (0.1 s per measurement instead of 1 s, one cross_process
 // repetition instead of 3) and --ops a,b,... (only these workloads). Besides
 // the common workloads it measures first_touch_populate and
-// cross_process_populate, with the Populate option.
+// cross_process_populate, with the Populate option, and create_release_anon:
+// CreateAnonymous and Close, an anonymous segment's create_release.
 package main
 
 import (
@@ -82,6 +83,9 @@ func main() {
 		if want("create_release") {
 			emit("create_release", size, measure(func(n int) { createRelease(n, size) }))
 		}
+		if want("create_release_anon") {
+			emit("create_release_anon", size, measure(func(n int) { createReleaseAnon(n, size) }))
+		}
 		if want("attach_release") {
 			key, remove := fixture(size)
 			emit("attach_release", size, measure(func(n int) { attachRelease(n, key, size) }))
@@ -120,6 +124,14 @@ func createRelease(n, size int) {
 		key, _, err := shmmap.Create(size)
 		check(err)
 		check(shmmap.Release(key))
+	}
+}
+
+func createReleaseAnon(n, size int) {
+	for range n {
+		m, err := shmmap.CreateAnonymous(size)
+		check(err)
+		check(m.Close())
 	}
 }
 
