@@ -83,7 +83,9 @@ func reap(name string) (bool, error) {
 	default:
 		return false, &fs.PathError{Op: "shm_open", Path: name, Err: err}
 	}
-	defer closeFD(fd)
+	// Once the name is removed below, this close is the last reference
+	// (the creator is gone): it frees the pages, which may be many.
+	defer closeFile(fd, -1)
 	var st unix.Stat_t
 	if err := fstat(fd, &st); err != nil {
 		return false, &fs.PathError{Op: "fstat", Path: name, Err: err}

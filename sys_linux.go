@@ -103,9 +103,9 @@ var fallocate = func(fd int, off, n int64) error {
 	return unix.Fallocate(fd, 0, off, n)
 }
 
-func closeFD(fd int) {
-	syscall6(true, unix.SYS_CLOSE, uintptr(fd), 0, 0, 0, 0, 0)
-}
+// closeFD closes fd, whose file a mapping or a name still holds, or which
+// has no pages: the close frees nothing.
+func closeFD(fd int) { closeFile(fd, 0) }
 
 // closeFile closes fd, whose file of size bytes (-1: unknown) may go with
 // it: the last close of a file that has no name frees its pages.
