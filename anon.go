@@ -176,8 +176,12 @@ func fileName(f *os.File) string {
 // Go heap, at memory that other processes may change at any moment, and is
 // valid until Close: any access after that, or a write to the bytes of a
 // ReadFile mapping, kills the process with a fault, not a recoverable
-// panic (see the package documentation). After Close, Bytes returns nil.
+// panic (see the package documentation). After Close, and of a nil
+// Mapping, Bytes returns nil.
 func (m *Mapping) Bytes() []byte {
+	if m == nil {
+		return nil
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.data
@@ -190,8 +194,14 @@ func (m *Mapping) Bytes() []byte {
 //
 // For CreateAnonymous, the file belongs to m: Close closes it, so do not
 // close it yourself, and do not use it after Close. For ReadFile and
-// ReadWriteFile it is the caller's f, which m neither needs nor closes.
-func (m *Mapping) File() *os.File { return m.file }
+// ReadWriteFile it is the caller's f, which m neither needs nor closes. A
+// nil Mapping has no file: nil.
+func (m *Mapping) File() *os.File {
+	if m == nil {
+		return nil
+	}
+	return m.file
+}
 
 // Sealed reports whether the segment is sealed against shrinking: then no
 // process can make it smaller, and no access to m's bytes can fault
@@ -199,16 +209,21 @@ func (m *Mapping) File() *os.File { return m.file }
 // F_SEAL_SHRINK, which every segment of CreateAnonymous has (unless
 // memfd_create did not exist) and ReadFile and ReadWriteFile look for. On
 // macOS, which has no seals, Sealed is always false, although no segment
-// can shrink there once its size is set.
-func (m *Mapping) Sealed() bool { return m.sealed }
+// can shrink there once its size is set. A nil Mapping is not sealed.
+func (m *Mapping) Sealed() bool { return m != nil && m.sealed }
 
 // Close unmaps the segment and, for CreateAnonymous, closes its file. The
 // slices from Bytes become invalid: any access to them faults. Other
 // processes' mappings and descriptors stay valid; the memory is freed once
 // the last of them goes. A second Close returns an error wrapping
-// fs.ErrClosed and does nothing else. If there is an error, it will be of
-// type *fs.PathError naming the file.
+// fs.ErrClosed and does nothing else; Close of a nil Mapping (of a failed
+// CreateAnonymous, say), or of one not made by this package, an error
+// wrapping fs.ErrInvalid. If there is an error, it will be of type
+// *fs.PathError naming the file.
 func (m *Mapping) Close() error {
+	if m == nil || m.file == nil {
+		return &fs.PathError{Op: "close", Path: "", Err: fs.ErrInvalid}
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {

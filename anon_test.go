@@ -127,6 +127,18 @@ func TestCreateAnonymous(t *testing.T) {
 	}
 }
 
+// TestNilMapping: a Mapping that a failed call returned (nil), or one made
+// by hand, is an error to Close and has nothing to give, but never a panic:
+// defer m.Close() before the error check must not crash the program.
+func TestNilMapping(t *testing.T) {
+	for _, m := range []*Mapping{nil, {}} {
+		isPathError(t, "Close", m.Close(), "", fs.ErrInvalid)
+		if m.Bytes() != nil || m.File() != nil || m.Sealed() {
+			t.Errorf("%#v: Bytes %v, File %v, Sealed %v; want nil, nil, false", m, m.Bytes(), m.File(), m.Sealed())
+		}
+	}
+}
+
 func TestCreateAnonymousBadSizes(t *testing.T) {
 	checkLeaks(t)
 	for _, size := range append([]int{0, -1, -4096}, ints(int64(maxSize)+1)...) {
