@@ -173,8 +173,8 @@ func TestAnonymousSealed(t *testing.T) {
 // process sees, and makes a 64 MiB anonymous segment there, which a named
 // one cannot be.
 func helperAnonFullShm(args ...string) error {
-	if err := unix.Mount("shmmap-test", shmDir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "size=1m,mode=1777"); err != nil {
-		return fmt.Errorf("mount tmpfs: %w", err)
+	if err := mountShm("1m"); err != nil {
+		return err
 	}
 	const size = 64 << 20
 	if _, _, err := Create(size); !errors.Is(err, syscall.ENOSPC) {
@@ -206,20 +206,9 @@ func helperAnonFullShm(args ...string) error {
 // /dev/shm is a 1 MiB tmpfs (Docker's 64 MiB default is the same hazard),
 // where Create of the same size is ENOSPC.
 func TestAnonymousFullShm(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to mount a small tmpfs on /dev/shm in a private mount namespace")
-	}
 	checkLeaks(t)
-	cmd := helperCommand(t, "anon-full-shm")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNS}
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		if errors.Is(err, syscall.EPERM) {
-			t.Skipf("cannot make a mount namespace here: %v", err)
-		}
-		t.Fatalf("helper: %v\n%s", err, out)
-	}
-	if got := strings.TrimSpace(string(out)); got != "ok" {
+	out := runPrivateShm(t, "anon-full-shm")
+	if got := strings.TrimSpace(out); got != "ok" {
 		t.Fatalf("helper printed:\n%s\nwant ok", out)
 	}
 }

@@ -88,8 +88,8 @@ func helperAsNobody(args ...string) error {
 // helperFullShm runs in its own mount namespace (see TestFullShm) and
 // mounts a 1 MiB tmpfs on /dev/shm, which only this process sees.
 func helperFullShm(args ...string) error {
-	if err := unix.Mount("shmmap-test", shmDir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "size=1m,mode=1777"); err != nil {
-		return fmt.Errorf("mount tmpfs: %w", err)
+	if err := mountShm("1m"); err != nil {
+		return err
 	}
 	empty := func() error {
 		ents, err := os.ReadDir(shmDir)
@@ -132,12 +132,16 @@ func helperFullShm(args ...string) error {
 	return nil
 }
 
-func TestFullShm(t *testing.T) {
+// runPrivateShm runs helper name in a mount namespace of its own, where it
+// mounts a tmpfs of its own on /dev/shm (mountShm) that no other process
+// sees, and returns what it printed; it skips t where that cannot be done,
+// and fails it if the helper fails.
+func runPrivateShm(t *testing.T, name string) string {
+	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to mount a small tmpfs on /dev/shm in a private mount namespace")
 	}
-	checkLeaks(t)
-	cmd := helperCommand(t, "full-shm")
+	cmd := helperCommand(t, name)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNS}
 	out, err := cmd.CombinedOutput()
 	if err != nil {
@@ -146,7 +150,22 @@ func TestFullShm(t *testing.T) {
 		}
 		t.Fatalf("helper: %v\n%s", err, out)
 	}
-	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	return string(out)
+}
+
+// mountShm mounts a tmpfs of size (tmpfs's size= option) on /dev/shm; for
+// helpers that runPrivateShm runs, in a mount namespace of their own.
+func mountShm(size string) error {
+	if err := unix.Mount("shmmap-test", shmDir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "size="+size+",mode=1777"); err != nil {
+		return fmt.Errorf("mount tmpfs: %w", err)
+	}
+	return nil
+}
+
+func TestFullShm(t *testing.T) {
+	checkLeaks(t)
+	out := runPrivateShm(t, "full-shm")
+	lines := strings.Split(strings.TrimSpace(out), "\n")
 	if len(lines) != 2 || lines[1] != "ok" || !strings.HasPrefix(lines[0], "fallocate /shmmap_") || !strings.HasSuffix(lines[0], ": no space left on device") {
 		t.Fatalf("helper printed:\n%s\nwant the ENOSPC error from fallocate, then ok", out)
 	}
@@ -320,16 +339,8 @@ func TestCreateFailureLeavesNothing(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skipf("/dev/shm (%d bytes) is as large as this process' address space, and a smaller one needs root to mount", total)
 	}
-	cmd := helperCommand(t, "create-too-big")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNS}
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		if errors.Is(err, syscall.EPERM) {
-			t.Skipf("cannot make a mount namespace here: %v", err)
-		}
-		t.Fatalf("helper: %v\n%s", err, out)
-	}
-	if got := strings.TrimSpace(string(out)); got != "ok" {
+	out := runPrivateShm(t, "create-too-big")
+	if got := strings.TrimSpace(out); got != "ok" {
 		t.Fatalf("helper printed:\n%s\nwant ok", out)
 	}
 }
@@ -340,8 +351,8 @@ func TestCreateFailureLeavesNothing(t *testing.T) {
 // with Create(maxSize): 2 GiB - 1 on 32-bit systems, of which the first
 // 1 GiB chunk would fit.
 func helperCreateTooBig(args ...string) error {
-	if err := unix.Mount("shmmap-test", shmDir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "size=1088m,mode=1777"); err != nil {
-		return fmt.Errorf("mount tmpfs: %w", err)
+	if err := mountShm("1088m"); err != nil {
+		return err
 	}
 	if err := createTooBig(maxSize); err != nil {
 		return err
