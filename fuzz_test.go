@@ -62,7 +62,7 @@ func FuzzKey(f *testing.F) {
 		// Unlink only names that do not exist: the fuzzer must not remove
 		// another program's segment that it happens to name.
 		if runtime.GOOS == "linux" && name != "" {
-			if _, err := os.Lstat(devShm + name); err == nil {
+			if _, err := os.Lstat(shmDir + name); err == nil {
 				return
 			}
 		}

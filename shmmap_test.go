@@ -462,7 +462,7 @@ func TestReleaseSemantics(t *testing.T) {
 	// A name removed behind the creator's back is not an error either.
 	key3, _ := newSegment(t, keys, 4096)
 	if runtime.GOOS == "linux" {
-		if err := os.Remove(devShm + key3); err != nil {
+		if err := os.Remove(shmDir + key3); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -1,0 +1,63 @@
+//go:build linux
+
+package shmmap
+
+import (
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+)
+
+// held is what a process holds of /dev/shm, as /proc shows it.
+type held struct {
+	fdCount int      // every open fd
+	fds     []string // "N -> /dev/shm/NAME" for each fd on a file there (an O_TMPFILE's reads "/dev/shm/#INO (deleted)")
+	maps    []string // the lines of its maps that map a file there, sorted
+}
+
+// heldBy reads what process pid (0: this one) holds of /dev/shm. It is the
+// one place where the tests read a process's fds and mappings.
+func heldBy(pid int) (held, error) {
+	proc := "/proc/self"
+	if pid != 0 {
+		proc = fmt.Sprintf("/proc/%d", pid)
+	}
+	var h held
+	ents, err := os.ReadDir(proc + "/fd")
+	if err != nil {
+		return h, err
+	}
+	for _, e := range ents {
+		target, err := os.Readlink(proc + "/fd/" + e.Name())
+		if err != nil {
+			continue // the fd ReadDir itself used, closed by now
+		}
+		h.fdCount++
+		if strings.HasPrefix(target, shmDir+"/") {
+			h.fds = append(h.fds, e.Name()+" -> "+target)
+		}
+	}
+	if pid == 0 {
+		h.fdCount-- // ReadDir's own fd, listed but closed
+	}
+	maps, err := os.ReadFile(proc + "/maps")
+	if err != nil {
+		return h, err
+	}
+	for _, line := range strings.Split(string(maps), "\n") {
+		if strings.Contains(line, " "+shmDir+"/") {
+			h.maps = append(h.maps, line)
+		}
+	}
+	slices.Sort(h.maps)
+	return h, nil
+}
+
+// nothing fails unless h holds nothing of /dev/shm.
+func (h held) nothing() error {
+	if len(h.fds) > 0 || len(h.maps) > 0 {
+		return fmt.Errorf("fds on /dev/shm %s, mappings %s", brief(h.fds), brief(h.maps))
+	}
+	return nil
+}
