@@ -5,12 +5,10 @@ package shmmap
 // Read and ReadWrite of what other programs and other users put in /dev/shm.
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -100,11 +98,7 @@ func TestNotSegment(t *testing.T) {
 		keys = append(keys, key)
 	}
 
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	cmd := helperCommand(t, "open-odd", keys...)
-	cmd = exec.CommandContext(ctx, cmd.Path, cmd.Args[1:]...)
-	cmd.Env = append(os.Environ(), helperEnv+"=1")
+	cmd := helperWithin(t, 30*time.Second, "open-odd", keys...)
 	start := time.Now()
 	out, err := cmd.CombinedOutput()
 	if err != nil {

@@ -3,6 +3,7 @@ package shmmap
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -87,14 +88,29 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// helperCommand returns a command that runs helper name in a child process.
+// helperTimeout bounds every helper process, so that one that hangs fails
+// its test rather than the whole suite.
+const helperTimeout = 3 * time.Minute
+
+// helperCommand returns a command that runs helper name in a child process:
+// the test binary, re-executed. It is the one way the tests start a copy of
+// themselves. The child is killed if it runs for helperTimeout, or is still
+// running when t ends.
 func helperCommand(t testing.TB, name string, args ...string) *exec.Cmd {
+	t.Helper()
+	return helperWithin(t, helperTimeout, name, args...)
+}
+
+// helperWithin is helperCommand with a deadline of its own.
+func helperWithin(t testing.TB, d time.Duration, name string, args ...string) *exec.Cmd {
 	t.Helper()
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(exe, append([]string{name}, args...)...)
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	cmd := exec.CommandContext(ctx, exe, append([]string{name}, args...)...)
 	cmd.Env = append(os.Environ(), helperEnv+"=1")
 	return cmd
 }

@@ -200,25 +200,29 @@ func requireRoot(t *testing.T, why string) {
 	}
 }
 
-// inNamespaces returns a command that runs helper name under unshare(1)
-// with flags, which kills the helper if unshare itself dies
+// inNamespaces returns helperCommand's command for helper name, run under
+// unshare(1) with flags, which kills the helper if unshare itself dies
 // (--kill-child). Flags nil means no new namespace. It skips t where
 // unshare cannot make those namespaces.
 func inNamespaces(t *testing.T, flags []string, name string, args ...string) *exec.Cmd {
 	t.Helper()
+	cmd := helperCommand(t, name, args...)
 	if flags == nil {
-		return helperCommand(t, name, args...)
+		return cmd
 	}
-	if out, err := exec.Command("unshare", append(slices.Clone(flags), "true")...).CombinedOutput(); err != nil {
-		t.Skipf("unshare %s cannot run here: %v: %s", strings.Join(flags, " "), err, out)
+	unshare, err := exec.LookPath("unshare")
+	if err == nil {
+		var out []byte
+		if out, err = exec.Command(unshare, append(slices.Clone(flags), "true")...).CombinedOutput(); err != nil {
+			err = fmt.Errorf("%v: %s", err, out)
+		}
 	}
-	exe, err := os.Executable()
 	if err != nil {
-		t.Fatal(err)
+		t.Skipf("unshare %s cannot run here: %v", strings.Join(flags, " "), err)
 	}
-	argv := append(slices.Clone(flags), "--kill-child", "--", exe, name)
-	cmd := exec.Command("unshare", append(argv, args...)...)
-	cmd.Env = append(os.Environ(), helperEnv+"=1")
+	argv := append([]string{"unshare"}, flags...)
+	cmd.Args = append(append(argv, "--kill-child", "--", cmd.Path), cmd.Args[1:]...)
+	cmd.Path = unshare
 	return cmd
 }
 
