@@ -2,10 +2,10 @@ package shmmap
 
 import (
 	"errors"
-	"os"
-	"runtime"
 	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 // FuzzKey: any string as a key to Read, ReadWrite, Unlink and Release gives
@@ -59,10 +59,15 @@ func FuzzKey(f *testing.F) {
 		if err := Release(key); err == nil {
 			t.Fatalf("Release(%q) of a key not held succeeded", key)
 		}
-		// Unlink only names that do not exist: the fuzzer must not remove
-		// another program's segment that it happens to name.
-		if runtime.GOOS == "linux" && name != "" {
-			if _, err := os.Lstat(shmDir + name); err == nil {
+		// Unlink only names that do not exist, on every system: the fuzzer
+		// must not remove another program's segment that it happens to
+		// name. Anything but ENOENT from an open means something is there.
+		if name != "" {
+			fd, err := shmOpen(name, unix.O_RDONLY, 0)
+			if err == nil {
+				closeFD(fd)
+			}
+			if err != unix.ENOENT {
 				return
 			}
 		}
