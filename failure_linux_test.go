@@ -37,20 +37,15 @@ func helperEMFILE(args ...string) error {
 	if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
 		return err
 	}
-	var fillers []int
-	for {
-		fd, err := unix.Open("/dev/null", unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err == unix.EMFILE {
-			break
-		}
-		if err != nil {
-			return err
-		}
-		fillers = append(fillers, fd)
+	fds, err := exhaust(unix.EMFILE, func(int) (int, error) {
+		return unix.Open("/dev/null", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	})
+	if err != nil {
+		return err
 	}
 	key, _, cerr := Create(4096)
 	_, rerr := ReadWrite(args[0], 0)
-	for _, fd := range fillers {
+	for _, fd := range fds {
 		unix.Close(fd)
 	}
 	if !errors.Is(cerr, syscall.EMFILE) {
@@ -69,6 +64,26 @@ func helperEMFILE(args ...string) error {
 		}
 	}
 	return ownLeftovers()
+}
+
+// exhaust calls take(0), take(1), ... until one fails with limit, and
+// returns what they took, for the caller to give back; at any other error
+// it returns that error (the test process is about to exit). The slice is
+// made once, large enough for any limit met here, so that taking the last
+// of something needs no memory of its own: at the map count, the runtime
+// cannot map more heap.
+func exhaust[T any](limit error, take func(i int) (T, error)) ([]T, error) {
+	taken := make([]T, 0, 1<<17)
+	for i := 0; ; i++ {
+		v, err := take(i)
+		if err == limit {
+			return taken, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		taken = append(taken, v)
+	}
 }
 
 // ownLeftovers fails if this process holds an fd or mapping of /dev/shm,
@@ -145,23 +160,18 @@ func helperMapCount(args ...string) error {
 	junk = nil
 	runtime.GC()
 	defer debug.SetGCPercent(debug.SetGCPercent(-1))
-	maps := make([]unsafe.Pointer, 0, 1<<17)
-	for i := 0; ; i++ {
+	maps, err := exhaust(unix.ENOMEM, func(i int) (unsafe.Pointer, error) {
 		// Alternate the protection so that neighbours do not merge.
 		prot := unix.PROT_READ
 		if i%2 == 1 {
 			prot = unix.PROT_NONE
 		}
-		p, err := unix.MmapPtr(-1, 0, nil, 4096, prot, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
-		if err == unix.ENOMEM {
-			break
-		}
-		if err != nil {
-			return err
-		}
-		maps = append(maps, p)
+		return unix.MmapPtr(-1, 0, nil, 4096, prot, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+	})
+	if err != nil {
+		return err
 	}
-	_, _, err := Create(4096)
+	_, _, err = Create(4096)
 	for _, p := range maps {
 		unix.MunmapPtr(p, 4096)
 	}
@@ -258,15 +268,7 @@ func TestFullShm(t *testing.T) {
 		t.Skip("needs root to mount a small tmpfs on /dev/shm in a private mount namespace")
 	}
 	checkLeaks(t)
-	cmd := helperCommand(t, "full-shm")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNS}
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		if errors.Is(err, syscall.EPERM) {
-			t.Skipf("cannot make a mount namespace here: %v", err)
-		}
-		t.Fatalf("helper: %v\n%s", err, out)
-	}
+	out := inMountNamespace(t, "full-shm")
 	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
 	if len(lines) != 2 || lines[1] != "ok" || !strings.HasPrefix(lines[0], "fallocate /shmmap_") || !strings.HasSuffix(lines[0], ": no space left on device") {
 		t.Fatalf("helper printed:\n%s\nwant the ENOSPC error from fallocate, then ok", out)
@@ -295,15 +297,7 @@ func TestCreateFailureLeavesNothing(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skipf("/dev/shm (%d bytes) is as large as this process' address space, and a smaller one needs root to mount", total)
 	}
-	cmd := helperCommand(t, "create-too-big")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNS}
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		if errors.Is(err, syscall.EPERM) {
-			t.Skipf("cannot make a mount namespace here: %v", err)
-		}
-		t.Fatalf("helper: %v\n%s", err, out)
-	}
+	out := inMountNamespace(t, "create-too-big")
 	if got := strings.TrimSpace(string(out)); got != "ok" {
 		t.Fatalf("helper printed:\n%s\nwant ok", out)
 	}

@@ -3,10 +3,13 @@
 package shmmap
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"slices"
 	"strings"
+	"syscall"
+	"testing"
 )
 
 // held is what a process holds of /dev/shm, as /proc shows it.
@@ -65,3 +68,21 @@ func (h held) nothing() error {
 // segmentSize is the size fstat reports of a segment made with size bytes,
 // which Read(key, 0) maps: on Linux, the same.
 func segmentSize(size int) int { return size }
+
+// inMountNamespace runs helper name in a private mount namespace, where it
+// may mount a small tmpfs of its own on /dev/shm, and returns what it
+// printed, stdout and stderr. It skips t where no mount namespace can be
+// made, and fails it if the helper fails.
+func inMountNamespace(t *testing.T, name string) string {
+	t.Helper()
+	cmd := helperCommand(t, name)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNS}
+	out, err := cmd.CombinedOutput()
+	if errors.Is(err, syscall.EPERM) {
+		t.Skipf("cannot make a mount namespace here: %v", err)
+	}
+	if err != nil {
+		t.Fatalf("helper %s: %v\n%s", name, err, out)
+	}
+	return string(out)
+}
