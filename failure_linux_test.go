@@ -22,6 +22,7 @@ import (
 )
 
 func init() {
+	registerHelper("shm-symlink", helperShmSymlink)
 	registerHelper("emfile", helperEMFILE)
 	registerHelper("enomem", helperENOMEM)
 	registerHelper("map-count", helperMapCount)
@@ -362,4 +363,60 @@ func createTooBig(tooBig int) error {
 		}
 	}
 	return nil
+}
+
+// helperShmSymlink runs in its own mount namespace (see TestShmSymlink):
+// it mounts a tmpfs on /dev, which only this process sees, makes
+// /dev/shm a symlink to /dev/realshm, as some systems have it (/run/shm),
+// and checks that segments are made, opened and listed through it.
+func helperShmSymlink(args ...string) error {
+	if err := unix.Mount("shmmap-test", "/dev", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "size=1m,mode=755"); err != nil {
+		return fmt.Errorf("mount tmpfs on /dev: %w", err)
+	}
+	if err := os.Mkdir("/dev/realshm", 0o1777); err != nil {
+		return err
+	}
+	if err := os.Symlink("realshm", shmDir); err != nil {
+		return err
+	}
+	key, data, err := Create(4096)
+	if err != nil {
+		return err
+	}
+	data[0] = 7
+	if _, err := os.Stat("/dev/realshm" + key); err != nil {
+		return fmt.Errorf("the segment is not in the symlink's target: %w", err)
+	}
+	b, err := Read(key, 0)
+	if err != nil {
+		return err
+	}
+	segs, err := List()
+	if err != nil {
+		return err
+	}
+	if len(segs) != 1 || segs[0].Key != key || segs[0].Creator != CreatorAlive || b[0] != 7 {
+		return fmt.Errorf("List: %+v, read %d", segs, b[0])
+	}
+	if err := Release(key); err != nil {
+		return err
+	}
+	if ents, err := os.ReadDir("/dev/realshm"); err != nil || len(ents) != 0 {
+		return fmt.Errorf("/dev/realshm holds %v (%v), want nothing", ents, err)
+	}
+	fmt.Println("ok")
+	return nil
+}
+
+// TestShmSymlink: where /dev/shm is a symlink to the real directory (older
+// Debian and Ubuntu: /run/shm), Create, Read and List work through it; only
+// a symlink under a key is refused.
+func TestShmSymlink(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to mount a tmpfs on /dev in a private mount namespace")
+	}
+	checkLeaks(t)
+	if out := strings.TrimSpace(inMountNamespace(t, "shm-symlink")); out != "ok" {
+		t.Fatalf("helper printed:\n%s\nwant ok", out)
+	}
 }

@@ -43,9 +43,14 @@ const openFlags = unix.O_NOFOLLOW | unix.O_CLOEXEC | unix.O_NONBLOCK | unix.O_LA
 // waiting. (A device node, which only root can put there, is opened by its
 // driver; root's files are trusted.)
 func shmOpen(name string, flag int, mode uint32) (fd int, err error) {
+	return openIn(name, flag|openFlags, mode)
+}
+
+// openIn opens shmDir+name with flag as it is.
+func openIn(name string, flag int, mode uint32) (fd int, err error) {
 	var p cpath
 	err = ignoringEINTR(func() error {
-		fd, err = openat(p.ptr(shmDir, name), flag|openFlags, mode)
+		fd, err = openat(p.ptr(shmDir, name), flag, mode)
 		return err
 	})
 	return fd, err
@@ -70,7 +75,10 @@ var noTmpfile atomic.Bool
 // until initSegment has run, which is after the lock.
 func openNew(name string) (fd int, named bool, err error) {
 	if !noTmpfile.Load() {
-		fd, err := shmOpen("", unix.O_TMPFILE|unix.O_RDWR, 0)
+		// The directory itself is opened: without O_NOFOLLOW, which would
+		// refuse a /dev/shm that is a symlink (/run/shm on some systems);
+		// only names in it are never followed.
+		fd, err := openIn("", unix.O_TMPFILE|unix.O_RDWR|openFlags&^unix.O_NOFOLLOW, 0)
 		switch err {
 		case nil:
 			return fd, false, nil
