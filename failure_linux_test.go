@@ -154,10 +154,11 @@ func TestENOMEM(t *testing.T) {
 // the heap is grown and freed first and the collector stopped: Create's
 // few small allocations then come from spans the runtime already has.
 func helperMapCount(args ...string) error {
-	junk := make([][]byte, 0, 1<<16)
-	for i := range 1 << 16 {
-		junk = append(junk, make([]byte, 8+i%1024))
+	junk := make([][]byte, 1<<16)
+	for i := range junk {
+		junk[i] = make([]byte, 8+i%1024)
 	}
+	runtime.KeepAlive(junk)
 	junk = nil
 	runtime.GC()
 	defer debug.SetGCPercent(debug.SetGCPercent(-1))

@@ -16,8 +16,6 @@ type held struct {
 
 func heldBy(pid int) (held, error) { return held{}, nil }
 
-func (h held) nothing() error { return nil }
-
 // segmentSize is the size fstat reports of a segment made with size bytes,
 // which Read(key, 0) maps: on macOS, whole pages (pshm_truncate in xnu's
 // bsd/kern/posix_shm.c rounds the length up to the page size).

@@ -224,24 +224,6 @@ func checkLeaks(t *testing.T) *keySet {
 	return keys
 }
 
-// shmNames returns the names in /dev/shm, or none where segments are not
-// files (macOS).
-func shmNames(t *testing.T) map[string]bool {
-	t.Helper()
-	m := map[string]bool{}
-	if runtime.GOOS != "linux" {
-		return m
-	}
-	ents, err := os.ReadDir(shmDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range ents {
-		m[e.Name()] = true
-	}
-	return m
-}
-
 // brief describes a list by its length and first few entries.
 func brief(list []string) string {
 	if len(list) > 3 {
