@@ -78,8 +78,13 @@ func reap(name string) (bool, error) {
 	fd, err := shmOpen(name, unix.O_RDWR, 0)
 	switch err {
 	case nil:
-	case unix.ENOENT, unix.EACCES, unix.ELOOP, unix.ENXIO, unix.EISDIR:
-		// Gone, another user's, a symlink, a socket or a directory. (EPERM
+	case unix.ENOENT, unix.EACCES, unix.ELOOP, unix.ENXIO, unix.EISDIR, unix.EAGAIN:
+		// Gone, another user's, a symlink, a socket or a directory; or
+		// leased (fcntl(2) F_SETLEASE): an open for writing would break
+		// the lease, and O_NONBLOCK makes it EAGAIN instead of waiting.
+		// Only the file's owner (or CAP_LEASE) takes a lease, so a user
+		// can lease any file of theirs that root sweeps: that is not a
+		// failure of Sweep, and a leased file is in use anyway. (EPERM
 		// is not another user's: that is EACCES. It is an immutable file
 		// or a security module's refusal, which the caller should hear of.)
 		return false, nil

@@ -433,3 +433,55 @@ func TestListModeZero(t *testing.T) {
 		t.Errorf("List as root: a segment being made is %v, want alive", got)
 	}
 }
+
+func init() {
+	registerHelper("lease", helperLease)
+}
+
+// helperLease PATH: takes a read lease (fcntl F_SETLEASE) on the file at
+// PATH, prints "leased", and holds it until stdin closes.
+func helperLease(args ...string) error {
+	f, err := os.Open(args[0])
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if _, err := unix.FcntlInt(f.Fd(), unix.F_SETLEASE, unix.F_RDLCK); err != nil {
+		return fmt.Errorf("F_SETLEASE: %w", err)
+	}
+	fmt.Println("leased")
+	waitStdinClosed()
+	return nil
+}
+
+// TestSweepLeased: a user may lease a file of theirs (F_SETLEASE), and an
+// open for writing of a leased file, O_NONBLOCK as every open here, is
+// EAGAIN. Sweep must take a leased segment for one in use, not fail: else
+// any user makes every root Sweep fail with a leased file of Create's form.
+func TestSweepLeased(t *testing.T) {
+	keys := checkLeaks(t)
+	key := newKey()
+	plantSegment(t, keys, key[1:], 4096) // unlocked: no creator
+	cmd := helperCommand(t, "lease", shmDir+key)
+	if os.Geteuid() == 0 {
+		// Another user's file and lease: root opens it, and would break it.
+		if err := os.Chown(shmDir+key, 23456, 23456); err != nil {
+			t.Fatal(err)
+		}
+		cmd.Env = append(cmd.Env, helperUIDEnv+"=23456")
+	}
+	stdin, r, wait := startCommand(t, cmd)
+	if line := readLine(t, r); line != "leased" {
+		t.Fatalf("lease helper: %q", line)
+	}
+	if ok, err := reap(key); ok || err != nil {
+		t.Errorf("Sweep of a leased segment: removed %v, error %v; want it left alone", ok, err)
+	}
+	if _, err := os.Lstat(shmDir + key); err != nil {
+		t.Errorf("the leased segment is gone: %v", err)
+	}
+	stdin.Close()
+	if err := wait(); err != nil {
+		t.Errorf("lease helper: %v", err)
+	}
+}
