@@ -6,6 +6,9 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"strconv"
+	"strings"
+	"sync"
 
 	"golang.org/x/sys/unix"
 )
@@ -99,6 +102,15 @@ func reap(name string) (bool, error) {
 	if !isSegment(&st) || int(st.Uid) != os.Geteuid() || st.Mode&0o777 == 0 {
 		return false, nil // not a segment, another user's, or being made
 	}
+	if st.Mode&0o066 != 0 && st.Uid == overflowUID() {
+		// Here the namespace maps neither the sweeper nor the owner, and
+		// the open proves ownership only if the mode lets no one else
+		// open the file read-write: a segment whose owner opened it to
+		// others (chmod 0666 to share it, or an ACL, whose mask shows in
+		// the group bits) may be another user's. Root could remove it
+		// there, as the owner of /dev/shm; anyone else would fail to.
+		return false, nil
+	}
 	lk := unix.Flock_t{Type: unix.F_WRLCK, Whence: io.SeekStart}
 	switch err := unix.FcntlFlock(uintptr(fd), unix.F_OFD_SETLK, &lk); err {
 	case nil:
@@ -123,3 +135,15 @@ func reap(name string) (bool, error) {
 		return false, &fs.PathError{Op: "shm_unlink", Path: name, Err: err}
 	}
 }
+
+// overflowUID is the uid that this process' user namespace shows for every
+// uid it does not map (kernel.overflowuid, 65534 by default).
+var overflowUID = sync.OnceValue(func() uint32 {
+	b, err := os.ReadFile("/proc/sys/kernel/overflowuid")
+	if err == nil {
+		if n, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 32); err == nil {
+			return uint32(n)
+		}
+	}
+	return 65534
+})

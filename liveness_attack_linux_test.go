@@ -13,8 +13,12 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
+	"syscall"
 	"testing"
 	"testing/cryptotest"
 	"time"
@@ -484,4 +488,84 @@ func TestSweepLeased(t *testing.T) {
 	if err := wait(); err != nil {
 		t.Errorf("lease helper: %v", err)
 	}
+}
+
+// exeFor returns a copy of the test binary that uid can run (the original
+// is in go test's private build directory), removed with t.
+func exeFor(t *testing.T) string {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(exe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir, err := os.MkdirTemp("", "shmmap-exe-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "shmmap.test")
+	if err := os.WriteFile(path, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// TestSweepUnmappedShared: in a user namespace that maps no one, the
+// sweeper and every other user show as the overflow uid, and another
+// user's dead segment that its owner opened to all (0666) opens read-write
+// for the sweeper too. Sweep must leave it: root there could remove it (as
+// the owner of /dev/shm), and an ordinary user would fail to and report an
+// error. The sweeper's own 0600 leftovers still go (TestSweepOwners).
+func TestSweepUnmappedShared(t *testing.T) {
+	requireRoot(t, "to make another user's segment and run a sweeper as a third")
+	sweeplock.Lock(t)
+	shared := func(t *testing.T) string {
+		keys := checkLeaks(t)
+		key := newKey()
+		plantSegment(t, keys, key[1:], 4096) // unlocked: its creator is gone
+		if err := os.Chown(shmDir+key, 23456, 23456); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(shmDir+key, 0o666); err != nil {
+			t.Fatal(err)
+		}
+		return key
+	}
+	t.Run("root", func(t *testing.T) {
+		key := shared(t)
+		if slices.Contains(sweepIn(t, []string{"--user"}), key) {
+			t.Errorf("root in a user namespace removed another user's %s", key)
+		}
+		if _, err := os.Lstat(shmDir + key); err != nil {
+			t.Errorf("another user's %s is gone: %v", key, err)
+		}
+	})
+	t.Run("ordinary user", func(t *testing.T) {
+		key := shared(t)
+		cmd := exec.Command("unshare", "--user", "--kill-child", "--", exeFor(t), "sweep")
+		cmd.Env = append(os.Environ(), helperEnv+"=1")
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 12345, Gid: 12345}}
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			if strings.Contains(string(out), "unshare:") {
+				t.Skipf("an ordinary user cannot make a user namespace here: %s", out)
+			}
+			t.Fatalf("sweeper: %v\n%s", err, out)
+		}
+		for _, line := range strings.Split(string(out), "\n") {
+			if strings.Contains(line, key) {
+				t.Errorf("an ordinary user's Sweep in a user namespace: %s", line)
+			}
+		}
+		if _, err := os.Lstat(shmDir + key); err != nil {
+			t.Errorf("another user's %s is gone: %v", key, err)
+		}
+	})
 }
