@@ -30,6 +30,7 @@ import (
 func init() {
 	registerHelper("stop-sweep", helperStopSweep)
 	registerHelper("stop-create-named", helperStopCreateNamed)
+	registerHelper("stop-release", helperStopRelease)
 }
 
 // stopAt installs a filter that stops this process at every call of
@@ -89,6 +90,25 @@ func helperStopCreateNamed(args ...string) error {
 		fmt.Println("named")
 	}
 	waitStdinClosed()
+	return nil
+}
+
+// helperStopRelease NR: creates a segment, prints its key, and releases
+// it, stopping at syscall NR from before Create on; prints "released".
+func helperStopRelease(args ...string) error {
+	nr, _ := strconv.Atoi(args[0])
+	if err := stopAt(nr); err != nil {
+		return err
+	}
+	key, _, err := Create(4096)
+	if err != nil {
+		return err
+	}
+	fmt.Println(key)
+	if err := Release(key); err != nil {
+		return err
+	}
+	fmt.Println("released")
 	return nil
 }
 
@@ -362,5 +382,39 @@ func TestSweepMeetsNamedCreate(t *testing.T) {
 	}
 	if status != "named" {
 		t.Errorf("Create returned %s but its name is gone: %s (%s)", key, status, seen[0])
+	}
+}
+
+// TestReleaseUnlinksBeforeUnlocking: Release removes the name while it
+// still holds the creator's lock, so that no sweeper or lister ever sees a
+// live creator's segment unlocked under its name.
+func TestReleaseUnlinksBeforeUnlocking(t *testing.T) {
+	keys := checkLeaks(t)
+	var mu sync.Mutex
+	var seen []string
+	on := func(c stopped) { // Release's unlink
+		p := c.path(c.args[1])
+		if !isCreateKey(strings.TrimPrefix(p, shmDir)) {
+			return
+		}
+		locked := lockState(t, p, unix.F_WRLCK)
+		mu.Lock()
+		seen = append(seen, fmt.Sprintf("%s locked=%v", p, locked))
+		mu.Unlock()
+	}
+	_, r, wait := startStopped(t, unix.SYS_UNLINKAT, on, "stop-release")
+	key := readLine(t, r)
+	keys.add(key)
+	t.Cleanup(func() { os.Remove(shmDir + key) })
+	if line := readLine(t, r); line != "released" {
+		t.Errorf("creator: %q", line)
+	}
+	if err := wait(); err != nil {
+		t.Errorf("creator: %v", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if want := []string{shmDir + key + " locked=true"}; !slices.Equal(seen, want) {
+		t.Errorf("Release's unlinks: %q, want %q", seen, want)
 	}
 }
