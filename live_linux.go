@@ -6,6 +6,9 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"strconv"
+	"strings"
+	"sync"
 
 	"golang.org/x/sys/unix"
 )
@@ -75,8 +78,13 @@ func reap(name string) (bool, error) {
 	fd, err := shmOpen(name, unix.O_RDWR, 0)
 	switch err {
 	case nil:
-	case unix.ENOENT, unix.EACCES, unix.ELOOP, unix.ENXIO, unix.EISDIR:
-		// Gone, another user's, a symlink, a socket or a directory. (EPERM
+	case unix.ENOENT, unix.EACCES, unix.ELOOP, unix.ENXIO, unix.EISDIR, unix.EAGAIN:
+		// Gone, another user's, a symlink, a socket or a directory; or
+		// leased (fcntl(2) F_SETLEASE): an open for writing would break
+		// the lease, and O_NONBLOCK makes it EAGAIN instead of waiting.
+		// Only the file's owner (or CAP_LEASE) takes a lease, so a user
+		// can lease any file of theirs that root sweeps: that is not a
+		// failure of Sweep, and a leased file is in use anyway. (EPERM
 		// is not another user's: that is EACCES. It is an immutable file
 		// or a security module's refusal, which the caller should hear of.)
 		return false, nil
@@ -90,6 +98,15 @@ func reap(name string) (bool, error) {
 	}
 	if !isSegment(&st) || int(st.Uid) != os.Geteuid() || st.Mode&0o777 == 0 {
 		return false, nil // not a segment, another user's, or being made
+	}
+	if st.Mode&0o066 != 0 && st.Uid == overflowUID() {
+		// Here the namespace maps neither the sweeper nor the owner, and
+		// the open proves ownership only if the mode lets no one else
+		// open the file read-write: a segment whose owner opened it to
+		// others (chmod 0666 to share it, or an ACL, whose mask shows in
+		// the group bits) may be another user's. Root could remove it
+		// there, as the owner of /dev/shm; anyone else would fail to.
+		return false, nil
 	}
 	lk := unix.Flock_t{Type: unix.F_WRLCK, Whence: io.SeekStart}
 	switch err := ignoringEINTR(func() error { return fcntlLock(fd, unix.F_OFD_SETLK, &lk, false) }); err {
@@ -115,3 +132,15 @@ func reap(name string) (bool, error) {
 		return false, &fs.PathError{Op: "shm_unlink", Path: name, Err: err}
 	}
 }
+
+// overflowUID is the uid that this process' user namespace shows for every
+// uid it does not map (kernel.overflowuid, 65534 by default).
+var overflowUID = sync.OnceValue(func() uint32 {
+	b, err := os.ReadFile("/proc/sys/kernel/overflowuid")
+	if err == nil {
+		if n, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 32); err == nil {
+			return uint32(n)
+		}
+	}
+	return 65534
+})
