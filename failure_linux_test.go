@@ -22,6 +22,7 @@ import (
 )
 
 func init() {
+	registerHelper("no-proc", helperNoProc)
 	registerHelper("shm-symlink", helperShmSymlink)
 	registerHelper("emfile", helperEMFILE)
 	registerHelper("enomem", helperENOMEM)
@@ -418,6 +419,54 @@ func TestShmSymlink(t *testing.T) {
 	}
 	checkLeaks(t)
 	if out := strings.TrimSpace(inMountNamespace(t, "shm-symlink")); out != "ok" {
+		t.Fatalf("helper printed:\n%s\nwant ok", out)
+	}
+}
+
+// helperNoProc runs in its own mount namespace (see TestCreateWithoutProc):
+// it hides /proc under an empty tmpfs and makes Create take the path of a
+// kernel before 6.10 for a process without CAP_DAC_READ_SEARCH, where an
+// unnamed file is named through /proc/self/fd.
+func helperNoProc(args ...string) error {
+	if err := unix.Mount("shmmap-test", "/proc", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "size=64k"); err != nil {
+		return fmt.Errorf("mount tmpfs on /proc: %w", err)
+	}
+	noEmptyPathLink.Store(true)
+	key, data, err := Create(4096)
+	if err != nil {
+		return fmt.Errorf("Create without /proc: %w", err)
+	}
+	data[0] = 9
+	var st unix.Stat_t
+	if err := unix.Lstat(shmDir+key, &st); err != nil || st.Mode&0o777 != 0o600 {
+		return fmt.Errorf("the segment: mode %#o, %v", st.Mode&0o777, err)
+	}
+	if !noTmpfile.Load() {
+		return errors.New("Create did not fall back to naming segments from the start")
+	}
+	if c := creatorState(key); c != CreatorAlive {
+		return fmt.Errorf("List says the creator is %v", c)
+	}
+	if err := Release(key); err != nil {
+		return err
+	}
+	if _, err := os.Lstat(shmDir + key); !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("Release left %s: %v", key, err)
+	}
+	fmt.Println("ok")
+	return nil
+}
+
+// TestCreateWithoutProc: where an unnamed file can be named only through
+// /proc (Linux before 6.10, without CAP_DAC_READ_SEARCH) and there is no
+// /proc (some sandboxes), Create still works: it names segments from the
+// start, as where /dev/shm has no O_TMPFILE.
+func TestCreateWithoutProc(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to hide /proc in a private mount namespace")
+	}
+	checkLeaks(t)
+	if out := strings.TrimSpace(inMountNamespace(t, "no-proc")); out != "ok" {
 		t.Fatalf("helper printed:\n%s\nwant ok", out)
 	}
 }

@@ -46,6 +46,9 @@ func create(name string, size, flags int) (data []byte, fd int, err error) {
 			shmUnlink(name, size)
 		}
 		closeFD(fd)
+		if err == errCannotLink {
+			return create(name, size, flags) // named from the start, this time
+		}
 		return nil, -1, &fs.PathError{Op: op, Path: name, Err: err}
 	}
 	if !holdsName {

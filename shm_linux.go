@@ -100,7 +100,10 @@ var noEmptyPathLink atomic.Bool
 // linkName gives the unnamed file fd (from openNew) the name name; EEXIST if
 // the name is taken. linkat(2) with AT_EMPTY_PATH links fd itself; where
 // that is refused (ENOENT), the same file is reached through
-// /proc/self/fd/N with AT_SYMLINK_FOLLOW, as linkat(2) describes.
+// /proc/self/fd/N with AT_SYMLINK_FOLLOW, as linkat(2) describes. Where
+// that fails too for want of /proc (ENOENT, and /proc/self is missing), no
+// unnamed file can be named here: it returns errCannotLink, and openNew
+// makes named files from then on.
 func linkName(fd int, name string) error {
 	var empty, proc, p cpath
 	if !noEmptyPathLink.Load() {
@@ -110,7 +113,15 @@ func linkName(fd int, name string) error {
 		}
 		noEmptyPathLink.Store(true)
 	}
-	return linkat(atFDCWD, proc.ptr("/proc/self/fd/", strconv.Itoa(fd)), p.ptr(shmDir, name), unix.AT_SYMLINK_FOLLOW)
+	err := linkat(atFDCWD, proc.ptr("/proc/self/fd/", strconv.Itoa(fd)), p.ptr(shmDir, name), unix.AT_SYMLINK_FOLLOW)
+	if err == unix.ENOENT {
+		var st unix.Stat_t
+		if unix.Stat("/proc/self/fd", &st) != nil {
+			noTmpfile.Store(true)
+			return errCannotLink
+		}
+	}
+	return err
 }
 
 // isSegment reports whether st describes a segment: a regular file in
