@@ -16,9 +16,13 @@ import (
 // The creator's lock. Create takes a shared open file description lock
 // (fcntl(2) F_OFD_SETLK, F_RDLCK, the whole file) on the segment before it
 // has a name, and keeps that fd (close-on-exec) until Release or Unlink. The
-// kernel drops the lock when the fd's last reference goes: at Release, and
-// at exit or death of the process, however it dies. So "someone holds the
-// lock" is the kernel's word that the creator is alive, and it means the
+// lock belongs to the open file description, which the fd and Create's
+// mapping both refer to, and the kernel drops it when the last reference
+// goes (__fput): at Release, which unmaps and closes, and at exit or death
+// of the process, however it dies. (The mapping alone would keep it; the fd
+// is kept so that the lock lasts by the documented rule, "until the last
+// close", not by that detail.) So "someone holds the lock" is the kernel's
+// word that the creator is alive, and it means the
 // same in every pid, time and user namespace that shares /dev/shm, where a
 // pid and start time mean something only in the creator's own.
 //

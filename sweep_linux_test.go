@@ -733,7 +733,8 @@ func TestListCreator(t *testing.T) {
 			}
 		}
 	}
-	// Unlink drops the creator's hold along with the name.
+	// Unlink closes the creator's fd along with the name (the lock lasts
+	// until Release unmaps: nothing is left to sweep by then).
 	if err := Unlink(own); err != nil {
 		t.Fatal(err)
 	}
