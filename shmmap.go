@@ -120,7 +120,7 @@ import (
 )
 
 // maxCreateTries bounds Create's retries on a key that already exists; with
-// 64 random bits in each key a single retry is already unheard of.
+// 128 random bits in each key a single retry is already unheard of.
 const maxCreateTries = 100
 
 // Create makes a new shared memory segment of exactly size bytes, zero-filled
