@@ -49,7 +49,7 @@ func openAnon(key string) (fd int, name, op string, err error) {
 	}
 	fd, err = memfdCreate(memfdFlags)
 	if err == unix.ENOSYS && !noTmpfile.Load() {
-		if tfd, terr := shmOpen("", unix.O_TMPFILE|unix.O_RDWR, 0); terr == nil {
+		if tfd, terr := openTmpfile(); terr == nil {
 			return tfd, anonTmpfileName, "", nil
 		}
 	}

@@ -17,19 +17,30 @@ import (
 // fail says what its errors are.
 func TestDocs(t *testing.T) {
 	checkLeaks(t)
-	pkg, err := build.ImportDir(".", 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	// The files of every system the package supports, so that an example
+	// that only runs on Linux (List, Sweep) counts on macOS too.
 	fset := token.NewFileSet()
 	var files []*ast.File
-	for _, names := range [][]string{pkg.GoFiles, pkg.TestGoFiles, pkg.XTestGoFiles} {
-		for _, name := range names {
-			f, err := parser.ParseFile(fset, filepath.Join(pkg.Dir, name), nil, parser.ParseComments)
-			if err != nil {
-				t.Fatal(err)
+	seen := map[string]bool{}
+	for _, goos := range []string{"linux", "darwin"} {
+		ctxt := build.Default
+		ctxt.GOOS, ctxt.CgoEnabled = goos, false
+		pkg, err := ctxt.ImportDir(".", 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, names := range [][]string{pkg.GoFiles, pkg.TestGoFiles, pkg.XTestGoFiles} {
+			for _, name := range names {
+				if seen[name] {
+					continue
+				}
+				seen[name] = true
+				f, err := parser.ParseFile(fset, filepath.Join(pkg.Dir, name), nil, parser.ParseComments)
+				if err != nil {
+					t.Fatal(err)
+				}
+				files = append(files, f)
 			}
-			files = append(files, f)
 		}
 	}
 	p, err := doc.NewFromFiles(fset, files, "github.com/shmmap-go/shmmap")

@@ -35,6 +35,11 @@ var (
 	ErrBadMessage = errors.New("shmmap: message does not carry exactly one file")
 )
 
+// errCannotLink: an unnamed file (O_TMPFILE) cannot be given a name in this
+// process, which must then make segments named from the start. It never
+// reaches the caller.
+var errCannotLink = errors.New("shmmap: cannot link an unnamed file here")
+
 // sizeError wraps ErrInvalidSize with the size asked for and why it is
 // wrong.
 func sizeError(size int, why string) error {

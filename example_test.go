@@ -59,16 +59,25 @@ func ExampleRead() {
 	defer shmmap.Release(key)
 	data[9999] = 7
 
-	all, err := shmmap.Read(key, 0) // read-only: writing to all faults
+	part, err := shmmap.Read(key, 10000) // read-only: writing to it faults
 	if err != nil {
 		log.Fatal(err)
 	}
-	fmt.Println(len(all), all[9999])
+	fmt.Println(len(part), part[9999])
 
-	_, err = shmmap.Read(key, 20000)
+	// Size 0 maps the whole segment, as fstat reports it: on macOS that is
+	// whole pages, so at least the 10000 bytes asked of Create.
+	all, err := shmmap.Read(key, 0)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(len(all) >= 10000, all[9999])
+
+	_, err = shmmap.Read(key, 1<<30)
 	fmt.Println(errors.Is(err, shmmap.ErrInvalidSize))
 	// Output:
 	// 10000 7
+	// true 7
 	// true
 }
 
@@ -194,7 +203,7 @@ func ExampleView() {
 	}
 
 	// Another process mapping key sees the same numbers:
-	other, err := shmmap.Read(key, 0)
+	other, err := shmmap.Read(key, 4*8)
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -2,10 +2,10 @@ package shmmap
 
 import (
 	"errors"
-	"os"
-	"runtime"
 	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 // FuzzKey: any string as a key to Read, ReadWrite, Unlink and Release gives
@@ -59,10 +59,15 @@ func FuzzKey(f *testing.F) {
 		if err := Release(key); err == nil {
 			t.Fatalf("Release(%q) of a key not held succeeded", key)
 		}
-		// Unlink only names that do not exist: the fuzzer must not remove
-		// another program's segment that it happens to name.
-		if runtime.GOOS == "linux" && name != "" {
-			if _, err := os.Lstat(devShm + name); err == nil {
+		// Unlink only names that do not exist, on every system: the fuzzer
+		// must not remove another program's segment that it happens to
+		// name. Anything but ENOENT from an open means something is there.
+		if name != "" {
+			fd, err := shmOpen(name, unix.O_RDONLY, 0)
+			if err == nil {
+				closeFD(fd)
+			}
+			if err != unix.ENOENT {
 				return
 			}
 		}
@@ -85,6 +90,7 @@ func FuzzSize(f *testing.F) {
 		f.Add(n)
 	}
 	key := foreignSegment(f, 8192) // Release of an attachment keeps its name
+	has := segmentSize(8192)       // what fstat says: on macOS, whole pages
 	f.Fuzz(func(t *testing.T, size int) {
 		checkLeaks(t)
 		if size <= fuzzCreateLimit || size > maxSize {
@@ -108,18 +114,18 @@ func FuzzSize(f *testing.F) {
 			b, err := attach(key, size)
 			want := size
 			if size == 0 {
-				want = 8192
+				want = has
 			}
 			switch {
-			case err == nil && (size < 0 || size > 8192 || len(b) != want):
-				t.Fatalf("attach(key, %d) of 8192 bytes gave %d bytes", size, len(b))
+			case err == nil && (size < 0 || size > has || len(b) != want):
+				t.Fatalf("attach(key, %d) of %d bytes gave %d bytes", size, has, len(b))
 			case err == nil:
 				_ = b[len(b)-1] // touch the last byte: no fault
 				if err := Release(key); err != nil {
 					t.Fatal(err)
 				}
-			case size >= 0 && size <= 8192:
-				t.Fatalf("attach(key, %d) of 8192 bytes: %v", size, err)
+			case size >= 0 && size <= has:
+				t.Fatalf("attach(key, %d) of %d bytes: %v", size, has, err)
 			case !errors.Is(err, ErrInvalidSize):
 				t.Fatalf("attach(key, %d): %v, want ErrInvalidSize", size, err)
 			}

@@ -3,6 +3,7 @@ package shmmap
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -11,7 +12,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -44,9 +44,6 @@ func becomeUser(id string) error {
 	}
 	return syscall.Setuid(n)
 }
-
-// devShm is where Linux keeps segments; tests look there only on Linux.
-const devShm = "/dev/shm"
 
 // helpers are the child processes' commands, by name. Each prints what its
 // parent checks and exits; a failure exits 1 with the reason on stderr.
@@ -91,14 +88,29 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// helperCommand returns a command that runs helper name in a child process.
+// helperTimeout bounds every helper process, so that one that hangs fails
+// its test rather than the whole suite.
+const helperTimeout = 3 * time.Minute
+
+// helperCommand returns a command that runs helper name in a child process:
+// the test binary, re-executed. It is the one way the tests start a copy of
+// themselves. The child is killed if it runs for helperTimeout, or is still
+// running when t ends.
 func helperCommand(t testing.TB, name string, args ...string) *exec.Cmd {
+	t.Helper()
+	return helperWithin(t, helperTimeout, name, args...)
+}
+
+// helperWithin is helperCommand with a deadline of its own.
+func helperWithin(t testing.TB, d time.Duration, name string, args ...string) *exec.Cmd {
 	t.Helper()
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(exe, append([]string{name}, args...)...)
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	cmd := exec.CommandContext(ctx, exe, append([]string{name}, args...)...)
 	cmd.Env = append(os.Environ(), helperEnv+"=1")
 	return cmd
 }
@@ -171,65 +183,14 @@ func readLine(t *testing.T, r *bufio.Reader) string {
 // waitStdinClosed blocks until the parent closes the helper's stdin.
 func waitStdinClosed() { io.Copy(io.Discard, os.Stdin) }
 
-// snapshot is what this process holds of shared memory: its fds and its
-// mappings of files in /dev/shm, and its fd count.
-type snapshot struct {
-	fds     int
-	shmFDs  []string
-	shmMaps []string
-}
-
-func takeSnapshot(t *testing.T) snapshot {
+// takeSnapshot returns what this process holds of /dev/shm now.
+func takeSnapshot(t *testing.T) held {
 	t.Helper()
-	var s snapshot
-	ents, err := os.ReadDir("/proc/self/fd")
+	h, err := heldBy(0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, e := range ents {
-		target, err := os.Readlink(filepath.Join("/proc/self/fd", e.Name()))
-		if err != nil {
-			continue // the fd ReadDir itself used, closed by now
-		}
-		s.fds++
-		if isShmTarget(target) {
-			s.shmFDs = append(s.shmFDs, e.Name()+" -> "+target)
-		}
-	}
-	s.fds-- // ReadDir's own fd, listed but closed
-	s.shmMaps = shmMappings(t)
-	return s
-}
-
-// isShmTarget reports whether target, what /proc/PID/fd/N links to, is
-// shared memory: a file in /dev/shm (named, or an O_TMPFILE:
-// "/dev/shm/#INODE (deleted)") or a memfd ("/memfd:NAME (deleted)").
-func isShmTarget(target string) bool {
-	return strings.HasPrefix(target, "/dev/shm/") || strings.HasPrefix(target, "/memfd:")
-}
-
-// isShmMapping reports whether line of /proc/PID/maps maps shared memory,
-// as isShmTarget tells it.
-func isShmMapping(line string) bool {
-	return strings.Contains(line, " /dev/shm/") || strings.Contains(line, " /memfd:")
-}
-
-// shmMappings returns the lines of /proc/self/maps that map shared memory:
-// files in /dev/shm and memfds.
-func shmMappings(t *testing.T) []string {
-	t.Helper()
-	maps, err := os.ReadFile("/proc/self/maps")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var lines []string
-	for _, line := range strings.Split(string(maps), "\n") {
-		if isShmMapping(line) {
-			lines = append(lines, line)
-		}
-	}
-	sort.Strings(lines)
-	return lines
+	return h
 }
 
 // checkLeaks registers a check, run after every other cleanup of t, that t
@@ -244,41 +205,23 @@ func checkLeaks(t *testing.T) *keySet {
 	keys := &keySet{}
 	t.Cleanup(func() {
 		after := takeSnapshot(t)
-		if after.fds != before.fds {
-			t.Errorf("fd count: %d before the test, %d after", before.fds, after.fds)
+		if after.fdCount != before.fdCount {
+			t.Errorf("fd count: %d before the test, %d after", before.fdCount, after.fdCount)
 		}
-		if fmt.Sprint(after.shmFDs) != fmt.Sprint(before.shmFDs) {
-			t.Errorf("fds open on /dev/shm: %s before the test, %s after", brief(before.shmFDs), brief(after.shmFDs))
+		if fmt.Sprint(after.fds) != fmt.Sprint(before.fds) {
+			t.Errorf("fds open on /dev/shm: %s before the test, %s after", brief(before.fds), brief(after.fds))
 		}
-		if fmt.Sprint(after.shmMaps) != fmt.Sprint(before.shmMaps) {
-			t.Errorf("mappings of /dev/shm: %s before the test, %s after", brief(before.shmMaps), brief(after.shmMaps))
+		if fmt.Sprint(after.maps) != fmt.Sprint(before.maps) {
+			t.Errorf("mappings of /dev/shm: %s before the test, %s after", brief(before.maps), brief(after.maps))
 		}
 		for _, k := range keys.list() {
-			if _, err := os.Lstat(devShm + canonical(k)); !errors.Is(err, os.ErrNotExist) {
+			if _, err := os.Lstat(shmDir + canonical(k)); !errors.Is(err, os.ErrNotExist) {
 				t.Errorf("segment %s left in /dev/shm (lstat: %v)", k, err)
-				os.Remove(devShm + canonical(k))
+				os.Remove(shmDir + canonical(k))
 			}
 		}
 	})
 	return keys
-}
-
-// shmNames returns the names in /dev/shm, or none where segments are not
-// files (macOS).
-func shmNames(t *testing.T) map[string]bool {
-	t.Helper()
-	m := map[string]bool{}
-	if runtime.GOOS != "linux" {
-		return m
-	}
-	ents, err := os.ReadDir(devShm)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range ents {
-		m[e.Name()] = true
-	}
-	return m
 }
 
 // brief describes a list by its length and first few entries.
@@ -365,7 +308,7 @@ func escapeVictims(t testing.TB) *victims {
 		}
 		return p // no /dev/shm (macOS): as written
 	}
-	shm := resolve(devShm)
+	shm := resolve(shmDir)
 
 	victim := filepath.Join(t.TempDir(), "victim")
 	plant(victim)
@@ -383,7 +326,7 @@ func escapeVictims(t testing.TB) *victims {
 		// Out of the shm directory and back in, to a name of the test's
 		// own (not of Create's form, so that no Sweep takes it).
 		name := fmt.Sprintf("shmmap_test_victim_%d_%d", os.Getpid(), time.Now().UnixNano())
-		plant(filepath.Join(devShm, name))
+		plant(filepath.Join(shmDir, name))
 		v.keys = append(v.keys,
 			"/../"+filepath.Base(shm)+"/"+name,
 			"../../../../../../../.."+shm+"/"+name,
@@ -440,7 +383,7 @@ func wouldReach(key string) string {
 	if i := strings.IndexByte(name, 0); i >= 0 {
 		name = name[:i]
 	}
-	return devShm + "/" + name
+	return shmDir + "/" + name
 }
 
 // ints returns those of xs that an int can hold: a table of sizes for

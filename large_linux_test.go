@@ -97,6 +97,22 @@ func checkTooLarge(t *testing.T, what, key string, has int64, err error) {
 	}
 }
 
+// refusesWhole checks that Read and ReadWrite of key, a segment of has
+// bytes, more than a process can map, refuse size 0 as checkTooLarge says.
+func refusesWhole(t *testing.T, key string, has int64) {
+	t.Helper()
+	for _, c := range []struct {
+		what   string
+		attach func(string, int, ...Option) ([]byte, error)
+	}{{"Read(key, 0)", Read}, {"ReadWrite(key, 0)", ReadWrite}} {
+		b, err := c.attach(key, 0)
+		checkTooLarge(t, c.what, key, has, err)
+		if err == nil {
+			t.Fatalf("%s mapped %d bytes", c.what, len(b))
+		}
+	}
+}
+
 // TestLargeOffsets checks, on every architecture, the sizes and offsets
 // past what 32 bits hold: Create past 1 GiB, where fallocate's second chunk
 // starts; an attach to a 3 GiB segment that another program made (a 32-bit
@@ -163,13 +179,7 @@ func TestLargeOffsets(t *testing.T) {
 		}
 
 		if strconv.IntSize == 32 {
-			r, err := Read(key, 0)
-			checkTooLarge(t, "Read(key, 0)", key, size, err)
-			if err == nil {
-				t.Fatalf("Read(key, 0) mapped %d bytes", len(r))
-			}
-			_, err = ReadWrite(key, 0)
-			checkTooLarge(t, "ReadWrite(key, 0)", key, size, err)
+			refusesWhole(t, key, size)
 			// The largest prefix that a 32-bit process may map.
 			b, err := Read(key, maxSize)
 			if err != nil {
@@ -198,13 +208,7 @@ func TestLargeOffsets(t *testing.T) {
 		const size = int64(maxSize) + 1
 		key, _ := plantSparse(t, keys, size)
 		t.Cleanup(func() { Release(key) })
-		r, err := Read(key, 0)
-		checkTooLarge(t, "Read(key, 0)", key, size, err)
-		if err == nil {
-			t.Fatalf("Read(key, 0) mapped %d bytes", len(r))
-		}
-		_, err = ReadWrite(key, 0)
-		checkTooLarge(t, "ReadWrite(key, 0)", key, size, err)
+		refusesWhole(t, key, size)
 		b, err := Read(key, 4096)
 		if err != nil {
 			t.Fatalf("Read(key, 4096) of a %d-byte segment: %v", size, err)

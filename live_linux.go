@@ -6,6 +6,9 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"strconv"
+	"strings"
+	"sync"
 
 	"golang.org/x/sys/unix"
 )
@@ -13,9 +16,13 @@ import (
 // The creator's lock. Create takes a shared open file description lock
 // (fcntl(2) F_OFD_SETLK, F_RDLCK, the whole file) on the segment before it
 // has a name, and keeps that fd (close-on-exec) until Release or Unlink. The
-// kernel drops the lock when the fd's last reference goes: at Release, and
-// at exit or death of the process, however it dies. So "someone holds the
-// lock" is the kernel's word that the creator is alive, and it means the
+// lock belongs to the open file description, which the fd and Create's
+// mapping both refer to, and the kernel drops it when the last reference
+// goes (__fput): at Release, which unmaps and closes, and at exit or death
+// of the process, however it dies. (The mapping alone would keep it; the fd
+// is kept so that the lock lasts by the documented rule, "until the last
+// close", not by that detail.) So "someone holds the lock" is the kernel's
+// word that the creator is alive, and it means the
 // same in every pid, time and user namespace that shares /dev/shm, where a
 // pid and start time mean something only in the creator's own.
 //
@@ -75,8 +82,13 @@ func reap(name string) (bool, error) {
 	fd, err := shmOpen(name, unix.O_RDWR, 0)
 	switch err {
 	case nil:
-	case unix.ENOENT, unix.EACCES, unix.ELOOP, unix.ENXIO, unix.EISDIR:
-		// Gone, another user's, a symlink, a socket or a directory. (EPERM
+	case unix.ENOENT, unix.EACCES, unix.ELOOP, unix.ENXIO, unix.EISDIR, unix.EAGAIN:
+		// Gone, another user's, a symlink, a socket or a directory; or
+		// leased (fcntl(2) F_SETLEASE): an open for writing would break
+		// the lease, and O_NONBLOCK makes it EAGAIN instead of waiting.
+		// Only the file's owner (or CAP_LEASE) takes a lease, so a user
+		// can lease any file of theirs that root sweeps: that is not a
+		// failure of Sweep, and a leased file is in use anyway. (EPERM
 		// is not another user's: that is EACCES. It is an immutable file
 		// or a security module's refusal, which the caller should hear of.)
 		return false, nil
@@ -92,6 +104,15 @@ func reap(name string) (bool, error) {
 	}
 	if !isSegment(&st) || int(st.Uid) != os.Geteuid() || st.Mode&0o777 == 0 {
 		return false, nil // not a segment, another user's, or being made
+	}
+	if st.Mode&0o066 != 0 && st.Uid == overflowUID() {
+		// Here the namespace maps neither the sweeper nor the owner, and
+		// the open proves ownership only if the mode lets no one else
+		// open the file read-write: a segment whose owner opened it to
+		// others (chmod 0666 to share it, or an ACL, whose mask shows in
+		// the group bits) may be another user's. Root could remove it
+		// there, as the owner of /dev/shm; anyone else would fail to.
+		return false, nil
 	}
 	lk := unix.Flock_t{Type: unix.F_WRLCK, Whence: io.SeekStart}
 	switch err := ignoringEINTR(func() error { return fcntlLock(fd, unix.F_OFD_SETLK, &lk, false) }); err {
@@ -117,3 +138,15 @@ func reap(name string) (bool, error) {
 		return false, &fs.PathError{Op: "shm_unlink", Path: name, Err: err}
 	}
 }
+
+// overflowUID is the uid that this process' user namespace shows for every
+// uid it does not map (kernel.overflowuid, 65534 by default).
+var overflowUID = sync.OnceValue(func() uint32 {
+	b, err := os.ReadFile("/proc/sys/kernel/overflowuid")
+	if err == nil {
+		if n, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 32); err == nil {
+			return uint32(n)
+		}
+	}
+	return 65534
+})

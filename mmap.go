@@ -46,6 +46,9 @@ func create(name string, size, flags int) (data []byte, fd int, err error) {
 			shmUnlink(name, size)
 		}
 		closeFile(fd, int64(size)) // the last reference: it frees what initSegment reserved
+		if err == errCannotLink {
+			return create(name, size, flags) // named from the start, this time
+		}
 		return nil, -1, &fs.PathError{Op: op, Path: name, Err: err}
 	}
 	if !holdsName {

@@ -113,8 +113,6 @@ func openNew(name string) (fd int, named bool, err error) {
 	return fd, true, nil
 }
 
-func lockCreator(fd int) error { return nil }
-
 // linkName is never called on macOS, where openNew always names the
 // segment.
 func linkName(fd int, name string) error { return unix.ENOTSUP }
@@ -151,7 +149,3 @@ func listNames() ([]string, error) {
 func statName(name string) (size int64, mode uint32, uid int, changed time.Time, ok bool) {
 	return 0, 0, 0, time.Time{}, false
 }
-
-func creatorHolds(name string) (held, ok bool) { return false, false }
-
-func reap(name string) (bool, error) { return false, errors.ErrUnsupported }

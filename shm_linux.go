@@ -43,9 +43,14 @@ const openFlags = unix.O_NOFOLLOW | unix.O_CLOEXEC | unix.O_NONBLOCK | unix.O_LA
 // waiting. (A device node, which only root can put there, is opened by its
 // driver; root's files are trusted.)
 func shmOpen(name string, flag int, mode uint32) (fd int, err error) {
+	return openIn(name, flag|openFlags, mode)
+}
+
+// openIn opens shmDir+name with flag as it is.
+func openIn(name string, flag int, mode uint32) (fd int, err error) {
 	var p cpath
 	err = ignoringEINTR(func() error {
-		fd, err = openat(p.ptr(shmDir, name), flag|openFlags, mode)
+		fd, err = openat(p.ptr(shmDir, name), flag, mode)
 		return err
 	})
 	return fd, err
@@ -70,7 +75,7 @@ var noTmpfile atomic.Bool
 // until initSegment has run, which is after the lock.
 func openNew(name string) (fd int, named bool, err error) {
 	if !noTmpfile.Load() {
-		fd, err := shmOpen("", unix.O_TMPFILE|unix.O_RDWR, 0)
+		fd, err := openTmpfile()
 		switch err {
 		case nil:
 			return fd, false, nil
@@ -85,6 +90,14 @@ func openNew(name string) (fd int, named bool, err error) {
 	return fd, true, err
 }
 
+// openTmpfile opens a new unnamed file in /dev/shm (O_TMPFILE), read-write,
+// mode 0. The directory itself is opened: without O_NOFOLLOW, which would
+// refuse a /dev/shm that is a symlink (/run/shm on some systems); only
+// names in it are never followed.
+func openTmpfile() (int, error) {
+	return openIn("", unix.O_TMPFILE|unix.O_RDWR|openFlags&^unix.O_NOFOLLOW, 0)
+}
+
 // noEmptyPathLink is set once linkat with AT_EMPTY_PATH is refused: before
 // Linux 6.10 it needs CAP_DAC_READ_SEARCH.
 var noEmptyPathLink atomic.Bool
@@ -92,7 +105,10 @@ var noEmptyPathLink atomic.Bool
 // linkName gives the unnamed file fd (from openNew) the name name; EEXIST if
 // the name is taken. linkat(2) with AT_EMPTY_PATH links fd itself; where
 // that is refused (ENOENT), the same file is reached through
-// /proc/self/fd/N with AT_SYMLINK_FOLLOW, as linkat(2) describes.
+// /proc/self/fd/N with AT_SYMLINK_FOLLOW, as linkat(2) describes. Where
+// that fails too for want of /proc (ENOENT, and /proc/self is missing), no
+// unnamed file can be named here: it returns errCannotLink, and openNew
+// makes named files from then on.
 func linkName(fd int, name string) error {
 	var empty, proc, p cpath
 	if !noEmptyPathLink.Load() {
@@ -102,7 +118,15 @@ func linkName(fd int, name string) error {
 		}
 		noEmptyPathLink.Store(true)
 	}
-	return linkat(atFDCWD, proc.ptr("/proc/self/fd/", strconv.Itoa(fd)), p.ptr(shmDir, name), unix.AT_SYMLINK_FOLLOW)
+	err := linkat(atFDCWD, proc.ptr("/proc/self/fd/", strconv.Itoa(fd)), p.ptr(shmDir, name), unix.AT_SYMLINK_FOLLOW)
+	if err == unix.ENOENT {
+		var st unix.Stat_t
+		if unix.Stat("/proc/self/fd", &st) != nil {
+			noTmpfile.Store(true)
+			return errCannotLink
+		}
+	}
+	return err
 }
 
 // isSegment reports whether st describes a segment: a regular file in

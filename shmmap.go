@@ -155,7 +155,7 @@ import (
 )
 
 // maxCreateTries bounds Create's retries on a key that already exists; with
-// 64 random bits in each key a single retry is already unheard of.
+// 128 random bits in each key a single retry is already unheard of.
 const maxCreateTries = 100
 
 // Create makes a new shared memory segment of exactly size bytes, zero-filled
@@ -355,9 +355,9 @@ func Unlink(key string) error {
 	return nil
 }
 
-// segment is what this process holds of one key. The first mapping is kept
+// holding is what this process holds of one key. The first mapping is kept
 // inline, so that the common case (one mapping a key) allocates nothing.
-type segment struct {
+type holding struct {
 	first   []byte   // the first mapping made of the key, in full
 	more    [][]byte // any others
 	created bool     // made by Create here and not unlinked since: Release unlinks
@@ -367,7 +367,7 @@ type segment struct {
 // release unmaps every mapping of s and, if this process created the
 // segment, removes its name and then drops the creator's lock; a name
 // already gone is what the caller wanted. Errors name key.
-func (s *segment) release(key string) error {
+func (s *holding) release(key string) error {
 	var first error
 	for i := -1; i < len(s.more); i++ {
 		m := s.first
@@ -396,16 +396,16 @@ func (s *segment) release(key string) error {
 // table holds every mapping that this process has made, by canonical key.
 // Its lock is never held across a syscall: Create and attach map first and
 // record after, Release forgets first and unmaps after.
-var table = segmentTable{segs: make(map[string]segment)}
+var table = holdingTable{segs: make(map[string]holding)}
 
-type segmentTable struct {
+type holdingTable struct {
 	mu   sync.Mutex
-	segs map[string]segment
+	segs map[string]holding
 }
 
 // add records a mapping of name; for Create's, fd is the creator's lock
 // (-1 where the system keeps none), else fd is ignored.
-func (t *segmentTable) add(name string, data []byte, created bool, fd int) {
+func (t *holdingTable) add(name string, data []byte, created bool, fd int) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	s, ok := t.segs[name]
@@ -422,7 +422,7 @@ func (t *segmentTable) add(name string, data []byte, created bool, fd int) {
 }
 
 // remove takes name's segment out of the table and returns it.
-func (t *segmentTable) remove(name string) (segment, bool) {
+func (t *holdingTable) remove(name string) (holding, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	s, ok := t.segs[name]
@@ -431,17 +431,17 @@ func (t *segmentTable) remove(name string) (segment, bool) {
 }
 
 // removeAll empties the table and returns what it held.
-func (t *segmentTable) removeAll() map[string]segment {
+func (t *holdingTable) removeAll() map[string]holding {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	segs := t.segs
-	t.segs = make(map[string]segment)
+	t.segs = make(map[string]holding)
 	return segs
 }
 
 // forget records that name's segment is no longer this process' to unlink,
 // and returns the fd of the creator's lock for the caller to close, or -1.
-func (t *segmentTable) forget(name string) (fd int) {
+func (t *holdingTable) forget(name string) (fd int) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	s, ok := t.segs[name]

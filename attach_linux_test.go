@@ -2,28 +2,26 @@
 
 package shmmap
 
+// Read and ReadWrite of what other programs and other users put in /dev/shm.
+
 import (
-	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"net"
 	"os"
-	"os/exec"
+	"path/filepath"
 	"runtime"
-	"runtime/debug"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
 
 func init() {
 	registerHelper("open-odd", helperOpenOdd)
-	registerHelper("map-count", helperMapCount)
 }
 
 // helperOpenOdd KEY...: maps each key with Read and ReadWrite, whole and
@@ -100,11 +98,7 @@ func TestNotSegment(t *testing.T) {
 		keys = append(keys, key)
 	}
 
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	cmd := helperCommand(t, "open-odd", keys...)
-	cmd = exec.CommandContext(ctx, cmd.Path, cmd.Args[1:]...)
-	cmd.Env = append(os.Environ(), helperEnv+"=1")
+	cmd := helperWithin(t, 30*time.Second, "open-odd", keys...)
 	start := time.Now()
 	out, err := cmd.CombinedOutput()
 	if err != nil {
@@ -127,76 +121,71 @@ func TestNotSegment(t *testing.T) {
 	}
 }
 
-// helperMapCount: takes every mapping vm.max_map_count allows, then
-// Creates and prints the error. At the limit the Go runtime itself cannot
-// map memory for a new span (a fatal error, whatever the library does), so
-// the heap is grown and freed first and the collector stopped: Create's
-// few small allocations then come from spans the runtime already has.
-func helperMapCount(args ...string) error {
-	junk := make([][]byte, 0, 1<<16)
-	for i := range 1 << 16 {
-		junk = append(junk, make([]byte, 8+i%1024))
-	}
-	junk = nil
-	runtime.GC()
-	defer debug.SetGCPercent(debug.SetGCPercent(-1))
-	maps := make([]unsafe.Pointer, 0, 1<<17)
-	for i := 0; ; i++ {
-		// Alternate the protection so that neighbours do not merge.
-		prot := unix.PROT_READ
-		if i%2 == 1 {
-			prot = unix.PROT_NONE
-		}
-		p, err := unix.MmapPtr(-1, 0, nil, 4096, prot, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
-		if err == unix.ENOMEM {
-			break
-		}
+// TestForeignSegments attaches to names made as other programs make them:
+// Python's (no slash in the name given), the longest Linux allows, empty.
+func TestForeignSegments(t *testing.T) {
+	keys := checkLeaks(t)
+	pyName := "psm_" + strconv.Itoa(os.Getpid()) + "_t"
+	plantSegment(t, keys, pyName, 10000)
+	for _, key := range []string{pyName, "/" + pyName} {
+		b, err := ReadWrite(key, 0)
 		if err != nil {
-			return err
+			t.Fatal(err)
 		}
-		maps = append(maps, p)
+		if len(b) != 10000 {
+			t.Fatalf("ReadWrite(%q, 0) maps %d bytes, want 10000", key, len(b))
+		}
 	}
-	_, _, err := Create(4096)
-	for _, p := range maps {
-		unix.MunmapPtr(p, 4096)
+	if err := Release(pyName); err != nil {
+		t.Fatal(err)
 	}
-	var pe *fs.PathError
-	if !errors.Is(err, syscall.ENOMEM) || !errors.As(err, &pe) || pe.Op != "mmap" {
-		return fmt.Errorf("Create at the map count: %v, want an ENOMEM from mmap", err)
+	if _, err := os.Stat(filepath.Join(shmDir, pyName)); err != nil {
+		t.Fatalf("Release of an attached segment removed its name: %v", err)
 	}
-	if _, err := os.Lstat(shmDir + pe.Path); !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("failed Create left %s: %v", pe.Path, err)
+
+	long := strings.Repeat("L", 255-len(pyName)) + pyName
+	plantSegment(t, keys, long, 4096)
+	if _, err := Read(long, 0); err != nil {
+		t.Fatalf("Read of a 255-byte name: %v", err)
 	}
-	fmt.Println(err)
-	return ownLeftovers()
+	if err := Release(long); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Read("x"+long, 0); !errors.Is(err, ErrInvalidKey) {
+		t.Fatalf("Read of a 256-byte name: %v, want ErrInvalidKey", err)
+	}
+
+	empty := "shmmap_test_empty_" + strconv.Itoa(os.Getpid())
+	plantSegment(t, keys, empty, 0)
+	if _, err := Read(empty, 0); !errors.Is(err, ErrInvalidSize) {
+		t.Fatalf("Read(empty segment, 0): %v, want ErrInvalidSize", err)
+	}
+
+	// A symlink in /dev/shm is not followed.
+	link := "shmmap_test_link_" + strconv.Itoa(os.Getpid())
+	if err := os.Symlink(filepath.Join(shmDir, pyName), filepath.Join(shmDir, link)); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.Remove(filepath.Join(shmDir, link)) })
+	keys.add("/" + link)
+	if _, err := Read(link, 0); !errors.Is(err, syscall.ELOOP) {
+		t.Fatalf("Read of a symlink: %v, want ELOOP", err)
+	}
 }
 
-// TestMapCount: at vm.max_map_count, Create's ENOMEM says so.
-func TestMapCount(t *testing.T) {
-	checkLeaks(t)
-	out := runHelper(t, "map-count")
-	if !strings.Contains(out, "cannot allocate memory: this process has") ||
-		!strings.Contains(out, "at the limit vm.max_map_count =") || !strings.HasSuffix(out, "ok\n") {
-		t.Fatalf("helper printed %q, want ENOMEM naming vm.max_map_count", out)
+// plantSegment makes a segment named name (no leading slash) of size bytes
+// directly in /dev/shm, as another program would, and removes it in cleanup.
+func plantSegment(t *testing.T, keys *keySet, name string, size int) {
+	t.Helper()
+	path := filepath.Join(shmDir, name)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		t.Fatal(err)
 	}
-}
-
-// TestMessages reads the messages of errors whose wording once misled.
-func TestMessages(t *testing.T) {
-	checkLeaks(t)
-	for _, c := range []struct {
-		err  error
-		want string
-	}{
-		{second(Read(strings.Repeat("k", 256), 0)),
-			`shm_open ` + strings.Repeat("k", 256) + `: shmmap: invalid key: "` + strings.Repeat("k", 256) + `" is 257 bytes with its leading slash, more than 256`},
-		{second(Read("/"+strings.Repeat("k", 256), 0)),
-			`is 257 bytes with its leading slash, more than 256`},
-		{second(Read("/x", -1)), "mmap /x: shmmap: invalid size -1: want 0 <= size <= "},
-		{func() error { _, _, err := Create(0); return err }(), "create : shmmap: invalid size 0: want 0 < size <= "},
-	} {
-		if c.err == nil || !strings.Contains(c.err.Error(), c.want) {
-			t.Errorf("error %q, want it to contain %q", c.err, c.want)
-		}
+	keys.add("/" + name)
+	t.Cleanup(func() { os.Remove(path) })
+	defer f.Close()
+	if err := f.Truncate(int64(size)); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -1,0 +1,89 @@
+//go:build linux
+
+package shmmap
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+)
+
+// held is what a process holds of shared memory, files in /dev/shm and
+// memfds, as /proc shows it.
+type held struct {
+	fdCount int      // every open fd
+	fds     []string // "N -> /dev/shm/NAME" for each fd on a file there (an O_TMPFILE's reads "/dev/shm/#INO (deleted)"), "N -> /memfd:NAME (deleted)" for a memfd
+	maps    []string // the lines of its maps that map such a file, sorted
+}
+
+// heldBy reads what process pid (0: this one) holds of shared memory. It is
+// the one place where the tests read a process's fds and mappings.
+func heldBy(pid int) (held, error) {
+	proc := "/proc/self"
+	if pid != 0 {
+		proc = fmt.Sprintf("/proc/%d", pid)
+	}
+	var h held
+	ents, err := os.ReadDir(proc + "/fd")
+	if err != nil {
+		return h, err
+	}
+	for _, e := range ents {
+		target, err := os.Readlink(proc + "/fd/" + e.Name())
+		if err != nil {
+			continue // the fd ReadDir itself used, closed by now
+		}
+		h.fdCount++
+		if strings.HasPrefix(target, shmDir+"/") || strings.HasPrefix(target, "/memfd:") {
+			h.fds = append(h.fds, e.Name()+" -> "+target)
+		}
+	}
+	if pid == 0 {
+		h.fdCount-- // ReadDir's own fd, listed but closed
+	}
+	maps, err := os.ReadFile(proc + "/maps")
+	if err != nil {
+		return h, err
+	}
+	for _, line := range strings.Split(string(maps), "\n") {
+		if strings.Contains(line, " "+shmDir+"/") || strings.Contains(line, " /memfd:") {
+			h.maps = append(h.maps, line)
+		}
+	}
+	slices.Sort(h.maps)
+	return h, nil
+}
+
+// nothing fails unless h holds nothing of shared memory.
+func (h held) nothing() error {
+	if len(h.fds) > 0 || len(h.maps) > 0 {
+		return fmt.Errorf("fds on shared memory %s, mappings %s", brief(h.fds), brief(h.maps))
+	}
+	return nil
+}
+
+// segmentSize is the size fstat reports of a segment made with size bytes,
+// which Read(key, 0) maps: on Linux, the same.
+func segmentSize(size int) int { return size }
+
+// inMountNamespace runs helper name in a private mount namespace, where it
+// may mount a small tmpfs of its own on /dev/shm, and returns what it
+// printed, stdout and stderr. It skips t where no mount namespace can be
+// made, and fails it if the helper fails.
+func inMountNamespace(t *testing.T, name string) string {
+	t.Helper()
+	cmd := helperCommand(t, name)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNS}
+	out, err := cmd.CombinedOutput()
+	if errors.Is(err, syscall.EPERM) {
+		t.Skipf("cannot make a mount namespace here: %v", err)
+	}
+	if err != nil {
+		t.Fatalf("helper %s: %v\n%s", name, err, out)
+	}
+	return string(out)
+}
