@@ -65,22 +65,19 @@ func CreateAnonymous(size int, opts ...Option) (*Mapping, error) {
 	if size <= 0 || size > maxSize {
 		return nil, createSizeError(size)
 	}
-	flags := mapFlags(opts)
-	var m *Mapping
-	try := func(key string) error {
-		data, fd, name, sealed, err := createAnon(key, size, flags)
-		if err == nil {
-			m = &Mapping{data: data, file: os.NewFile(uintptr(fd), name), owns: true, sealed: sealed}
+	for try := 1; ; try++ {
+		key := ""
+		if anonNeedsKey {
+			key = newKey()
 		}
-		return err
+		data, fd, name, sealed, err := createAnon(key, size, mapFlags(opts))
+		if err == nil {
+			return &Mapping{data: data, file: os.NewFile(uintptr(fd), name), owns: true, sealed: sealed}, nil
+		}
+		if !keyTaken(err, try) {
+			return nil, err
+		}
 	}
-	var err error
-	if anonNeedsKey {
-		err = withNewKey(try)
-	} else {
-		err = try("")
-	}
-	return m, err
 }
 
 // ReadFile maps the segment that f is a file of read-only and returns its

@@ -181,17 +181,18 @@ func Create(size int, opts ...Option) (key string, data []byte, err error) {
 	if size <= 0 || size > maxSize {
 		return "", nil, createSizeError(size)
 	}
-	var fd int
-	err = withNewKey(func(k string) error {
-		key = k
+	for try := 1; ; try++ {
+		key = newKey()
+		var fd int
 		data, fd, err = create(key, size, mapFlags(opts))
-		return err
-	})
-	if err != nil {
-		return "", nil, err
+		if err == nil {
+			table.add(key, data, true, fd)
+			return key, data, nil
+		}
+		if !keyTaken(err, try) {
+			return "", nil, err
+		}
 	}
-	table.add(key, data, true, fd)
-	return key, data, nil
 }
 
 // createSizeError is the error of a size that Create and CreateAnonymous
@@ -200,16 +201,12 @@ func createSizeError(size int) error {
 	return &fs.PathError{Op: "create", Path: "", Err: sizeError(size, fmt.Sprintf("want 0 < size <= %d", int64(maxSize)))}
 }
 
-// withNewKey calls try with a fresh key until it succeeds or fails with
-// anything but a key that is taken (an *fs.PathError wrapping EEXIST), at
-// most maxCreateTries times, and returns its last error.
-func withNewKey(try func(key string) error) error {
-	for n := 1; ; n++ {
-		err := try(newKey())
-		if pe, ok := err.(*fs.PathError); !ok || pe.Err != unix.EEXIST || n == maxCreateTries {
-			return err
-		}
-	}
+// keyTaken reports whether err, of the try-th attempt to create a segment
+// under a fresh key, is that the key is taken (an *fs.PathError wrapping
+// EEXIST) and another may be drawn: at most maxCreateTries in all.
+func keyTaken(err error, try int) bool {
+	pe, ok := err.(*fs.PathError)
+	return ok && pe.Err == unix.EEXIST && try < maxCreateTries
 }
 
 // Read maps the existing segment key read-only and returns its first size
