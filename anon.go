@@ -25,7 +25,6 @@ import (
 type Mapping struct {
 	mu     sync.Mutex
 	data   []byte // nil once closed
-	closed bool
 	file   *os.File
 	owns   bool // Close closes file: CreateAnonymous's
 	sealed bool
@@ -46,7 +45,8 @@ type Mapping struct {
 // SIGBUS at first write. It is then sealed (F_SEAL_SHRINK, F_SEAL_GROW,
 // F_SEAL_SEAL): no process it is handed to can change its size, so no
 // mapping of it can ever fault for a truncation, and Sealed reports true.
-// Its file is named "memfd:shmmap", as /proc/PID/maps shows it. Where
+// Its file is named "memfd:shmmap" (/proc/PID/maps shows
+// "/memfd:shmmap (deleted)"). Where
 // memfd_create does not exist (ENOSYS), the segment is an unnamed file in
 // /dev/shm (O_TMPFILE) instead, which counts against /dev/shm's size and
 // cannot be sealed; its file is named "/dev/shm (O_TMPFILE)".
@@ -59,8 +59,8 @@ type Mapping struct {
 // m.Bytes() is valid until m.Close(), which unmaps it and closes the file.
 // If size <= 0 or past what a process can map, the error wraps
 // ErrInvalidSize. On failure nothing is left behind: no name, fd or
-// mapping. If there is an error, it will be of type *fs.PathError,
-// naming the operation that failed and the file's name.
+// mapping. If there is an error, it will be of type *fs.PathError, naming
+// the operation that failed and the file's name (a size error names none).
 func CreateAnonymous(size int, opts ...Option) (*Mapping, error) {
 	if size <= 0 || size > maxSize {
 		return nil, createSizeError(size)
@@ -223,10 +223,9 @@ func (m *Mapping) Close() error {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.closed {
+	if m.data == nil {
 		return &fs.PathError{Op: "close", Path: m.file.Name(), Err: fs.ErrClosed}
 	}
-	m.closed = true
 	var err error
 	if merr := munmap(m.data); merr != nil {
 		err = &fs.PathError{Op: "munmap", Path: m.file.Name(), Err: merr}
