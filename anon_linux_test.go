@@ -6,8 +6,8 @@ package shmmap
 //
 //   - a crashed creator leaves a name: TestAnonymousCreatorKilled (no name
 //     ever, and the memory goes with the last holder);
-//   - /dev/shm's size caps every segment: TestAnonymousFullShm (64 MiB
-//     while /dev/shm is a 1 MiB tmpfs);
+//   - /dev/shm's size caps every segment: TestFullShm (64 MiB anonymous
+//     while /dev/shm is a 1 MiB tmpfs, where Create fails);
 //   - another process may shrink a segment under a mapping:
 //     TestAnonymousPeerTruncate (its ftruncate is EPERM).
 
@@ -30,7 +30,6 @@ import (
 func init() {
 	registerHelper("anon-child", helperAnonChild)
 	registerHelper("anon-truncate", helperAnonTruncate)
-	registerHelper("anon-full-shm", helperAnonFullShm)
 	registerHelper("anon-creator", helperAnonCreator)
 }
 
@@ -165,54 +164,6 @@ func TestAnonymousSealed(t *testing.T) {
 	}
 	if st.Nlink != 0 || st.Mode&0o777 != 0o600 {
 		t.Errorf("the segment's file: %d links, mode %#o; want 0 (no name anywhere), 0600", st.Nlink, st.Mode&0o777)
-	}
-}
-
-// helperAnonFullShm runs in its own mount namespace (see
-// TestAnonymousFullShm), mounts a 1 MiB tmpfs on /dev/shm, which only this
-// process sees, and makes a 64 MiB anonymous segment there, which a named
-// one cannot be.
-func helperAnonFullShm(args ...string) error {
-	if err := unix.Mount("shmmap-test", shmDir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "size=1m,mode=1777"); err != nil {
-		return fmt.Errorf("mount tmpfs: %w", err)
-	}
-	const size = 64 << 20
-	if _, _, err := Create(size); !errors.Is(err, syscall.ENOSPC) {
-		return fmt.Errorf("Create(64 MiB) on a 1 MiB /dev/shm: %v, want ENOSPC", err)
-	}
-	m, err := CreateAnonymous(size)
-	if err != nil {
-		return err
-	}
-	data := m.Bytes()
-	for i := range data {
-		data[i] = 0xff
-	}
-	if ents, err := os.ReadDir(shmDir); err != nil || len(ents) != 0 {
-		return fmt.Errorf("/dev/shm holds %v (%v), want nothing", ents, err)
-	}
-	if !m.Sealed() {
-		return errors.New("the segment is not sealed")
-	}
-	if err := m.Close(); err != nil {
-		return err
-	}
-	fmt.Println("ok")
-	return nil
-}
-
-// TestAnonymousFullShm: an anonymous segment takes memory that no mount's
-// size limits, so a 64 MiB one, every byte written, is made while
-// /dev/shm is a 1 MiB tmpfs (Docker's 64 MiB default is the same hazard),
-// where Create of the same size is ENOSPC.
-func TestAnonymousFullShm(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to mount a small tmpfs on /dev/shm in a private mount namespace")
-	}
-	checkLeaks(t)
-	out := inMountNamespace(t, "anon-full-shm")
-	if got := strings.TrimSpace(out); got != "ok" {
-		t.Fatalf("helper printed:\n%s\nwant ok", out)
 	}
 }
 
