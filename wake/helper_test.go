@@ -137,9 +137,6 @@ func (c *child) wait(t testing.TB) {
 	}
 }
 
-// waitStdinClosed blocks until the parent closes the helper's stdin.
-func waitStdinClosed() { io.Copy(io.Discard, os.Stdin) }
-
 // segment makes a segment of size bytes for t, released in cleanup, and
 // returns its key and its 32-bit words.
 func segment(t testing.TB, size int) (string, []uint32) {

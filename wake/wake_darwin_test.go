@@ -1,0 +1,12 @@
+package wake
+
+import (
+	"testing"
+	"time"
+)
+
+func gettid() int { return 0 }
+
+// waitAsleep gives thread tid of process pid time to fall asleep: macOS
+// shows no other process' system calls, so it only waits.
+func waitAsleep(t testing.TB, pid, tid int, w *uint32) { time.Sleep(200 * time.Millisecond) }
