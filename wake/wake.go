@@ -27,10 +27,11 @@
 // # Lifetime
 //
 // A word must stay mapped in a process for as long as any Wait or Wake on it
-// runs in that process: Release of its segment (or munmap) before then
-// faults, or leaves a waiter asleep on memory no one can reach. Another
-// process may unmap it, exit or be killed at any time: the kernel removes a
-// dead process' waiters itself, and a waker never depends on them.
+// runs in that process: Wait reads the word between sleeps, and a Release of
+// its segment (or munmap) before then makes that read fault, which kills the
+// process. Another process may unmap it, exit or be killed at any time: the
+// kernel removes a dead process' waiters itself, and a waker never depends
+// on them.
 //
 // # Threads
 //
