@@ -16,6 +16,53 @@ import (
 
 func gettid() int { return unix.Gettid() }
 
+// allowedCPUs returns the CPUs this process may run on, in order.
+func allowedCPUs() ([]int, error) {
+	var set unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &set); err != nil {
+		return nil, err
+	}
+	var cpus []int
+	for i := range len(set) * 64 {
+		if set.IsSet(i) {
+			cpus = append(cpus, i)
+		}
+	}
+	return cpus, nil
+}
+
+// pinProcess puts every thread of this process on cpu, as
+// SHMMAP_PEERS_PIN does for the peers' processes, and returns a function
+// that puts them back. sched_setaffinity acts on one thread, so each is
+// set; threads made later inherit their maker's affinity.
+func pinProcess(cpu int) (restore func(), err error) {
+	var old, set unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &old); err != nil {
+		return nil, err
+	}
+	set.Set(cpu)
+	setAll := func(s *unix.CPUSet) error {
+		ents, err := os.ReadDir("/proc/self/task")
+		if err != nil {
+			return err
+		}
+		for _, e := range ents {
+			tid, err := strconv.Atoi(e.Name())
+			if err != nil {
+				continue
+			}
+			if err := unix.SchedSetaffinity(tid, s); err != nil && err != unix.ESRCH {
+				return err
+			}
+		}
+		return nil
+	}
+	if err := setAll(&set); err != nil {
+		return nil, err
+	}
+	return func() { setAll(&old) }, nil
+}
+
 // waitAsleep returns once thread tid of process pid sleeps in futex(2)
 // with FUTEX_WAIT_BITSET, on w if w is not nil, as
 // /proc/PID/task/TID/syscall shows (the call's number and arguments); it
