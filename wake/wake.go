@@ -274,8 +274,14 @@ func (c *canceller) stop() {
 	<-c.done
 }
 
+// cancellers counts the cancellers running, for tests: none may outlive its
+// Wait.
+var cancellers atomic.Int32
+
 func (c *canceller) run() {
+	cancellers.Add(1)
 	defer close(c.done)
+	defer cancellers.Add(-1)
 	var t *time.Timer
 	for d := retryMin; ; d = min(2*d, retryMax) {
 		wakeTag(c.addr, c.tag)

@@ -1,6 +1,7 @@
 package wake
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -51,8 +52,8 @@ func helperWait(args ...string) error {
 }
 
 // helperWake KEY INDEX wakes one waiter on the word, calling Wake until it
-// finds one, and prints how many it woke; then it stores 1 in the word and
-// wakes again.
+// finds one, and prints how many it woke; then, once the parent has written
+// a line, it stores 1 in the word and wakes again.
 func helperWake(args ...string) error {
 	w, err := attachWord(args[0], args[1], "rw")
 	if err != nil {
@@ -70,6 +71,9 @@ func helperWake(args ...string) error {
 		if time.Now().After(end) {
 			return errors.New("no waiter found in 10 s")
 		}
+	}
+	if _, err := bufio.NewReader(os.Stdin).ReadString('\n'); err != nil {
+		return err
 	}
 	atomic.StoreUint32(w, 1)
 	_, err = Wake(w, 1)
@@ -177,6 +181,7 @@ func TestCrossProcessReverse(t *testing.T) {
 	if got, want := c.line(t), "woke 1"; got != want {
 		t.Fatalf("child: got %q, want %q", got, want)
 	}
+	fmt.Fprintln(c.stdin, "now change it")
 	for atomic.LoadUint32(w) == 0 {
 		if err := Wait(ctx, w, 0); err != nil {
 			t.Fatalf("Wait for the change: %v", err)
@@ -300,13 +305,13 @@ func TestDeadline(t *testing.T) {
 		{"own in 200 years", d, 200 * 365 * 24 * time.Hour, context.DeadlineExceeded},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			start := time.Now() // before either deadline is set
 			ctx := context.Background()
 			if tc.ctx != 0 {
 				var cancel context.CancelFunc
 				ctx, cancel = context.WithTimeout(ctx, tc.ctx)
 				defer cancel()
 			}
-			start := time.Now()
 			var deadline time.Time
 			if tc.deadline != 0 {
 				deadline = start.Add(tc.deadline)
@@ -357,6 +362,9 @@ func TestCancel(t *testing.T) {
 			t.Fatalf("%d of %d waiters still sleeping %v after cancel", n-i, n, prompt)
 		}
 	}
+	if n := cancellers.Load(); n != 0 {
+		t.Errorf("%d cancellers still running after every Wait returned", n)
+	}
 }
 
 // TestCancelBeforeSleep: a context cancelled after the waiter last looked
@@ -374,8 +382,11 @@ func TestCancelBeforeSleep(t *testing.T) {
 	defer func() { testHookBeforeSleep = nil }()
 	start := time.Now()
 	err := WaitUntil(ctx, &words[0], 0, start.Add(2*prompt))
-	if err != context.Canceled {
-		t.Fatalf("Wait: %v after %v, want %v", err, time.Since(start), context.Canceled)
+	if took := time.Since(start); err != context.Canceled || took > prompt {
+		t.Fatalf("Wait: %v after %v, want %v within %v", err, took, context.Canceled, prompt)
+	}
+	if n := cancellers.Load(); n != 0 {
+		t.Errorf("%d cancellers still running after Wait returned", n)
 	}
 }
 
@@ -428,7 +439,11 @@ func TestManyWaits(t *testing.T) {
 	if testing.Short() {
 		n = 300
 	}
+	base := runtime.NumGoroutine()
 	for i := range n {
+		if i%100 == 0 && runtime.NumGoroutine() > base+50 {
+			t.Fatalf("after %d waits, %d goroutines, from %d: they pile up", i, runtime.NumGoroutine(), base)
+		}
 		ctx, cancel := context.WithCancel(context.Background())
 		want := []error{nil, context.Canceled, context.DeadlineExceeded}[i%3]
 		if want == context.DeadlineExceeded {
@@ -452,6 +467,9 @@ func TestManyWaits(t *testing.T) {
 		}
 		if err := <-done; err != want {
 			t.Fatalf("wait %d: %v, want %v", i, err, want)
+		}
+		if n := cancellers.Load(); n != 0 {
+			t.Fatalf("wait %d: %d cancellers still running after it returned", i, n)
 		}
 		cancel()
 	}
