@@ -179,9 +179,11 @@ func WaitUntil(ctx context.Context, addr *uint32, old uint32, deadline time.Time
 // costs one system call and returns 0.
 //
 // On macOS the kernel tells only whether anyone waited: Wake(addr, 1)
-// returns 1 or 0 exactly, a wake-up of several makes one call per waiter
-// (and may count one that a timeout or a signal woke at the same moment),
-// and a wake-up of all returns 1 if anyone waited.
+// returns 1 or 0, a wake-up of all returns 1 if anyone waited, and a
+// wake-up of several makes one call per waiter until the kernel says no one
+// waits, counting each call that found the word's wait queue, which a
+// waiter woken a moment before still holds until it has left. So the count
+// may be too high there, never too low, and no waiter is missed.
 //
 // The error wraps ErrAddress, or is an *os.SyscallError: EFAULT if addr is
 // not mapped.

@@ -525,12 +525,15 @@ func TestWakeCount(t *testing.T) {
 			if got, err := Wake(w, 2); got != 2 || err != nil {
 				t.Fatalf("Wake(w, 2): %d, %v; want 2, nil", got, err)
 			}
-			want := 3
-			if runtime.GOOS == "darwin" && n != 6 {
-				want = 1
+			lo, hi := 3, 3
+			if runtime.GOOS == "darwin" { // the kernel does not count
+				lo, hi = 1, 1
+				if n == 6 {
+					lo, hi = 3, 6
+				}
 			}
-			if got, err := Wake(w, n); got != want || err != nil {
-				t.Fatalf("Wake(w, %d): %d, %v; want %d, nil", n, got, err, want)
+			if got, err := Wake(w, n); got < lo || got > hi || err != nil {
+				t.Fatalf("Wake(w, %d): %d, %v; want %d to %d, nil", n, got, err, lo, hi)
 			}
 			for _, s := range ss {
 				if err := s.result(t); err != nil {
