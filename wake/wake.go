@@ -86,7 +86,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"os"
 	"sync/atomic"
 	"time"
@@ -197,10 +196,6 @@ func Wake(addr *uint32, n int) (woken int, err error) {
 	return wake(addr, n)
 }
 
-// maxWake is the most waiters a wake-up asks for, and the number that
-// means all of them: the futex's count is an int.
-const maxWake = math.MaxInt32
-
 // maxSleep bounds each sleep in the kernel: a far deadline is slept in
 // steps, so that its absolute time fits a 32-bit timespec.
 const maxSleep = 24 * time.Hour
@@ -211,21 +206,6 @@ func check(addr *uint32) error {
 	}
 	return nil
 }
-
-// result is what one sleep in the kernel ended with, when it did not fail.
-type result int
-
-const (
-	// woken: a wake-up, which a Wake may have sent (on macOS, also a word
-	// that no longer held the value).
-	woken result = iota
-	// changed: the word did not hold the value, and nothing was consumed.
-	changed
-	// again: interrupted, or a transient failure: look again.
-	again
-	// timedOut: the sleep's time ran out.
-	timedOut
-)
 
 // Wake tags let a canceller wake its own waiter and few others (Linux: the
 // futex bitset; ignored elsewhere). A Wait that cannot be cancelled sleeps
