@@ -15,9 +15,9 @@ import "math"
 type result int
 
 const (
-	// woken: a wake-up, which a Wake may have sent (on macOS, also a word
+	// awoken: a wake-up, which a Wake may have sent (on macOS, also a word
 	// that no longer held the value).
-	woken result = iota
+	awoken result = iota
 	// changed: the word did not hold the value, and nothing was consumed.
 	changed
 	// again: interrupted, or a transient failure: look again.

@@ -79,7 +79,8 @@
 // function, before any system call or memory access. The end of a context is
 // ctx.Err(); the end of WaitUntil's own deadline is os.ErrDeadlineExceeded.
 // A system call that fails returns an *os.SyscallError naming the call, such
-// as EFAULT for an address that is not mapped.
+// as EFAULT from Wake for an address that is not mapped (Wait reads the word
+// first, which faults).
 package wake
 
 import (
@@ -158,14 +159,14 @@ func WaitUntil(ctx context.Context, addr *uint32, old uint32, deadline time.Time
 			return err
 		}
 		if err := ctx.Err(); err != nil {
-			if r == woken {
+			if r == awoken {
 				// The wake-up may have been a Wake's, meant for a waiter
 				// that stays: hand it on.
 				wake(addr, 1)
 			}
 			return err
 		}
-		if r == woken || r == changed {
+		if r == awoken || r == changed {
 			return nil
 		}
 		// again or timedOut: look at the word, ctx and the clock again.

@@ -112,9 +112,10 @@ const maxFaults = 100
 
 // wait sleeps while *addr == old for at most timeout (< 0: no limit); tag is
 // for Linux. Both families return the number of waiters left, >= 0, when
-// woken or when the word did not hold old (they cannot be told apart: both
-// are woken), and -1 with errno: ETIMEDOUT, EINTR (a signal, "spurious wake
-// up"), EFAULT or ENOMEM ("transient", retried).
+// woken or when the word did not hold old (these cannot be told apart, so
+// both are awoken, which may have taken a Wake), and -1 with errno:
+// ETIMEDOUT, EINTR (a signal, "spurious wake up"), EFAULT or ENOMEM
+// ("transient", retried).
 func wait(addr *uint32, old uint32, tag uint32, timeout time.Duration) (result, error) {
 	s := loadOSSync()
 	p := uintptr(unsafe.Pointer(addr))
@@ -137,7 +138,7 @@ func wait(addr *uint32, old uint32, tag uint32, timeout time.Duration) (result, 
 		}
 		switch errno {
 		case 0:
-			return woken, nil
+			return awoken, nil
 		case unix.ETIMEDOUT:
 			return timedOut, nil
 		case unix.EINTR:

@@ -53,7 +53,7 @@ func wait(addr *uint32, old uint32, tag uint32, timeout time.Duration) (result, 
 	}
 	switch errno {
 	case 0:
-		return woken, nil
+		return awoken, nil
 	case unix.EAGAIN: // *addr != old when the kernel looked
 		return changed, nil
 	case unix.EINTR: // a signal: Go's preemption, a profiler
