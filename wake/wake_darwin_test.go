@@ -1,0 +1,17 @@
+package wake
+
+import (
+	"errors"
+	"testing"
+	"time"
+)
+
+func gettid() int { return 0 }
+
+// waitAsleep gives thread tid of process pid time to fall asleep: macOS
+// shows no other process' system calls, so it only waits.
+func waitAsleep(t testing.TB, pid, tid int, w *uint32) { time.Sleep(200 * time.Millisecond) }
+
+// allowedCPUs and pinProcess: macOS has no CPU affinity to set.
+func allowedCPUs() ([]int, error)                    { return nil, errors.ErrUnsupported }
+func pinProcess(cpu int) (restore func(), err error) { return nil, errors.ErrUnsupported }
