@@ -33,6 +33,17 @@ const rawLimit = 1 << 20
 func bounded(n int64) bool { return 0 <= n && n <= rawLimit }
 
 // syscall6 makes system call trap, raw if raw (see above).
+//
+// It is nosplit, as are unix.RawSyscall6 and unix.Syscall6: an argument
+// that is the address of something on the caller's stack (a cpath, a
+// Stat_t) is converted to uintptr in the call's argument list, and no
+// stack check may stand between that and the system call, for the stack
+// could be moved there and the address left pointing at its old copy.
+// (During a system call the runtime never moves a goroutine's stack.) So
+// an address reaches this package's wrappers as unsafe.Pointer, which the
+// stack copier updates, and becomes a uintptr only here.
+//
+//go:nosplit
 func syscall6(raw bool, trap, a1, a2, a3, a4, a5, a6 uintptr) (uintptr, error) {
 	var r uintptr
 	var errno unix.Errno
@@ -57,9 +68,10 @@ var atFDCWD = unix.AT_FDCWD
 type cpath [320]byte
 
 // ptr fills p with the concatenation of a and b and a NUL and returns its
-// address. A path that does not fit is made empty (ENOENT), never cut
-// short: a shorter name could be another file's.
-func (p *cpath) ptr(a, b string) uintptr {
+// address, as an unsafe.Pointer (see syscall6). A path that does not fit
+// is made empty (ENOENT), never cut short: a shorter name could be another
+// file's.
+func (p *cpath) ptr(a, b string) unsafe.Pointer {
 	if len(a)+len(b) < len(p) {
 		n := copy(p[:], a)
 		n += copy(p[n:], b)
@@ -67,23 +79,23 @@ func (p *cpath) ptr(a, b string) uintptr {
 	} else {
 		p[0] = 0
 	}
-	return uintptr(unsafe.Pointer(&p[0]))
+	return unsafe.Pointer(&p[0])
 }
 
-func openat(path uintptr, flag int, mode uint32) (int, error) {
-	fd, err := syscall6(true, unix.SYS_OPENAT, uintptr(atFDCWD), path, uintptr(flag), uintptr(mode), 0, 0)
+func openat(path unsafe.Pointer, flag int, mode uint32) (int, error) {
+	fd, err := syscall6(true, unix.SYS_OPENAT, uintptr(atFDCWD), uintptr(path), uintptr(flag), uintptr(mode), 0, 0)
 	return int(fd), err
 }
 
 // unlinkat removes path, which names a file of size bytes (-1: unknown):
 // the last unlink of a file frees its pages.
-func unlinkat(path uintptr, size int64) error {
-	_, err := syscall6(bounded(size), unix.SYS_UNLINKAT, uintptr(atFDCWD), path, 0, 0, 0, 0)
+func unlinkat(path unsafe.Pointer, size int64) error {
+	_, err := syscall6(bounded(size), unix.SYS_UNLINKAT, uintptr(atFDCWD), uintptr(path), 0, 0, 0, 0)
 	return err
 }
 
-func linkat(olddirfd int, oldpath uintptr, newpath uintptr, flags int) error {
-	_, err := syscall6(true, unix.SYS_LINKAT, uintptr(olddirfd), oldpath, uintptr(atFDCWD), newpath, uintptr(flags), 0)
+func linkat(olddirfd int, oldpath, newpath unsafe.Pointer, flags int) error {
+	_, err := syscall6(true, unix.SYS_LINKAT, uintptr(olddirfd), uintptr(oldpath), uintptr(atFDCWD), uintptr(newpath), uintptr(flags), 0)
 	return err
 }
 
