@@ -31,17 +31,19 @@ const holdsName = true
 // openFlags are added to every open: O_NOFOLLOW keeps a symlink planted in
 // /dev/shm from redirecting it (normalize has already kept the name to one
 // component); O_NONBLOCK keeps a FIFO planted under a key from blocking it
-// (a raw open that blocked would hold its P, and the next garbage
-// collection would wait for it for ever); O_LARGEFILE lets a 32-bit process
+// until a writer comes, which may be never (when the open was raw, that
+// froze the whole program: it held its P, and the next garbage collection
+// waited for it); O_LARGEFILE lets a 32-bit process
 // open a segment of 2 GiB or more (it is 0 on 64-bit systems, where the
 // kernel implies it), as glibc's shm_open does.
 const openFlags = unix.O_NOFOLLOW | unix.O_CLOEXEC | unix.O_NONBLOCK | unix.O_LARGEFILE
 
-// shmOpen opens segment name (canonical form, "/..."), close-on-exec. It
-// cannot block: O_NONBLOCK makes the open of a FIFO return at once, a
-// socket is ENXIO, and a regular file or directory in a tmpfs opens without
-// waiting. (A device node, which only root can put there, is opened by its
-// driver; root's files are trusted.)
+// shmOpen opens segment name (canonical form, "/..."), close-on-exec.
+// O_NONBLOCK makes the open of a FIFO return at once, a socket is ENXIO,
+// and a regular file or directory in a tmpfs opens without waiting; a
+// device node, which only root can put there, is opened by its driver, and
+// the open is an ordinary call (sys_linux.go) so that even that cannot hold
+// up other goroutines.
 func shmOpen(name string, flag int, mode uint32) (fd int, err error) {
 	return openIn(name, flag|openFlags, mode)
 }
