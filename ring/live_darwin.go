@@ -1,0 +1,79 @@
+//go:build darwin
+
+package ring
+
+import (
+	"os"
+	"sync/atomic"
+	"unsafe"
+
+	"github.com/shmmap-go/shmmap"
+	"golang.org/x/sys/unix"
+)
+
+// Liveness on macOS (see the package documentation): its POSIX shm objects
+// take no locks. xnu's flock(2) and fcntl(2) F_SETLK/F_GETLK act only on
+// files of type DTYPE_VNODE (bsd/kern/kern_descrip.c: fcntl's F_SETLK
+// returns EBADF and flock EOPNOTSUPP for any other), and a shm_open fd is a
+// DTYPE_PSXSHM. So each end records its pid and start time in the header,
+// and the other asks the kernel whether that process still runs: kill(pid,
+// 0), then sysctl kern.proc.pid.<pid> for its start time, which tells a
+// reused pid from the original. macOS has no pid namespaces: a pid means
+// the same process in every process of the machine.
+
+// A watch on macOS holds the key of the opener's mapping, to release it.
+type watch struct{ key string }
+
+func watchCreated(key string, seg []byte) (watch, error) { return watch{}, nil }
+
+// mapOpened maps segment key through package shmmap. An end opened in the
+// process that created the ring shares shmmap's mapping there: the first
+// Close unmaps both, so on macOS the two ends of a ring must live in two
+// processes.
+func mapOpened(key string) ([]byte, watch, error) {
+	seg, err := shmmap.ReadWrite(key, 0)
+	if err != nil {
+		return nil, watch{}, err
+	}
+	return seg, watch{key}, nil
+}
+
+func (w watch) peerAlive(seg []byte, creator bool) bool {
+	offPID, offTime := offCreatorPID, offCreatorTime
+	if creator {
+		offPID, offTime = offOpenerPID, offOpenerTime
+	}
+	pid := int(atomic.LoadUint32(word(seg, offPID)))
+	start := *(*uint64)(unsafe.Pointer(&seg[offTime]))
+	if pid <= 0 {
+		return true
+	}
+	if err := unix.Kill(pid, 0); err == unix.ESRCH {
+		return false
+	}
+	t := startTime(pid)
+	return t == 0 || start == 0 || t == start // a pid reused by another process has another start time
+}
+
+func (w watch) close(seg []byte) error {
+	if w.key == "" {
+		return nil
+	}
+	return shmmap.Release(w.key)
+}
+
+func self() (pid uint32, start uint64) {
+	p := os.Getpid()
+	return uint32(p), startTime(p)
+}
+
+// startTime returns the start time of process pid in µs since 1970, or 0
+// if the kernel does not tell.
+func startTime(pid int) uint64 {
+	kp, err := unix.SysctlKinfoProc("kern.proc.pid", pid)
+	if err != nil || kp == nil {
+		return 0
+	}
+	tv := kp.Proc.P_starttime
+	return uint64(tv.Sec)*1e6 + uint64(tv.Usec)
+}
