@@ -46,7 +46,7 @@ func create(capacity int, kind uint32) (*end, error) {
 	}
 	pid, start := self()
 	initHeader(seg, c, kind, pid, start)
-	w, err := watchCreated(key, seg)
+	w, err := watchCreated(key)
 	if err != nil {
 		shmmap.Release(key)
 		return nil, err
@@ -68,7 +68,7 @@ func open(key string, kind uint32) (*end, error) {
 		return nil, err
 	}
 	fail := func(err error) (*end, error) {
-		w.close(seg)
+		w.close(key, seg, false)
 		return nil, &fs.PathError{Op: "open", Path: key, Err: err}
 	}
 	c, creatorEnd, err := checkHeader(seg)
@@ -136,13 +136,7 @@ func (e *end) close() error {
 		}
 	}
 	_, werr := wake.Wake(w, 0) // the peer sleeps on the word this end writes
-	var err error
-	if e.creator {
-		e.watch.close(nil)
-		err = shmmap.Release(e.key)
-	} else {
-		err = e.watch.close(e.seg)
-	}
+	err := e.watch.close(e.key, e.seg, e.creator)
 	e.seg, e.buf = nil, nil
 	return errors.Join(werr, err)
 }

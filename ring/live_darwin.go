@@ -4,6 +4,7 @@ package ring
 
 import (
 	"os"
+	"sync"
 	"sync/atomic"
 	"unsafe"
 
@@ -21,21 +22,33 @@ import (
 // reused pid from the original. macOS has no pid namespaces: a pid means
 // the same process in every process of the machine.
 
-// A watch on macOS holds the key of the opener's mapping, to release it.
-type watch struct{ key string }
+// A watch on macOS needs nothing of its own.
+type watch struct{}
 
-func watchCreated(key string, seg []byte) (watch, error) { return watch{}, nil }
+// ends counts the ends of each key open in this process: package shmmap's
+// Release unmaps every mapping of a key at once, so the last end's Close
+// releases it.
+var ends = struct {
+	sync.Mutex
+	n map[string]int
+}{n: map[string]int{}}
 
-// mapOpened maps segment key through package shmmap. An end opened in the
-// process that created the ring shares shmmap's mapping there: the first
-// Close unmaps both, so on macOS the two ends of a ring must live in two
-// processes.
+func watchCreated(key string) (watch, error) {
+	ends.Lock()
+	ends.n[key]++
+	ends.Unlock()
+	return watch{}, nil
+}
+
+// mapOpened maps segment key through package shmmap (macOS has no fd to
+// keep for liveness).
 func mapOpened(key string) ([]byte, watch, error) {
 	seg, err := shmmap.ReadWrite(key, 0)
 	if err != nil {
 		return nil, watch{}, err
 	}
-	return seg, watch{key}, nil
+	w, _ := watchCreated(key)
+	return seg, w, nil
 }
 
 func (w watch) peerAlive(seg []byte, creator bool) bool {
@@ -55,11 +68,14 @@ func (w watch) peerAlive(seg []byte, creator bool) bool {
 	return t == 0 || start == 0 || t == start // a pid reused by another process has another start time
 }
 
-func (w watch) close(seg []byte) error {
-	if w.key == "" {
+func (w watch) close(key string, seg []byte, creator bool) error {
+	ends.Lock()
+	defer ends.Unlock()
+	if ends.n[key]--; ends.n[key] > 0 {
 		return nil
 	}
-	return shmmap.Release(w.key)
+	delete(ends.n, key)
+	return shmmap.Release(key)
 }
 
 func self() (pid uint32, start uint64) {

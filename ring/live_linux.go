@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 
+	"github.com/shmmap-go/shmmap"
 	"golang.org/x/sys/unix"
 )
 
@@ -27,7 +28,7 @@ const shmDir = "/dev/shm"
 type watch struct{ fd int }
 
 // watchCreated opens the creator's fd, for asking about the opener.
-func watchCreated(key string, seg []byte) (watch, error) {
+func watchCreated(key string) (watch, error) {
 	fd, err := openShm(key, unix.O_RDONLY)
 	if err != nil {
 		return watch{}, &fs.PathError{Op: "open", Path: key, Err: err}
@@ -101,17 +102,18 @@ func (w watch) peerAlive(seg []byte, creator bool) bool {
 	return lk.Type != unix.F_UNLCK
 }
 
-// close unmaps seg (the opener's mapping) if not nil and closes the fd,
-// which drops the opener's flock.
-func (w watch) close(seg []byte) error {
-	var err error
-	if seg != nil {
-		if e := unix.Munmap(seg); e != nil {
-			err = &fs.PathError{Op: "munmap", Err: e}
-		}
-	}
+// close closes the fd, which drops the opener's flock, and unmaps seg: the
+// creator's through shmmap.Release, which also removes the name and drops
+// the creator's lock; the opener's itself.
+func (w watch) close(key string, seg []byte, creator bool) error {
 	unix.Close(w.fd)
-	return err
+	if creator {
+		return shmmap.Release(key)
+	}
+	if err := unix.Munmap(seg); err != nil {
+		return &fs.PathError{Op: "munmap", Path: key, Err: err}
+	}
+	return nil
 }
 
 // self returns this process' pid and, where liveness needs it, its start

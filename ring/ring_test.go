@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math"
 	"os"
 	"runtime"
 	"sync/atomic"
@@ -20,13 +21,9 @@ import (
 const prompt = 5 * time.Second
 
 // pair makes a ring of capacity bytes and opens its other end in this
-// process; both are closed in cleanup. On macOS the two ends of a ring must
-// be in two processes (see mapOpened), so the test is skipped there.
+// process; both are closed in cleanup.
 func pair(t *testing.T, capacity int) (*Producer, *Consumer) {
 	t.Helper()
-	if runtime.GOOS != "linux" {
-		t.Skip("both ends in one process need Linux")
-	}
 	p, err := CreateProducer(capacity)
 	if err != nil {
 		t.Fatal(err)
@@ -239,7 +236,7 @@ func TestTooLarge(t *testing.T) {
 	if p.MaxMessage() != 1016 {
 		t.Fatalf("MaxMessage %d, want 1016", p.MaxMessage())
 	}
-	for _, n := range []int{1017, 1 << 40, -1} {
+	for _, n := range []int{1017, math.MaxInt, -1} {
 		if _, err := p.Reserve(context.Background(), n); !errors.Is(err, ErrTooLarge) {
 			t.Errorf("Reserve(%d): got %v, want ErrTooLarge", n, err)
 		}
@@ -279,10 +276,12 @@ func TestClose(t *testing.T) {
 
 	p, c = pair(t, 256)
 	send(t, p, 200, 1)
-	time.AfterFunc(50*time.Millisecond, func() { c.Close() })
+	closed := make(chan struct{})
+	time.AfterFunc(50*time.Millisecond, func() { c.Close(); close(closed) })
 	if _, err := p.Reserve(context.Background(), 200); !errors.Is(err, ErrPeerGone) {
 		t.Fatalf("Reserve after the consumer closed: got %v, want ErrPeerGone", err)
 	}
+	<-closed
 	if _, err := c.Next(context.Background()); err != ErrClosed {
 		t.Fatalf("Next after Close: got %v, want ErrClosed", err)
 	}
