@@ -135,6 +135,8 @@ import (
 	"errors"
 )
 
+// The errors of this package, wrapped by the errors of its functions and
+// methods as their documentation says; test them with errors.Is.
 var (
 	// ErrTooLarge is wrapped by Reserve's error for a message that the ring
 	// could never hold: longer than MaxMessage.
