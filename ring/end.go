@@ -15,8 +15,10 @@ import (
 	"github.com/shmmap-go/shmmap/wake"
 )
 
-// pollInterval is how often a waiting end asks whether its peer lives.
-const pollInterval = 200 * time.Millisecond
+// pollInterval is how often a waiting end asks whether its peer lives (a
+// variable for tests, which make it long to show that a wake-up, not a
+// poll, ends a wait).
+var pollInterval = 200 * time.Millisecond
 
 // An end is what a Producer and a Consumer share: the mapping, the shared
 // words and the peer's liveness.

@@ -120,10 +120,19 @@ func TestWrapAround(t *testing.T) {
 	}
 }
 
+// noPoll makes waiting ends sleep without a limit for the rest of t, so
+// that only a wake-up can end a wait: a lost one fails the test.
+func noPoll(t *testing.T) {
+	old := pollInterval
+	pollInterval = time.Hour
+	t.Cleanup(func() { pollInterval = old })
+}
+
 // TestEmptyBlocks: Next on an empty ring sleeps (it says so in the
 // consumer-sleeping word) until a Commit wakes it.
 func TestEmptyBlocks(t *testing.T) {
 	checkLeaks(t)
+	noPoll(t)
 	p, c := pair(t, 4096)
 	got := make(chan error, 1)
 	go func() {
@@ -154,6 +163,7 @@ func TestEmptyBlocks(t *testing.T) {
 // TestFullBlocks: Reserve on a full ring sleeps until a Release makes room.
 func TestFullBlocks(t *testing.T) {
 	checkLeaks(t)
+	noPoll(t)
 	p, c := pair(t, 256)
 	send(t, p, 200, 1)
 	got := make(chan error, 1)
@@ -197,6 +207,7 @@ func waitWord(t *testing.T, w *uint32, v uint32) {
 // their context is cancelled or its deadline passes, and the ring works on.
 func TestContext(t *testing.T) {
 	checkLeaks(t)
+	noPoll(t)
 	p, c := pair(t, 256)
 	for _, tc := range []struct {
 		name string
@@ -236,8 +247,10 @@ func TestTooLarge(t *testing.T) {
 	if p.MaxMessage() != 1016 {
 		t.Fatalf("MaxMessage %d, want 1016", p.MaxMessage())
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), prompt)
+	defer cancel()
 	for _, n := range []int{1017, math.MaxInt, -1} {
-		if _, err := p.Reserve(context.Background(), n); !errors.Is(err, ErrTooLarge) {
+		if _, err := p.Reserve(ctx, n); !errors.Is(err, ErrTooLarge) {
 			t.Errorf("Reserve(%d): got %v, want ErrTooLarge", n, err)
 		}
 	}
@@ -256,6 +269,7 @@ func TestTooLarge(t *testing.T) {
 // when it waits; every call on a closed end is ErrClosed.
 func TestClose(t *testing.T) {
 	checkLeaks(t)
+	noPoll(t)
 	p, c := pair(t, 256)
 	send(t, p, 10, 1)
 	send(t, p, 20, 2)
@@ -264,7 +278,9 @@ func TestClose(t *testing.T) {
 	}
 	receive(t, c, 10, 1)
 	receive(t, c, 20, 2)
-	if _, err := c.Next(context.Background()); err != io.EOF {
+	ctx, cancel := context.WithTimeout(context.Background(), prompt)
+	defer cancel()
+	if _, err := c.Next(ctx); err != io.EOF {
 		t.Fatalf("Next after the producer closed: got %v, want io.EOF", err)
 	}
 	if _, err := p.Reserve(context.Background(), 1); err != ErrClosed {
