@@ -11,6 +11,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// cpusEnv passes the first two CPUs the parent could use to its children.
+const cpusEnv = "SHMMAP_PEERS_PIN_CPUS"
+
 // Pin pins every thread of this process to the CPU that SHMMAP_PEERS_PIN
 // gives the parent (the first CPU this process may use) or the child (the
 // same with "same", the second with "split"), and returns the mode ("" when
@@ -20,15 +23,32 @@ func Pin(child bool) (string, error) {
 	if mode == "" {
 		return "", nil
 	}
-	var set unix.CPUSet
-	if err := unix.SchedGetaffinity(0, &set); err != nil {
-		return "", err
-	}
+	// A child inherits the pinned parent's one CPU: the parent passes on
+	// the two it found.
 	var cpus []int
-	for c := 0; c < len(set)*64 && len(cpus) < 2; c++ {
-		if set.IsSet(c) {
+	if list := os.Getenv(cpusEnv); list != "" {
+		for _, f := range strings.Split(list, ",") {
+			c, err := strconv.Atoi(f)
+			if err != nil {
+				return "", fmt.Errorf("%s=%q: %v", cpusEnv, list, err)
+			}
 			cpus = append(cpus, c)
 		}
+	} else {
+		var set unix.CPUSet
+		if err := unix.SchedGetaffinity(0, &set); err != nil {
+			return "", err
+		}
+		for c := 0; c < len(set)*64 && len(cpus) < 2; c++ {
+			if set.IsSet(c) {
+				cpus = append(cpus, c)
+			}
+		}
+		list := fmt.Sprint(cpus[0])
+		if len(cpus) > 1 {
+			list += fmt.Sprint(",", cpus[1])
+		}
+		os.Setenv(cpusEnv, list)
 	}
 	cpu := cpus[0]
 	switch {
@@ -40,7 +60,7 @@ func Pin(child bool) (string, error) {
 	default:
 		return "", fmt.Errorf("%s must be same or split (split needs 2 CPUs)", PinEnv)
 	}
-	set.Zero()
+	var set unix.CPUSet
 	set.Set(cpu)
 	tasks, err := os.ReadDir("/proc/self/task")
 	if err != nil {
