@@ -14,9 +14,10 @@ import (
 
 // Liveness on macOS (see the package documentation): its POSIX shm objects
 // take no locks. xnu's flock(2) and fcntl(2) F_SETLK/F_GETLK act only on
-// files of type DTYPE_VNODE (bsd/kern/kern_descrip.c: fcntl's F_SETLK
-// returns EBADF and flock EOPNOTSUPP for any other), and a shm_open fd is a
-// DTYPE_PSXSHM. So each end records its pid and start time in the header,
+// files of type DTYPE_VNODE (bsd/kern/kern_descrip.c: sys_flock gets its
+// vnode through fp_getfvp, which returns ENOTSUP for any other type, and
+// fcntl's lock commands refuse any other type too), and a shm_open fd is a
+// DTYPE_PSXSHM (bsd/kern/posix_shm.c). Not yet checked on a Mac. So each end records its pid and start time in the header,
 // and the other asks the kernel whether that process still runs: kill(pid,
 // 0), then sysctl kern.proc.pid.<pid> for its start time, which tells a
 // reused pid from the original. macOS has no pid namespaces: a pid means
