@@ -1,6 +1,7 @@
 // Command shmbench measures package shmmap on the workloads of the shared
 // peer benchmarks (create_release, attach_release, first_touch,
-// cross_process), with the same timing loop, and prints the same JSON lines,
+// cross_process, and the messaging workloads pingpong and stream through
+// package ring), with the same timing loop, and prints the same JSON lines,
 // so that it runs beside the C, Python and node peers:
 //
 //	../shared/peers/run --with 'go run ./cmd/shmbench'
@@ -65,6 +66,9 @@ func main() {
 			return
 		case "--child-noop":
 			return
+		case "--ring-child":
+			ringChild(args[1:])
+			return
 		case "--hold":
 			if len(args) < 2 {
 				log.Fatal("--hold needs a size")
@@ -101,6 +105,19 @@ func main() {
 	for _, populate := range []bool{false, true} {
 		if op := "cross_process" + suffix(populate); want(op) {
 			crossProcess(op, populate)
+		}
+	}
+	if want("pingpong") || want("stream") {
+		pinMode = pin(false)
+	}
+	if want("pingpong") {
+		for _, size := range []int{64, 4096, 64 << 10, 1 << 20, 4 << 20} {
+			pingpong(size)
+		}
+	}
+	if want("stream") {
+		for _, size := range []int{64 << 10, 1 << 20} {
+			stream(size)
 		}
 	}
 }

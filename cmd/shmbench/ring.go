@@ -1,0 +1,149 @@
+package main
+
+// The messaging workloads of ../shared/peers (pingpong, stream) through
+// package ring: this process and a child (this binary, --ring-child), each
+// message read in place in full and checked, as the peers do (see
+// internal/ringbench). With SHMMAP_PEERS_PIN set both are pinned as the
+// peers pin theirs, and the lines carry "pin".
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"log"
+	"os"
+	"os/exec"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/shmmap-go/shmmap/internal/ringbench"
+	"github.com/shmmap-go/shmmap/ring"
+)
+
+// pinMode is SHMMAP_PEERS_PIN as applied, or "".
+var pinMode string
+
+func pin(child bool) string {
+	mode, err := ringbench.Pin(child)
+	check(err)
+	return mode
+}
+
+// ringChild runs "echo IN OUT SIZE" (pingpong) or "sink IN SIZE" (stream).
+func ringChild(args []string) {
+	pin(true)
+	if len(args) < 3 {
+		log.Fatal("--ring-child needs a mode, keys and a size")
+	}
+	size, err := strconv.Atoi(args[len(args)-1])
+	check(err)
+	in, err := ring.OpenConsumer(args[1])
+	check(err)
+	defer in.Close()
+	if args[0] == "echo" {
+		out, err := ring.OpenProducer(args[2])
+		check(err)
+		defer out.Close()
+		check(ringbench.Echo(in, out, size))
+		return
+	}
+	n, err := ringbench.Sink(in, size, 32, func() { fmt.Println("warm") })
+	check(err)
+	fmt.Println("done", n)
+}
+
+func startRingChild(args ...string) (*exec.Cmd, *bufio.Reader) {
+	exe, err := os.Executable()
+	check(err)
+	cmd := exec.Command(exe, append([]string{"--ring-child"}, args...)...)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	check(err)
+	check(cmd.Start())
+	return cmd, bufio.NewReader(out)
+}
+
+// pingpong times round trips one by one, as the peers do: a tenth of the
+// target of untimed ones (at least 3), then a target of timed ones (at
+// least 10 unless that takes 3 targets; at most 200,000 with --quick), and
+// reports the median one way.
+func pingpong(size int) {
+	out, err := ring.CreateProducer(size + 8)
+	check(err)
+	in, err := ring.CreateConsumer(size + 8)
+	check(err)
+	defer in.Close()
+	cmd, _ := startRingChild("echo", out.Key(), in.Key(), strconv.Itoa(size))
+	p := ringbench.NewPayload(size)
+	ctx := context.Background()
+	var i uint64
+	trip := func() int64 {
+		start := time.Now()
+		check(p.Send(ctx, out, i))
+		check(p.Recv(ctx, in, i))
+		i++
+		return time.Since(start).Nanoseconds()
+	}
+	for end := time.Now().Add(target / 10); i < 3 || time.Now().Before(end); {
+		trip()
+	}
+	maxTrips := 2_000_000
+	if target < time.Second {
+		maxTrips = 200_000
+	}
+	var rtt []int64
+	start := time.Now()
+	for (time.Since(start) < target || len(rtt) < 10) && len(rtt) < maxTrips && time.Since(start) < 3*target {
+		rtt = append(rtt, trip())
+	}
+	out.Close()
+	check(cmd.Wait())
+	sort.Slice(rtt, func(a, b int) bool { return rtt[a] < rtt[b] })
+	med := float64(rtt[len(rtt)/2]) / 2
+	fmt.Printf(`{"impl":%q,"op":"pingpong","size":%d,"iters":%d,"ns_per_op":%.1f,"gbps":%.3f,"min_ns":%.1f,"p99_ns":%.1f%s}`+"\n",
+		impl, size, len(rtt), med, float64(size)/med, float64(rtt[0])/2, float64(rtt[len(rtt)*99/100])/2, pinField())
+}
+
+// stream: 32 messages of warm-up, acknowledged by the child; then the
+// clock runs while this process sends until 1 GiB is sent or the target
+// has passed, and stops when the child reports that it has read all. The
+// ring holds 8 messages' worth (less their 8-byte record heads).
+func stream(size int) {
+	out, err := ring.CreateProducer(8 * size)
+	check(err)
+	cmd, lines := startRingChild("sink", out.Key(), strconv.Itoa(size))
+	p := ringbench.NewPayload(size)
+	ctx := context.Background()
+	var i uint64
+	for ; i < 32; i++ {
+		check(p.Send(ctx, out, i))
+	}
+	if l, _ := lines.ReadString('\n'); l != "warm\n" {
+		log.Fatalf("stream child: %q", l)
+	}
+	start := time.Now()
+	var n, bytes int64
+	for bytes < 1<<30 && time.Since(start) < target {
+		check(p.Send(ctx, out, i))
+		i++
+		n++
+		bytes += int64(size)
+	}
+	check(out.Close())
+	l, _ := lines.ReadString('\n')
+	d := time.Since(start)
+	if want := fmt.Sprintf("done %d\n", i); l != want {
+		log.Fatalf("stream child: %q, want %q", l, want)
+	}
+	check(cmd.Wait())
+	fmt.Printf(`{"impl":%q,"op":"stream","size":%d,"iters":%d,"ns_per_op":%.1f,"gbps":%.3f,"bytes":%d%s}`+"\n",
+		impl, size, n, float64(d.Nanoseconds())/float64(n), float64(bytes)/float64(d.Nanoseconds()), bytes, pinField())
+}
+
+func pinField() string {
+	if pinMode == "" {
+		return ""
+	}
+	return fmt.Sprintf(`,"pin":%q`, pinMode)
+}

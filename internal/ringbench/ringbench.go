@@ -1,0 +1,125 @@
+// Package ringbench holds what the ring benchmarks of package ring's tests
+// and of cmd/shmbench share: the payload the shared peers send (a fixed
+// pattern with the message number in its first and last 8 bytes, checked
+// by a sum of its 64-bit words), the two loops of the child process, and
+// pinning to CPUs as SHMMAP_PEERS_PIN asks.
+package ringbench
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"unsafe"
+
+	"github.com/shmmap-go/shmmap/ring"
+)
+
+// PinEnv is the variable that asks for pinning, as the peers read it.
+const PinEnv = "SHMMAP_PEERS_PIN"
+
+// k is the second stamp's factor, as in ../shared/peers/c/msg.c.
+const k = 0x9e3779b97f4a7c15
+
+// A Payload is the message of one size, its pattern and the sum its words
+// make without the stamps.
+type Payload struct {
+	pattern []byte
+	base    uint64 // sum of the pattern's words but the first and last
+}
+
+// NewPayload returns the payload of size bytes, a multiple of 32.
+func NewPayload(size int) *Payload {
+	p := &Payload{pattern: make([]byte, size)}
+	for i := range p.pattern {
+		p.pattern[i] = byte(i*7 + 1)
+	}
+	w := words(p.pattern)
+	for _, x := range w[1 : len(w)-1] {
+		p.base += x
+	}
+	return p
+}
+
+func words(b []byte) []uint64 {
+	return unsafe.Slice((*uint64)(unsafe.Pointer(unsafe.SliceData(b))), len(b)/8)
+}
+
+// Send writes message i into the ring in place: the pattern, then the stamps.
+func (p *Payload) Send(ctx context.Context, w *ring.Producer, i uint64) error {
+	b, err := w.Reserve(ctx, len(p.pattern))
+	if err != nil {
+		return err
+	}
+	copy(b, p.pattern)
+	binary.NativeEndian.PutUint64(b, i)
+	binary.NativeEndian.PutUint64(b[len(b)-8:], i*k)
+	w.Commit()
+	return nil
+}
+
+// Recv reads the next message, checks in place every word of it against
+// message i, and releases it. io.EOF is the end of the stream.
+func (p *Payload) Recv(ctx context.Context, r *ring.Consumer, i uint64) error {
+	b, err := r.Next(ctx)
+	if err != nil {
+		return err
+	}
+	if len(b) != len(p.pattern) {
+		return fmt.Errorf("message %d: %d bytes, want %d", i, len(b), len(p.pattern))
+	}
+	if sum := checksum(b); sum != p.base+i+i*k {
+		return fmt.Errorf("message %d: sum %#x, want %#x", i, sum, p.base+i+i*k)
+	}
+	r.Release()
+	return nil
+}
+
+// checksum sums the 64-bit words of b, whose length is a multiple of 32,
+// with four accumulators, as the peers' C does (msg.c: checksum).
+func checksum(b []byte) uint64 {
+	w := words(b)
+	var a, c, d, e uint64
+	for j := 0; j+4 <= len(w); j += 4 {
+		q := (*[4]uint64)(w[j : j+4])
+		a, c, d, e = a+q[0], c+q[1], d+q[2], e+q[3]
+	}
+	return a + c + d + e
+}
+
+// Echo is the child of ping-pong: it receives each message from in, checks
+// it, sends one of the same size back through out, until in ends.
+func Echo(in *ring.Consumer, out *ring.Producer, size int) error {
+	p := NewPayload(size)
+	ctx := context.Background()
+	for i := uint64(0); ; i++ {
+		if err := p.Recv(ctx, in, i); err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return err
+		}
+		if err := p.Send(ctx, out, i); err != nil {
+			return err
+		}
+	}
+}
+
+// Sink is the child of stream: it receives and checks messages until in
+// ends, calling ack after the first warm ones, and returns their count.
+func Sink(in *ring.Consumer, size, warm int, ack func()) (uint64, error) {
+	p := NewPayload(size)
+	ctx := context.Background()
+	for i := uint64(0); ; i++ {
+		if i == uint64(warm) {
+			ack()
+		}
+		if err := p.Recv(ctx, in, i); err != nil {
+			if errors.Is(err, io.EOF) {
+				return i, nil
+			}
+			return i, err
+		}
+	}
+}

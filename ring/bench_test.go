@@ -1,0 +1,187 @@
+package ring_test
+
+// The benchmarks run between two processes, as the shared peers' pingpong
+// and stream do (see internal/ringbench for the payload): this test binary
+// and a child, the same binary run with benchChildEnv set, which TestMain
+// cannot dispatch from package ring_test, so the child's work starts from
+// init. SHMMAP_PEERS_PIN=same|split pins both as the peers pin theirs.
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/shmmap-go/shmmap"
+	"github.com/shmmap-go/shmmap/internal/ringbench"
+	"github.com/shmmap-go/shmmap/ring"
+)
+
+const benchChildEnv = "SHMMAP_RING_BENCH_CHILD"
+
+func init() {
+	args := os.Getenv(benchChildEnv)
+	if args == "" {
+		return
+	}
+	if err := benchChild(strings.Fields(args)); err != nil {
+		fmt.Fprintln(os.Stderr, "bench child:", err)
+		os.Exit(1)
+	}
+	shmmap.ReleaseAll()
+	os.Exit(0)
+}
+
+// benchChild runs "echo IN OUT SIZE" or "sink IN SIZE".
+func benchChild(args []string) error {
+	if _, err := ringbench.Pin(true); err != nil {
+		return err
+	}
+	size, _ := strconv.Atoi(args[len(args)-1])
+	in, err := ring.OpenConsumer(args[1])
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	if args[0] == "echo" {
+		out, err := ring.OpenProducer(args[2])
+		if err != nil {
+			return err
+		}
+		defer out.Close()
+		return ringbench.Echo(in, out, size)
+	}
+	n, err := ringbench.Sink(in, size, 32, func() { fmt.Println("warm") })
+	fmt.Println("done", n)
+	return err
+}
+
+// startBenchChild starts the child with args and returns its stdout.
+func startBenchChild(b *testing.B, args string) (*exec.Cmd, *bufio.Reader) {
+	exe, err := os.Executable()
+	if err != nil {
+		b.Fatal(err)
+	}
+	cmd := exec.Command(exe)
+	cmd.Env = append(os.Environ(), benchChildEnv+"="+args)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	return cmd, bufio.NewReader(out)
+}
+
+var pingSizes = []int{64, 4 << 10, 64 << 10, 1 << 20, 4 << 20}
+
+// BenchmarkPingPong: one op is a round trip, this process sending a
+// message that the child reads (every byte) and answers with one of the
+// same size, which this process reads; ns/oneway is half of it.
+func BenchmarkPingPong(b *testing.B) {
+	if _, err := ringbench.Pin(false); err != nil {
+		b.Fatal(err)
+	}
+	for _, size := range pingSizes {
+		b.Run(sizeName(size), func(b *testing.B) {
+			out, err := ring.CreateProducer(size + 8)
+			if err != nil {
+				b.Fatal(err)
+			}
+			in, err := ring.CreateConsumer(size + 8)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer in.Close()
+			cmd, _ := startBenchChild(b, fmt.Sprint("echo ", out.Key(), " ", in.Key(), " ", size))
+			p := ringbench.NewPayload(size)
+			ctx := context.Background()
+			var i uint64
+			trip := func() {
+				if err := p.Send(ctx, out, i); err != nil {
+					b.Fatal(err)
+				}
+				if err := p.Recv(ctx, in, i); err != nil {
+					b.Fatal(err)
+				}
+				i++
+			}
+			for range 3 {
+				trip()
+			}
+			b.SetBytes(int64(2 * size))
+			b.ResetTimer()
+			for b.Loop() {
+				trip()
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/2, "ns/oneway")
+			b.StopTimer()
+			out.Close()
+			if err := cmd.Wait(); err != nil {
+				b.Fatal(err)
+			}
+		})
+	}
+}
+
+// BenchmarkStream: this process produces messages as fast as the child
+// consumes (checks) them, through a ring of 8 messages' capacity; the clock
+// stops when the child has read the last.
+func BenchmarkStream(b *testing.B) {
+	if _, err := ringbench.Pin(false); err != nil {
+		b.Fatal(err)
+	}
+	for _, size := range []int{64 << 10, 1 << 20} {
+		b.Run(sizeName(size), func(b *testing.B) {
+			out, err := ring.CreateProducer(8 * size)
+			if err != nil {
+				b.Fatal(err)
+			}
+			cmd, lines := startBenchChild(b, fmt.Sprint("sink ", out.Key(), " ", size))
+			p := ringbench.NewPayload(size)
+			ctx := context.Background()
+			var i uint64
+			for ; i < 32; i++ {
+				if err := p.Send(ctx, out, i); err != nil {
+					b.Fatal(err)
+				}
+			}
+			if l, _ := lines.ReadString('\n'); l != "warm\n" {
+				b.Fatalf("child: %q", l)
+			}
+			b.SetBytes(int64(size))
+			b.ResetTimer()
+			for range b.N {
+				if err := p.Send(ctx, out, i); err != nil {
+					b.Fatal(err)
+				}
+				i++
+			}
+			out.Close()
+			l, _ := lines.ReadString('\n')
+			b.StopTimer()
+			if want := fmt.Sprintf("done %d\n", i); l != want {
+				b.Fatalf("child: %q, want %q", l, want)
+			}
+			if err := cmd.Wait(); err != nil {
+				b.Fatal(err)
+			}
+		})
+	}
+}
+
+func sizeName(n int) string {
+	switch {
+	case n >= 1<<20:
+		return fmt.Sprintf("%dMiB", n>>20)
+	case n >= 1<<10:
+		return fmt.Sprintf("%dKiB", n>>10)
+	}
+	return fmt.Sprintf("%dB", n)
+}

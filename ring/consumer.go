@@ -1,0 +1,156 @@
+package ring
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"sync/atomic"
+	"unsafe"
+
+	"github.com/shmmap-go/shmmap/wake"
+)
+
+// A Consumer is the reading end of a ring. Its methods must be called from
+// one goroutine at a time.
+type Consumer struct {
+	e         *end
+	head      uint32 // = *e.head, which only this end writes
+	tail      uint32 // the producer's tail, as last seen
+	pending   int    // the current message's record size, or -1
+	consSleep *uint32
+	prodSleep *uint32
+}
+
+// CreateConsumer makes a new ring whose buffer holds capacity bytes,
+// rounded up to a power of two (at least 64, at most 1 GiB), and returns
+// its consuming end; another process takes the producing end with
+// OpenProducer(c.Key()). The ring lives until both ends have closed.
+//
+// The error wraps ErrTooLarge for a capacity out of range, or is one of
+// shmmap.Create's (an *fs.PathError).
+func CreateConsumer(capacity int) (*Consumer, error) {
+	e, err := create(capacity, endConsumer)
+	if err != nil {
+		return nil, err
+	}
+	return newConsumer(e), nil
+}
+
+// OpenConsumer maps the ring key, which a producer created with
+// CreateProducer, and returns its consuming end.
+//
+// The error is an *fs.PathError wrapping ErrCorrupt, ErrVersion, ErrBusy
+// (the creator is the consumer, or another process has opened the ring),
+// ErrPeerGone (the creator has closed or died), shmmap.ErrInvalidKey, or an
+// error of opening and mapping the segment, such as fs.ErrNotExist.
+func OpenConsumer(key string) (*Consumer, error) {
+	e, err := open(key, endConsumer)
+	if err != nil {
+		return nil, err
+	}
+	return newConsumer(e), nil
+}
+
+func newConsumer(e *end) *Consumer {
+	return &Consumer{
+		e:         e,
+		head:      atomic.LoadUint32(e.head),
+		tail:      atomic.LoadUint32(e.tail),
+		pending:   -1,
+		consSleep: word(e.seg, offConsSleep),
+		prodSleep: word(e.seg, offProdSleep),
+	}
+}
+
+// Key returns the ring's key, for OpenProducer in another process.
+func (c *Consumer) Key() string { return c.e.key }
+
+// MaxMessage returns the length of the longest message the ring can take:
+// its capacity minus 8.
+func (c *Consumer) MaxMessage() int { return len(c.e.buf) - recordHead }
+
+// Next returns the next message, waiting while the ring is empty. The
+// slice points into the shared segment: read it in place (the producer does
+// not touch it), then Release it; it is valid until Release or Close. A Next
+// after a Next without Release returns the same message again.
+//
+// The error is io.EOF once the producer has closed and every message has
+// been read; ctx.Err() if ctx ends while Next waits; wraps ErrPeerGone if
+// the producer's process died (after every message it committed has been
+// read), ErrCorrupt if a record does not fit the ring; and is ErrClosed
+// after Close.
+func (c *Consumer) Next(ctx context.Context) ([]byte, error) {
+	e := c.e
+	if e.closed {
+		return nil, ErrClosed
+	}
+	for {
+		if c.head == c.tail {
+			if err := c.wait(ctx); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		off := int(c.head & e.mask)
+		h := (*[2]uint32)(unsafe.Pointer(&e.buf[off]))
+		n, kind := int(h[0]), h[1]
+		rec := recordHead + align(n)
+		if n > len(e.buf)-off-recordHead || uint32(rec) > c.tail-c.head || kind > kindPadding {
+			return nil, fmt.Errorf("%w: record of %d bytes, kind %d, at %d", ErrCorrupt, n, kind, off)
+		}
+		if kind == kindPadding {
+			c.publish(c.head + uint32(rec))
+			continue
+		}
+		c.pending = rec
+		return e.buf[off+recordHead : off+recordHead+n : off+recordHead+n], nil
+	}
+}
+
+// Release gives the bytes of the message that Next returned back to the
+// producer, waking it if it waits for room. It panics if there is no
+// message (no Next since the last Release) or the end is closed.
+func (c *Consumer) Release() {
+	if c.pending < 0 || c.e.closed {
+		panic("ring: Release without Next")
+	}
+	c.publish(c.head + uint32(c.pending))
+	c.pending = -1
+}
+
+// Close closes the consuming end: a producer waiting for room, or waiting
+// later, gets an error wrapping ErrPeerGone. It unmaps the segment (every
+// slice Next returned becomes invalid) and, in the ring's creator, removes
+// its name. Close must not run while another call on c runs. A second
+// Close returns ErrClosed; other errors are of unmapping or closing the
+// segment.
+func (c *Consumer) Close() error { return c.e.close() }
+
+// wait waits until the tail moves.
+func (c *Consumer) wait(ctx context.Context) error {
+	e := c.e
+	for {
+		closed := atomic.LoadUint32(e.state)&stateProdClosed != 0
+		if t := atomic.LoadUint32(e.tail); t != c.tail {
+			c.tail = t
+			return nil
+		}
+		if closed {
+			return io.EOF
+		}
+		switch err := e.await(ctx, e.tail, c.tail, c.consSleep, stateProdClosed); err {
+		case nil, errPeerClosed:
+		default:
+			return err
+		}
+	}
+}
+
+// publish stores the new head and wakes a sleeping producer.
+func (c *Consumer) publish(head uint32) {
+	c.head = head
+	atomic.StoreUint32(c.e.head, head)
+	if atomic.LoadUint32(c.prodSleep) != 0 {
+		wake.Wake(c.e.head, 1)
+	}
+}

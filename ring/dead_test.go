@@ -1,0 +1,211 @@
+package ring
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"runtime"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/shmmap-go/shmmap"
+)
+
+func init() {
+	registerHelper("produce-and-hang", helperProduceAndHang)
+	registerHelper("create-and-hang", helperCreateAndHang)
+	registerHelper("open-consumer-and-hang", helperOpenConsumerAndHang)
+}
+
+// hangMidMessage commits count messages of 100 bytes, reserves one more
+// and writes half of it, prints "ready" and waits for its stdin to close (or
+// to be killed).
+func hangMidMessage(p *Producer, count int) error {
+	for i := range count {
+		b, err := p.Reserve(context.Background(), 100)
+		if err != nil {
+			return err
+		}
+		fill(b, uint64(i))
+		p.Commit()
+	}
+	b, err := p.Reserve(context.Background(), 100)
+	if err != nil {
+		return err
+	}
+	fill(b[:50], uint64(count))
+	fmt.Println("ready")
+	bufio.NewReader(os.Stdin).ReadString('\n')
+	return nil
+}
+
+// helperProduceAndHang KEY COUNT opens ring KEY's producing end and hangs
+// in the middle of message COUNT.
+func helperProduceAndHang(args ...string) error {
+	count, _ := strconv.Atoi(args[1])
+	p, err := OpenProducer(args[0])
+	if err != nil {
+		return err
+	}
+	return hangMidMessage(p, count)
+}
+
+// helperCreateAndHang COUNT creates a ring as its producer, prints its key
+// and hangs in the middle of message COUNT.
+func helperCreateAndHang(args ...string) error {
+	count, _ := strconv.Atoi(args[0])
+	p, err := CreateProducer(4096)
+	if err != nil {
+		return err
+	}
+	fmt.Println(p.Key())
+	return hangMidMessage(p, count)
+}
+
+// helperOpenConsumerAndHang KEY opens ring KEY's consuming end, prints
+// "ready" and reads nothing.
+func helperOpenConsumerAndHang(args ...string) error {
+	if _, err := OpenConsumer(args[0]); err != nil {
+		return err
+	}
+	fmt.Println("ready")
+	bufio.NewReader(os.Stdin).ReadString('\n')
+	return nil
+}
+
+// peerGoneWithin is how soon a waiting call must see that its peer died:
+// the bound.
+const peerGoneWithin = time.Second
+
+// expectPeerGone runs call, which must be waiting, kills c's process and
+// checks that call returns ErrPeerGone within peerGoneWithin.
+func expectPeerGone(t *testing.T, c *child, call func() error) {
+	t.Helper()
+	got := make(chan error, 1)
+	go func() { got <- call() }()
+	time.Sleep(300 * time.Millisecond) // past a liveness check or so
+	select {
+	case err := <-got:
+		t.Fatalf("returned %v while the peer lived", err)
+	default:
+	}
+	c.kill(t)
+	killed := time.Now()
+	select {
+	case err := <-got:
+		d := time.Since(killed)
+		t.Logf("ErrPeerGone %v after the kill: %v", d.Round(time.Millisecond), err)
+		if !errors.Is(err, ErrPeerGone) {
+			t.Fatalf("got %v, want ErrPeerGone", err)
+		}
+		if d > peerGoneWithin {
+			t.Fatalf("ErrPeerGone came %v after the kill, want within %v", d, peerGoneWithin)
+		}
+	case <-time.After(prompt):
+		t.Fatalf("still waiting %v after the peer was killed", prompt)
+	}
+}
+
+// TestProducerKilledMidMessage: the consumer (this process, the creator)
+// receives every message the producer committed, then, with the producer
+// killed in the middle of the next one, ErrPeerGone: never the torn
+// message. The creator learns of the opener's death from its flock.
+func TestProducerKilledMidMessage(t *testing.T) {
+	keys := checkLeaks(t)
+	cons, err := CreateConsumer(4096)
+	if err != nil {
+		t.Fatal(err)
+	}
+	*keys = append(*keys, cons.Key())
+	defer cons.Close()
+	c := startHelper(t, "produce-and-hang", cons.Key(), "5")
+	if got := c.line(t); got != "ready" {
+		t.Fatalf("child: %q", got)
+	}
+	for i := range 5 {
+		receive(t, cons, 100, uint64(i))
+	}
+	expectPeerGone(t, c, func() error {
+		b, err := cons.Next(context.Background())
+		if err == nil {
+			return fmt.Errorf("a message of %d bytes", len(b))
+		}
+		return err
+	})
+}
+
+// TestCreatorKilledMidMessage: the same with the producer the ring's
+// creator: the opener learns of its death from the creator's OFD lock. The
+// dead creator leaves the name, which the opener unlinks.
+func TestCreatorKilledMidMessage(t *testing.T) {
+	keys := checkLeaks(t)
+	if runtime.GOOS != "linux" {
+		t.Skip("needs the creator's lock")
+	}
+	c := startHelper(t, "create-and-hang", "3")
+	key := c.line(t)
+	*keys = append(*keys, key)
+	t.Cleanup(func() { shmmap.Unlink(key) })
+	if got := c.line(t); got != "ready" {
+		t.Fatalf("child: %q", got)
+	}
+	cons, err := OpenConsumer(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cons.Close()
+	for i := range 3 {
+		receive(t, cons, 100, uint64(i))
+	}
+	expectPeerGone(t, c, func() error {
+		b, err := cons.Next(context.Background())
+		if err == nil {
+			return fmt.Errorf("a message of %d bytes", len(b))
+		}
+		return err
+	})
+	if _, err := OpenProducer(key); !errors.Is(err, ErrPeerGone) && !errors.Is(err, ErrBusy) {
+		t.Fatalf("OpenProducer of a dead creator's ring: %v", err)
+	}
+}
+
+// TestConsumerKilledWhileFull: a producer waiting for room gets ErrPeerGone
+// when the consumer's process dies.
+func TestConsumerKilledWhileFull(t *testing.T) {
+	keys := checkLeaks(t)
+	p, err := CreateProducer(256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	*keys = append(*keys, p.Key())
+	defer p.Close()
+	c := startHelper(t, "open-consumer-and-hang", p.Key())
+	if got := c.line(t); got != "ready" {
+		t.Fatalf("child: %q", got)
+	}
+	send(t, p, 200, 0)
+	expectPeerGone(t, c, func() error {
+		_, err := p.Reserve(context.Background(), 200)
+		return err
+	})
+}
+
+// TestOpenDeadCreator: Open of a ring whose creator died is ErrPeerGone.
+func TestOpenDeadCreator(t *testing.T) {
+	keys := checkLeaks(t)
+	if runtime.GOOS != "linux" {
+		t.Skip("needs the creator's lock")
+	}
+	c := startHelper(t, "create-and-hang", "0")
+	key := c.line(t)
+	*keys = append(*keys, key)
+	t.Cleanup(func() { shmmap.Unlink(key) })
+	c.line(t)
+	c.kill(t)
+	if _, err := OpenConsumer(key); !errors.Is(err, ErrPeerGone) {
+		t.Fatalf("OpenConsumer: got %v, want ErrPeerGone", err)
+	}
+}

@@ -1,0 +1,192 @@
+package ring
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"strings"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"github.com/shmmap-go/shmmap"
+	"github.com/shmmap-go/shmmap/wake"
+)
+
+// pollInterval is how often a waiting end asks whether its peer lives (a
+// variable for tests, which make it long to show that a wake-up, not a
+// poll, ends a wait).
+var pollInterval = 200 * time.Millisecond
+
+// An end is what a Producer and a Consumer share: the mapping, the shared
+// words and the peer's liveness.
+type end struct {
+	key     string
+	seg     []byte // the whole segment, until close
+	buf     []byte // its buffer, capacity bytes
+	mask    uint32
+	creator bool
+	kind    uint32 // endProducer or endConsumer
+	state   *uint32
+	tail    *uint32
+	head    *uint32
+	watch   watch
+	closed  bool
+}
+
+// create makes a new ring with this end as kind.
+func create(capacity int, kind uint32) (*end, error) {
+	size, c, err := segmentSize(capacity)
+	if err != nil {
+		return nil, err
+	}
+	key, seg, err := shmmap.Create(size)
+	if err != nil {
+		return nil, err
+	}
+	pid, start := self()
+	initHeader(seg, c, kind, pid, start)
+	w, err := watchCreated(key)
+	if err != nil {
+		shmmap.Release(key)
+		return nil, err
+	}
+	return newEnd(key, seg, c, kind, true, w), nil
+}
+
+// open maps ring key and takes its end kind, which must not be the
+// creator's.
+func open(key string, kind uint32) (*end, error) {
+	if !strings.HasPrefix(key, "/") {
+		key = "/" + key
+	}
+	if strings.ContainsRune(key[1:], '/') || key == "/" || key == "/." || key == "/.." {
+		return nil, &fs.PathError{Op: "open", Path: key, Err: shmmap.ErrInvalidKey}
+	}
+	seg, w, err := mapOpened(key)
+	if err != nil {
+		return nil, err
+	}
+	fail := func(err error) (*end, error) {
+		w.close(key, seg, false)
+		return nil, &fs.PathError{Op: "open", Path: key, Err: err}
+	}
+	c, creatorEnd, err := checkHeader(seg)
+	if err != nil {
+		return fail(err)
+	}
+	if creatorEnd == kind {
+		return fail(fmt.Errorf("%w: the creator is the %s", ErrBusy, endName(kind)))
+	}
+	if !w.peerAlive(seg, false) {
+		return fail(fmt.Errorf("%w: the creator has closed or died", ErrPeerGone))
+	}
+	pid, start := self()
+	*word(seg, offOpenerPID) = pid
+	*(*uint64)(unsafe.Pointer(&seg[offOpenerTime])) = start
+	state := word(seg, offState)
+	for {
+		s := atomic.LoadUint32(state)
+		if s&stateOpened != 0 {
+			return fail(fmt.Errorf("%w: the %s is open in another process", ErrBusy, endName(kind)))
+		}
+		if atomic.CompareAndSwapUint32(state, s, s|stateOpened) {
+			break
+		}
+	}
+	return newEnd(key, seg, c, kind, false, w), nil
+}
+
+func newEnd(key string, seg []byte, capacity int, kind uint32, creator bool, w watch) *end {
+	return &end{
+		key:     key,
+		seg:     seg,
+		buf:     seg[HeaderSize : HeaderSize+capacity : HeaderSize+capacity],
+		mask:    uint32(capacity - 1),
+		creator: creator,
+		kind:    kind,
+		state:   word(seg, offState),
+		tail:    word(seg, offTail),
+		head:    word(seg, offHead),
+		watch:   w,
+	}
+}
+
+func endName(kind uint32) string {
+	if kind == endProducer {
+		return "producer"
+	}
+	return "consumer"
+}
+
+// close says that this end has closed, wakes the peer, and unmaps.
+func (e *end) close() error {
+	if e.closed {
+		return ErrClosed
+	}
+	e.closed = true
+	bit, w := uint32(stateProdClosed), e.tail
+	if e.kind == endConsumer {
+		bit, w = stateConsClosed, e.head
+	}
+	for {
+		s := atomic.LoadUint32(e.state)
+		if atomic.CompareAndSwapUint32(e.state, s, s|bit) {
+			break
+		}
+	}
+	_, werr := wake.Wake(w, 0) // the peer sleeps on the word this end writes
+	err := e.watch.close(e.key, e.seg, e.creator)
+	e.seg, e.buf = nil, nil
+	return errors.Join(werr, err)
+}
+
+// await sleeps while the word w (tail or head, written by the peer) holds
+// old. sleeping is this end's sleeper flag, peerClosed the peer's state
+// bit. It returns nil when w has moved or may have (the caller looks
+// again), errPeerClosed when the peer has closed, or ErrPeerGone, or
+// ctx.Err().
+func (e *end) await(ctx context.Context, w *uint32, old uint32, sleeping *uint32, peerClosed uint32) error {
+	for {
+		atomic.StoreUint32(sleeping, 1)
+		if atomic.LoadUint32(w) != old {
+			atomic.StoreUint32(sleeping, 0)
+			return nil
+		}
+		if atomic.LoadUint32(e.state)&peerClosed != 0 {
+			atomic.StoreUint32(sleeping, 0)
+			return errPeerClosed
+		}
+		err := wake.WaitUntil(ctx, w, old, time.Now().Add(pollInterval))
+		atomic.StoreUint32(sleeping, 0)
+		if atomic.LoadUint32(w) != old {
+			return nil
+		}
+		switch {
+		case err == nil:
+			continue
+		case errors.Is(err, os.ErrDeadlineExceeded):
+		default:
+			return err
+		}
+		if e.creator && atomic.LoadUint32(e.state)&stateOpened == 0 {
+			continue // no peer yet
+		}
+		if !e.watch.peerAlive(e.seg, e.creator) {
+			if atomic.LoadUint32(w) != old {
+				return nil // a last word from the peer
+			}
+			if atomic.LoadUint32(e.state)&peerClosed != 0 {
+				return errPeerClosed
+			}
+			return errPeerDied
+		}
+	}
+}
+
+var (
+	errPeerClosed = errors.New("ring: the other end has closed") // mapped by the caller
+	errPeerDied   = fmt.Errorf("%w: its process has died", ErrPeerGone)
+)

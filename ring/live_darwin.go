@@ -1,0 +1,96 @@
+//go:build darwin
+
+package ring
+
+import (
+	"os"
+	"sync"
+	"sync/atomic"
+	"unsafe"
+
+	"github.com/shmmap-go/shmmap"
+	"golang.org/x/sys/unix"
+)
+
+// Liveness on macOS (see the package documentation): its POSIX shm objects
+// take no locks. xnu's flock(2) and fcntl(2) F_SETLK/F_GETLK act only on
+// files of type DTYPE_VNODE (bsd/kern/kern_descrip.c: sys_flock gets its
+// vnode through fp_getfvp, which returns ENOTSUP for any other type, and
+// fcntl's lock commands refuse any other type too), and a shm_open fd is a
+// DTYPE_PSXSHM (bsd/kern/posix_shm.c). Not yet checked on a Mac. So each end records its pid and start time in the header,
+// and the other asks the kernel whether that process still runs: kill(pid,
+// 0), then sysctl kern.proc.pid.<pid> for its start time, which tells a
+// reused pid from the original. macOS has no pid namespaces: a pid means
+// the same process in every process of the machine.
+
+// A watch on macOS needs nothing of its own.
+type watch struct{}
+
+// ends counts the ends of each key open in this process: package shmmap's
+// Release unmaps every mapping of a key at once, so the last end's Close
+// releases it.
+var ends = struct {
+	sync.Mutex
+	n map[string]int
+}{n: map[string]int{}}
+
+func watchCreated(key string) (watch, error) {
+	ends.Lock()
+	ends.n[key]++
+	ends.Unlock()
+	return watch{}, nil
+}
+
+// mapOpened maps segment key through package shmmap (macOS has no fd to
+// keep for liveness).
+func mapOpened(key string) ([]byte, watch, error) {
+	seg, err := shmmap.ReadWrite(key, 0)
+	if err != nil {
+		return nil, watch{}, err
+	}
+	w, _ := watchCreated(key)
+	return seg, w, nil
+}
+
+func (w watch) peerAlive(seg []byte, creator bool) bool {
+	offPID, offTime := offCreatorPID, offCreatorTime
+	if creator {
+		offPID, offTime = offOpenerPID, offOpenerTime
+	}
+	pid := int(atomic.LoadUint32(word(seg, offPID)))
+	start := *(*uint64)(unsafe.Pointer(&seg[offTime]))
+	if pid <= 0 {
+		return true
+	}
+	if err := unix.Kill(pid, 0); err == unix.ESRCH {
+		return false
+	}
+	t := startTime(pid)
+	return t == 0 || start == 0 || t == start // a pid reused by another process has another start time
+}
+
+func (w watch) close(key string, seg []byte, creator bool) error {
+	ends.Lock()
+	defer ends.Unlock()
+	if ends.n[key]--; ends.n[key] > 0 {
+		return nil
+	}
+	delete(ends.n, key)
+	return shmmap.Release(key)
+}
+
+func self() (pid uint32, start uint64) {
+	p := os.Getpid()
+	return uint32(p), startTime(p)
+}
+
+// startTime returns the start time of process pid in µs since 1970, or 0
+// if the kernel does not tell.
+func startTime(pid int) uint64 {
+	kp, err := unix.SysctlKinfoProc("kern.proc.pid", pid)
+	if err != nil || kp == nil {
+		return 0
+	}
+	tv := kp.Proc.P_starttime
+	return uint64(tv.Sec)*1e6 + uint64(tv.Usec)
+}

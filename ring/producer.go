@@ -1,0 +1,160 @@
+package ring
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"unsafe"
+
+	"github.com/shmmap-go/shmmap/wake"
+)
+
+// A Producer is the writing end of a ring. Its methods must be called from
+// one goroutine at a time.
+type Producer struct {
+	e         *end
+	tail      uint32 // = *e.tail, which only this end writes
+	head      uint32 // the consumer's head, as last seen
+	pending   int    // the reserved record's size, or -1
+	consSleep *uint32
+	prodSleep *uint32
+}
+
+// CreateProducer makes a new ring whose buffer holds capacity bytes,
+// rounded up to a power of two (at least 64, at most 1 GiB), and returns
+// its producing end; another process takes the consuming end with
+// OpenConsumer(p.Key()). The ring lives until both ends have closed.
+//
+// The error wraps ErrTooLarge for a capacity out of range, or is one of
+// shmmap.Create's (an *fs.PathError).
+func CreateProducer(capacity int) (*Producer, error) {
+	e, err := create(capacity, endProducer)
+	if err != nil {
+		return nil, err
+	}
+	return newProducer(e), nil
+}
+
+// OpenProducer maps the ring key, which a consumer created with
+// CreateConsumer, and returns its producing end.
+//
+// The error is an *fs.PathError wrapping ErrCorrupt, ErrVersion, ErrBusy
+// (the creator is the producer, or another process has opened the ring),
+// ErrPeerGone (the creator has closed or died), shmmap.ErrInvalidKey, or an
+// error of opening and mapping the segment, such as fs.ErrNotExist.
+func OpenProducer(key string) (*Producer, error) {
+	e, err := open(key, endProducer)
+	if err != nil {
+		return nil, err
+	}
+	return newProducer(e), nil
+}
+
+func newProducer(e *end) *Producer {
+	return &Producer{
+		e:         e,
+		tail:      atomic.LoadUint32(e.tail),
+		head:      atomic.LoadUint32(e.head),
+		pending:   -1,
+		consSleep: word(e.seg, offConsSleep),
+		prodSleep: word(e.seg, offProdSleep),
+	}
+}
+
+// Key returns the ring's key, for OpenConsumer in another process.
+func (p *Producer) Key() string { return p.e.key }
+
+// MaxMessage returns the length of the longest message the ring can take:
+// its capacity minus 8.
+func (p *Producer) MaxMessage() int { return len(p.e.buf) - recordHead }
+
+// Reserve returns n bytes of the ring for the next message, waiting while
+// the ring is too full to take them, then never again, until Commit. The
+// slice points into the shared segment: write the message there, then
+// Commit it; it is valid until Commit or Close. A Reserve after a Reserve
+// without Commit returns the same reservation again if n is the same, and
+// replaces it otherwise.
+//
+// The error wraps ErrTooLarge if n is negative or more than MaxMessage; is
+// ctx.Err() if ctx ends while Reserve waits; wraps ErrPeerGone if, while
+// it waits, the consumer closes its end or its process dies; and is
+// ErrClosed after Close.
+func (p *Producer) Reserve(ctx context.Context, n int) ([]byte, error) {
+	e := p.e
+	if e.closed {
+		return nil, ErrClosed
+	}
+	if n < 0 || n > len(e.buf)-recordHead {
+		return nil, fmt.Errorf("%w: %d bytes, at most %d", ErrTooLarge, n, len(e.buf)-recordHead)
+	}
+	rec := recordHead + align(n)
+	off := int(p.tail & e.mask)
+	if left := len(e.buf) - off; rec > left {
+		// Pad to the end of the buffer, so that the message is contiguous.
+		if err := p.room(ctx, left); err != nil {
+			return nil, err
+		}
+		p.putRecord(off, left-recordHead, kindPadding)
+		p.publish(p.tail + uint32(left))
+		off = 0
+	}
+	if err := p.room(ctx, rec); err != nil {
+		return nil, err
+	}
+	p.putRecord(off, n, kindMessage)
+	p.pending = rec
+	return e.buf[off+recordHead : off+recordHead+n : off+recordHead+n], nil
+}
+
+// Commit hands the reserved message to the consumer and wakes it if it
+// sleeps. It panics if there is no reservation (no Reserve since the last
+// Commit) or the end is closed.
+func (p *Producer) Commit() {
+	if p.pending < 0 || p.e.closed {
+		panic("ring: Commit without Reserve")
+	}
+	p.publish(p.tail + uint32(p.pending))
+	p.pending = -1
+}
+
+// Close closes the producing end: the consumer receives io.EOF once it has
+// read every committed message; a reserved message is dropped. It unmaps
+// the segment (every slice Reserve returned becomes invalid) and, in the
+// ring's creator, removes its name. Close must not run while another call
+// on p runs. A second Close returns ErrClosed; other errors are of unmapping
+// or closing the segment.
+func (p *Producer) Close() error { return p.e.close() }
+
+// room waits until rec bytes after the tail are free.
+func (p *Producer) room(ctx context.Context, rec int) error {
+	e := p.e
+	for uint32(len(e.buf))-(p.tail-p.head) < uint32(rec) {
+		h := atomic.LoadUint32(e.head)
+		if h != p.head {
+			p.head = h
+			continue
+		}
+		switch err := e.await(ctx, e.head, h, p.prodSleep, stateConsClosed); err {
+		case nil:
+		case errPeerClosed:
+			return fmt.Errorf("%w: the consumer has closed", ErrPeerGone)
+		default:
+			return err
+		}
+	}
+	return nil
+}
+
+func (p *Producer) putRecord(off, n int, kind uint32) {
+	h := (*[2]uint32)(unsafe.Pointer(&p.e.buf[off]))
+	h[0], h[1] = uint32(n), kind
+}
+
+// publish stores the new tail and wakes a sleeping consumer.
+func (p *Producer) publish(tail uint32) {
+	p.tail = tail
+	atomic.StoreUint32(p.e.tail, tail)
+	if atomic.LoadUint32(p.consSleep) != 0 {
+		wake.Wake(p.e.tail, 1)
+	}
+}

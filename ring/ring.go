@@ -1,0 +1,160 @@
+// Package ring passes messages from one process to another through a ring
+// buffer in one shared memory segment, without copying them: the producer
+// writes each message in place, in the segment, and the consumer reads it
+// there. One process creates the ring and takes one end, producer or
+// consumer; another process opens it by key and takes the other end.
+//
+//	// the creating process: the producer here
+//	p, err := ring.CreateProducer(1 << 20)
+//	// pass p.Key() to the other process (argv, environment, a pipe)
+//	buf, err := p.Reserve(ctx, n) // n bytes in the ring
+//	copy(buf, frame)              // or write them in place
+//	p.Commit()                    // the consumer sees the message now
+//	p.Close()                     // the consumer gets io.EOF once it has read all
+//
+//	// the other process: the consumer
+//	c, err := ring.OpenConsumer(key)
+//	msg, err := c.Next(ctx) // a slice of the ring
+//	use(msg)                // read it in place
+//	c.Release()             // its bytes may be written again
+//	c.Close()
+//
+// A ring has one producer and one consumer, each used by one goroutine at a
+// time: a Reserve and its Commit, a Next and its Release, come from the same
+// end, in turn. Messages are byte strings of any length from 0 to
+// MaxMessage (the capacity minus 8), delivered whole, in order, and each one
+// contiguous in memory: a message that does not fit before the end of the
+// buffer starts again at its beginning.
+//
+// # Waiting
+//
+// Reserve waits while the ring is full, Next while it is empty. A waiting
+// end publishes that it sleeps and sleeps on a word of the segment (package
+// wake: the futex on Linux); the other end makes the wake-up system call
+// only when the sleeper flag is set, so that two ends that keep up with
+// each other make no system call at all. Neither end ever spins. While it
+// waits, an end wakes every 200 ms to ask the kernel whether its peer is
+// still alive (see Dead peers); a wait ends with ctx.Err() when ctx ends.
+//
+// # Dead peers
+//
+// If the other end's process dies, however it dies (SIGKILL included, in
+// the middle of writing a message), a waiting Reserve or Next returns an
+// error wrapping ErrPeerGone within about 200 ms; Next first delivers every
+// message that was committed before the death, never a part of one. If the
+// other end closes, Next returns io.EOF once it has delivered everything,
+// and Reserve returns an error wrapping ErrPeerGone. Until the opening end
+// has opened the ring, the creating end waits for it without a limit.
+//
+// On Linux the kernel vouches for liveness, not a pid: the creating process
+// holds the lock that shmmap.Create takes on every segment (an open file
+// description lock, read, on the whole file) until it closes its end or
+// dies, and the opening process holds a shared flock(2) lock on the
+// segment's file through an fd it keeps until it closes its end or dies.
+// Locks belong to open file descriptions, which the kernel closes when the
+// process exits however it exits, and a lock is a property of the file,
+// which every process that sees the same /dev/shm sees, whatever its pid,
+// user or time namespace: each end asks about the other's lock (fcntl
+// F_OFD_GETLK for the creator's, flock LOCK_EX|LOCK_NB, dropped at once,
+// for the opener's), and the two kinds of lock do not interact on Linux
+// (flock(2): "flock() and fcntl(2) locks ... do not interact"), so neither
+// end's own lock hides the other's. On macOS, whose shm objects take no
+// locks (flock and fcntl locking apply only to vnodes there, and a POSIX
+// shm fd is not one), each end records its pid and start time in the
+// header and the other asks with kill(pid, 0) and sysctl kern.proc.pid;
+// macOS has no pid namespaces, so a pid with its start time names one
+// process there.
+//
+// # Layout
+//
+// A ring is a segment of HeaderSize + capacity bytes: a header of 512 bytes,
+// then the buffer. Every number is in the machine's native byte order, and
+// every shared word is a 32-bit word accessed atomically (sequentially
+// consistent, as C11's atomic_load/atomic_store default and Go's
+// sync/atomic; plain loads and stores of aligned 32-bit words on amd64 and
+// arm64 with the fences of those). Offsets in the header:
+//
+//	0    8 bytes  magic "shmring\x00"
+//	8    uint32   version, 1
+//	12   uint32   header size, 512: the buffer's offset
+//	16   uint32   capacity: the buffer's size, a power of two, 64 to 1<<30
+//	20   uint32   record alignment, 8
+//	24   uint32   the creator's end: 1 producer, 2 consumer
+//	28   uint32   state (atomic): bit 0 the other end has opened,
+//	              bit 1 the producer has closed, bit 2 the consumer has closed
+//	32   uint32   creator's pid      (macOS liveness; informational on Linux)
+//	36   uint32   opener's pid       (idem)
+//	40   uint64   creator's start time, µs since 1970 (macOS; 0 on Linux)
+//	48   uint64   opener's start time (idem)
+//	128  uint32   tail (atomic): bytes the producer has committed, mod 2^32
+//	132  uint32   consumer sleeping (atomic): 1 while the consumer may sleep on tail
+//	256  uint32   head (atomic): bytes the consumer has released, mod 2^32
+//	260  uint32   producer sleeping (atomic): 1 while the producer may sleep on head
+//
+// Everything else up to 512 is zero. tail and head live on lines of their
+// own (128 bytes apart, for CPUs that fetch cache lines in pairs). The
+// buffer holds records, each at offset (position mod capacity), 8-aligned:
+// a uint32 length n, a uint32 kind (0 a message, 1 padding), then n bytes,
+// then zero to 7 bytes to the next multiple of 8. A record never crosses the
+// buffer's end: where a message's record does not fit before the end, the
+// producer first writes a padding record that covers the rest of the buffer
+// (n = bytes left - 8) and commits it, then the message at offset 0. Free
+// space is capacity - (tail - head), computed mod 2^32.
+//
+// The producer writes a record, then stores the new tail; then, if the
+// consumer-sleeping word is 1, it calls FUTEX_WAKE (shared) on tail. The
+// consumer loads tail; while it equals head, it stores 1 in
+// consumer-sleeping, loads tail again and, if still equal, calls FUTEX_WAIT
+// on tail with that value, then stores 0. The consumer releases a record by
+// storing the new head and waking the producer the same way through
+// producer-sleeping. Because the stores and loads are sequentially
+// consistent, a sleeper either sees the new value or is seen sleeping: no
+// wake-up is lost.
+//
+// # Lifetimes
+//
+// A slice from Reserve is valid until Commit, one from Next until Release;
+// either end's slices, and the end itself, are invalid after Close, which
+// unmaps the segment: touching them then faults and kills the process.
+// Close must not run while another call on the same end runs. The ring
+// owns its segment: do not Release or Unlink its key with package shmmap.
+// The creator's Close removes the segment's name; the memory goes when both
+// ends have closed (or died).
+//
+// # Errors
+//
+// Create's and Open's errors wrap package shmmap's (an *fs.PathError) or
+// this package's ErrCorrupt (not a ring, or a damaged or truncated one),
+// ErrVersion (a ring of another layout version) and ErrBusy (the end asked
+// for is taken). Reserve's is ErrTooLarge for a message longer than
+// MaxMessage. Waiting calls return ctx.Err(), ErrPeerGone or, from Next,
+// io.EOF. Any call on a closed end returns ErrClosed.
+package ring
+
+import (
+	"errors"
+)
+
+// The errors of this package, wrapped by the errors of its functions and
+// methods as their documentation says; test them with errors.Is.
+var (
+	// ErrTooLarge is wrapped by Reserve's error for a message that the ring
+	// could never hold: longer than MaxMessage.
+	ErrTooLarge = errors.New("ring: message larger than the ring can hold")
+	// ErrPeerGone is wrapped by the error of a waiting Reserve or Next when
+	// the other end's process has died, and of Reserve when the consumer
+	// has closed its end.
+	ErrPeerGone = errors.New("ring: the other end is gone")
+	// ErrClosed is returned by every call on an end after its Close.
+	ErrClosed = errors.New("ring: use of a closed end")
+	// ErrCorrupt is wrapped by Open's error for a segment that is not a
+	// ring, or whose header is damaged or truncated, and by Next's for a
+	// record that does not fit the ring.
+	ErrCorrupt = errors.New("ring: not a ring, or a corrupt one")
+	// ErrVersion is wrapped by Open's error for a ring of another layout
+	// version.
+	ErrVersion = errors.New("ring: incompatible ring version")
+	// ErrBusy is wrapped by Open's error when the end asked for is the
+	// creator's, or another process has opened the ring already.
+	ErrBusy = errors.New("ring: that end of the ring is taken")
+)

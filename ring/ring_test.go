@@ -1,0 +1,406 @@
+package ring
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"math"
+	"os"
+	"runtime"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/shmmap-go/shmmap"
+)
+
+// prompt bounds how long a test waits for what must happen at once: generous,
+// for a noisy shared machine.
+const prompt = 5 * time.Second
+
+// pair makes a ring of capacity bytes and opens its other end in this
+// process; both are closed in cleanup.
+func pair(t *testing.T, capacity int) (*Producer, *Consumer) {
+	t.Helper()
+	p, err := CreateProducer(capacity)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := OpenConsumer(p.Key())
+	if err != nil {
+		p.Close()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		c.Close()
+		p.Close()
+	})
+	return p, c
+}
+
+// send reserves, fills with message i and commits n bytes.
+func send(t *testing.T, p *Producer, n int, i uint64) {
+	t.Helper()
+	b, err := p.Reserve(context.Background(), n)
+	if err != nil {
+		t.Fatalf("Reserve(%d): %v", n, err)
+	}
+	fill(b, i)
+	p.Commit()
+}
+
+// receive reads, checks and releases message i of n bytes.
+func receive(t *testing.T, c *Consumer, n int, i uint64) {
+	t.Helper()
+	b, err := c.Next(context.Background())
+	if err != nil {
+		t.Fatalf("Next: %v", err)
+	}
+	if err := check(b, i, n, make([]byte, n)); err != nil {
+		t.Fatal(err)
+	}
+	c.Release()
+}
+
+// TestWrapAround: records of every size meet the end of a small buffer, and
+// the 32-bit positions pass 2^32, with every message intact and in order;
+// the largest message fits wherever the tail stands.
+func TestWrapAround(t *testing.T) {
+	keys := checkLeaks(t)
+	p, err := CreateProducer(256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	*keys = append(*keys, p.Key())
+	defer p.Close()
+	start := uint32(1<<32 - 1000)
+	atomic.StoreUint32(p.e.tail, start)
+	atomic.StoreUint32(p.e.head, start)
+	p.tail, p.head = start, start
+	c, err := OpenConsumer(p.Key())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if p.MaxMessage() != 248 || c.MaxMessage() != 248 {
+		t.Fatalf("MaxMessage: %d, %d, want 248", p.MaxMessage(), c.MaxMessage())
+	}
+	// The largest message after a padding record waits for the consumer
+	// to pass the padding: the producer needs a goroutine of its own.
+	sent := make(chan error, 1)
+	go func() {
+		var i uint64
+		for n := 0; n <= 248; n++ {
+			for _, size := range []int{n, 248} { // the largest, after a tail at every offset
+				b, err := p.Reserve(context.Background(), size)
+				if err != nil {
+					sent <- err
+					return
+				}
+				fill(b, i)
+				p.Commit()
+				i++
+			}
+		}
+		sent <- nil
+	}()
+	var i uint64
+	for n := 0; n <= 248; n++ {
+		receive(t, c, n, i)
+		receive(t, c, 248, i+1)
+		i += 2
+	}
+	if err := <-sent; err != nil {
+		t.Fatal(err)
+	}
+	if atomic.LoadUint32(p.e.tail) > start {
+		t.Fatalf("tail %d never passed 2^32", atomic.LoadUint32(p.e.tail))
+	}
+}
+
+// noPoll makes waiting ends sleep without a limit for the rest of t, so
+// that only a wake-up can end a wait: a lost one fails the test.
+func noPoll(t *testing.T) {
+	old := pollInterval
+	pollInterval = time.Hour
+	t.Cleanup(func() { pollInterval = old })
+}
+
+// TestEmptyBlocks: Next on an empty ring sleeps (it says so in the
+// consumer-sleeping word) until a Commit wakes it.
+func TestEmptyBlocks(t *testing.T) {
+	checkLeaks(t)
+	noPoll(t)
+	p, c := pair(t, 4096)
+	got := make(chan error, 1)
+	go func() {
+		b, err := c.Next(context.Background())
+		if err == nil {
+			err = check(b, 7, 100, make([]byte, 100))
+			c.Release()
+		}
+		got <- err
+	}()
+	waitWord(t, word(p.e.seg, offConsSleep), 1)
+	select {
+	case err := <-got:
+		t.Fatalf("Next returned %v from an empty ring", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	send(t, p, 100, 7)
+	select {
+	case err := <-got:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(prompt):
+		t.Fatal("Commit did not wake Next")
+	}
+}
+
+// TestFullBlocks: Reserve on a full ring sleeps until a Release makes room.
+func TestFullBlocks(t *testing.T) {
+	checkLeaks(t)
+	noPoll(t)
+	p, c := pair(t, 256)
+	send(t, p, 200, 1)
+	got := make(chan error, 1)
+	go func() {
+		b, err := p.Reserve(context.Background(), 200)
+		if err == nil {
+			fill(b, 2)
+			p.Commit()
+		}
+		got <- err
+	}()
+	waitWord(t, word(p.e.seg, offProdSleep), 1)
+	select {
+	case err := <-got:
+		t.Fatalf("Reserve returned %v on a full ring", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	receive(t, c, 200, 1)
+	select {
+	case err := <-got:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(prompt):
+		t.Fatal("Release did not wake Reserve")
+	}
+	receive(t, c, 200, 2)
+}
+
+// waitWord waits until *w holds v: a side has published that it sleeps.
+func waitWord(t *testing.T, w *uint32, v uint32) {
+	t.Helper()
+	for end := time.Now().Add(prompt); atomic.LoadUint32(w) != v; time.Sleep(time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatalf("word still %d after %v, want %d", atomic.LoadUint32(w), prompt, v)
+		}
+	}
+}
+
+// TestContext: a waiting Next and a waiting Reserve return ctx.Err() when
+// their context is cancelled or its deadline passes, and the ring works on.
+func TestContext(t *testing.T) {
+	checkLeaks(t)
+	noPoll(t)
+	p, c := pair(t, 256)
+	for _, tc := range []struct {
+		name string
+		call func(ctx context.Context) error
+	}{
+		{"Next", func(ctx context.Context) error { _, err := c.Next(ctx); return err }},
+		{"Reserve", func(ctx context.Context) error { _, err := p.Reserve(ctx, 200); return err }},
+	} {
+		if tc.name == "Reserve" {
+			send(t, p, 200, 1) // full now
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		if err := tc.call(ctx); err != context.DeadlineExceeded {
+			t.Errorf("%s past its deadline: got %v, want %v", tc.name, err, context.DeadlineExceeded)
+		}
+		cancel()
+		ctx, cancel = context.WithCancel(context.Background())
+		time.AfterFunc(50*time.Millisecond, cancel)
+		start := time.Now()
+		if err := tc.call(ctx); err != context.Canceled {
+			t.Errorf("%s cancelled: got %v, want %v", tc.name, err, context.Canceled)
+		}
+		if d := time.Since(start); d > prompt {
+			t.Errorf("%s returned %v after it was cancelled", tc.name, d)
+		}
+	}
+	receive(t, c, 200, 1)
+	send(t, p, 200, 2)
+	receive(t, c, 200, 2)
+}
+
+// TestTooLarge: a message longer than MaxMessage, or of negative length, is
+// ErrTooLarge at once; so is a capacity out of range.
+func TestTooLarge(t *testing.T) {
+	checkLeaks(t)
+	p, _ := pair(t, 1000) // rounded up to 1024
+	if p.MaxMessage() != 1016 {
+		t.Fatalf("MaxMessage %d, want 1016", p.MaxMessage())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), prompt)
+	defer cancel()
+	for _, n := range []int{1017, math.MaxInt, -1} {
+		if _, err := p.Reserve(ctx, n); !errors.Is(err, ErrTooLarge) {
+			t.Errorf("Reserve(%d): got %v, want ErrTooLarge", n, err)
+		}
+	}
+	for _, n := range []int{0, -1, 1<<30 + 1} {
+		if p, err := CreateProducer(n); !errors.Is(err, ErrTooLarge) {
+			if err == nil {
+				p.Close()
+			}
+			t.Errorf("CreateProducer(%d): got %v, want ErrTooLarge", n, err)
+		}
+	}
+}
+
+// TestClose: the consumer reads what the producer committed before it
+// closed, then io.EOF; a producer whose consumer has closed gets ErrPeerGone
+// when it waits; every call on a closed end is ErrClosed.
+func TestClose(t *testing.T) {
+	checkLeaks(t)
+	noPoll(t)
+	p, c := pair(t, 256)
+	send(t, p, 10, 1)
+	send(t, p, 20, 2)
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	receive(t, c, 10, 1)
+	receive(t, c, 20, 2)
+	ctx, cancel := context.WithTimeout(context.Background(), prompt)
+	defer cancel()
+	if _, err := c.Next(ctx); err != io.EOF {
+		t.Fatalf("Next after the producer closed: got %v, want io.EOF", err)
+	}
+	if _, err := p.Reserve(context.Background(), 1); err != ErrClosed {
+		t.Fatalf("Reserve after Close: got %v, want ErrClosed", err)
+	}
+	if err := p.Close(); err != ErrClosed {
+		t.Fatalf("second Close: got %v, want ErrClosed", err)
+	}
+
+	p, c = pair(t, 256)
+	send(t, p, 200, 1)
+	closed := make(chan struct{})
+	time.AfterFunc(50*time.Millisecond, func() { c.Close(); close(closed) })
+	if _, err := p.Reserve(context.Background(), 200); !errors.Is(err, ErrPeerGone) {
+		t.Fatalf("Reserve after the consumer closed: got %v, want ErrPeerGone", err)
+	}
+	<-closed
+	if _, err := c.Next(context.Background()); err != ErrClosed {
+		t.Fatalf("Next after Close: got %v, want ErrClosed", err)
+	}
+}
+
+// TestOpenErrors: Open tells a segment that is no ring, a ring of another
+// version, a damaged header, a truncated segment, a taken end and a missing
+// or malformed key apart, and leaves the segment as it was.
+func TestOpenErrors(t *testing.T) {
+	keys := checkLeaks(t)
+	if runtime.GOOS != "linux" {
+		t.Skip("damages segments through /dev/shm")
+	}
+	key, data, err := shmmap.Create(4096)
+	if err != nil {
+		t.Fatal(err)
+	}
+	*keys = append(*keys, key)
+	defer shmmap.Release(key)
+	data[0] = 'x'
+	if _, err := OpenConsumer(key); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("OpenConsumer of a plain segment: got %v, want ErrCorrupt", err)
+	}
+	if data[0] != 'x' {
+		t.Error("a failed Open changed the segment")
+	}
+
+	for _, tc := range []struct {
+		name   string
+		damage func(seg []byte, key string)
+		want   error
+	}{
+		{"version", func(seg []byte, _ string) { *word(seg, offVersion) = 2 }, ErrVersion},
+		{"magic", func(seg []byte, _ string) { seg[3] = 'X' }, ErrCorrupt},
+		{"capacity", func(seg []byte, _ string) { *word(seg, offCapacity) = 1000 }, ErrCorrupt},
+		{"capacity-too-large", func(seg []byte, _ string) { *word(seg, offCapacity) = 1 << 20 }, ErrCorrupt},
+		{"header-size", func(seg []byte, _ string) { *word(seg, offHeaderSize) = 256 }, ErrCorrupt},
+		{"alignment", func(seg []byte, _ string) { *word(seg, offAlign) = 4 }, ErrCorrupt},
+		{"role", func(seg []byte, _ string) { *word(seg, offCreatorEnd) = 3 }, ErrCorrupt},
+		{"truncated-buffer", func(_ []byte, key string) { truncate(t, key, HeaderSize+100) }, ErrCorrupt},
+		{"truncated-header", func(_ []byte, key string) { truncate(t, key, 100) }, ErrCorrupt},
+		{"taken", func([]byte, string) {}, ErrBusy},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p, err := CreateProducer(4096)
+			if err != nil {
+				t.Fatal(err)
+			}
+			*keys = append(*keys, p.Key())
+			defer p.Close()
+			tc.damage(p.e.seg, p.Key())
+			if tc.want == ErrBusy {
+				if _, err := OpenProducer(p.Key()); !errors.Is(err, ErrBusy) {
+					t.Errorf("OpenProducer of the producer's ring: got %v, want ErrBusy", err)
+				}
+				c, err := OpenConsumer(p.Key())
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer c.Close()
+			}
+			if _, err := OpenConsumer(p.Key()); !errors.Is(err, tc.want) {
+				t.Errorf("got %v, want %v", err, tc.want)
+			}
+		})
+	}
+
+	if _, err := OpenConsumer("/shmring-test-no-such-key"); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("a missing key: got %v, want fs.ErrNotExist", err)
+	}
+	if _, err := OpenConsumer("/a/../b"); !errors.Is(err, shmmap.ErrInvalidKey) {
+		t.Errorf("a key with a slash: got %v, want shmmap.ErrInvalidKey", err)
+	}
+}
+
+// truncate shrinks segment key to size bytes (only the header page is
+// touched afterwards, so the creator's mapping does not fault).
+func truncate(t *testing.T, key string, size int64) {
+	t.Helper()
+	if err := os.Truncate(testShmDir+key, size); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestNoAllocations: a message through the ring allocates nothing, when no
+// side has to wait.
+func TestNoAllocations(t *testing.T) {
+	p, c := pair(t, 1<<16)
+	ctx := context.Background()
+	allocs := testing.AllocsPerRun(1000, func() {
+		b, err := p.Reserve(ctx, 1000)
+		if err != nil {
+			panic(err)
+		}
+		b[0] = 1
+		p.Commit()
+		m, err := c.Next(ctx)
+		if err != nil || len(m) != 1000 {
+			panic(fmt.Sprint(len(m), err))
+		}
+		c.Release()
+	})
+	if allocs != 0 {
+		t.Fatalf("%v allocations per message, want 0", allocs)
+	}
+}
