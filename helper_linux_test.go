@@ -6,10 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"slices"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // held is what a process holds of shared memory, files in /dev/shm and
@@ -86,4 +88,10 @@ func inMountNamespace(t *testing.T, name string) string {
 		t.Fatalf("helper %s: %v\n%s", name, err, out)
 	}
 	return string(out)
+}
+
+// helperWithin is helperCommand with a deadline of its own.
+func helperWithin(t testing.TB, d time.Duration, name string, args ...string) *exec.Cmd {
+	t.Helper()
+	return helpers.Command(t, d, name, args...)
 }

@@ -3,7 +3,6 @@ package shmmap
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -17,11 +16,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
-)
 
-// Tests that need another process re-execute the test binary with
-// helperEnv set; TestMain then runs the named helper instead of the tests.
-const helperEnv = "SHMMAP_TEST_HELPER"
+	"github.com/shmmap-go/shmmap/internal/testproc"
+)
 
 // helperUIDEnv, if set, is the uid (and gid) a helper runs as: the helper
 // process starts as root and drops to it before it does anything else.
@@ -45,40 +42,18 @@ func becomeUser(id string) error {
 	return syscall.Setuid(n)
 }
 
-// helpers are the child processes' commands, by name. Each prints what its
-// parent checks and exits; a failure exits 1 with the reason on stderr.
-var helpers = map[string]func(args ...string) error{}
+// helpers are the child processes' commands, by name (internal/testproc):
+// tests that need another process re-execute the test binary, which then
+// runs the named helper instead of the tests. Each prints what its parent
+// checks and exits; a failure exits 1 with the reason on stderr.
+var helpers = testproc.New("SHMMAP_TEST_HELPER")
 
-// registerHelper adds a helper command; a name used twice is a bug in the
-// tests, caught when the test binary starts.
-func registerHelper(name string, fn func(args ...string) error) {
-	if _, dup := helpers[name]; dup {
-		panic("helper " + name + " registered twice")
-	}
-	helpers[name] = fn
-}
+// registerHelper adds a helper command; a name used twice panics.
+func registerHelper(name string, fn func(args ...string) error) { helpers.Register(name, fn) }
 
 func TestMain(m *testing.M) {
 	flag.Parse()
-	if os.Getenv(helperEnv) != "" {
-		args := flag.Args()
-		if len(args) == 0 || helpers[args[0]] == nil {
-			fmt.Fprintf(os.Stderr, "unknown helper %q\n", args)
-			os.Exit(2)
-		}
-		err := becomeUser(os.Getenv(helperUIDEnv))
-		if err == nil {
-			err = helpers[args[0]](args[1:]...)
-		}
-		if rerr := ReleaseAll(); err == nil {
-			err = rerr
-		}
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "helper %s: %v\n", args[0], err)
-			os.Exit(1)
-		}
-		os.Exit(0)
-	}
+	helpers.Run(func() error { return becomeUser(os.Getenv(helperUIDEnv)) }, ReleaseAll)
 	// Start the runtime's network poller, which keeps an fd of its own, so
 	// that a test's first child process does not change the fd count.
 	if r, w, err := os.Pipe(); err == nil {
@@ -88,31 +63,13 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// helperTimeout bounds every helper process, so that one that hangs fails
-// its test rather than the whole suite.
-const helperTimeout = 3 * time.Minute
-
 // helperCommand returns a command that runs helper name in a child process:
 // the test binary, re-executed. It is the one way the tests start a copy of
-// themselves. The child is killed if it runs for helperTimeout, or is still
-// running when t ends.
+// themselves. The child is killed if it runs for testproc.Timeout, or is
+// still running when t ends.
 func helperCommand(t testing.TB, name string, args ...string) *exec.Cmd {
 	t.Helper()
-	return helperWithin(t, helperTimeout, name, args...)
-}
-
-// helperWithin is helperCommand with a deadline of its own.
-func helperWithin(t testing.TB, d time.Duration, name string, args ...string) *exec.Cmd {
-	t.Helper()
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	t.Cleanup(cancel)
-	cmd := exec.CommandContext(ctx, exe, append([]string{name}, args...)...)
-	cmd.Env = append(os.Environ(), helperEnv+"=1")
-	return cmd
+	return helpers.Command(t, testproc.Timeout, name, args...)
 }
 
 // runHelper runs helper name to completion and returns its stdout; it

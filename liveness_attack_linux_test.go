@@ -13,7 +13,6 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -549,8 +548,10 @@ func TestSweepUnmappedShared(t *testing.T) {
 	})
 	t.Run("ordinary user", func(t *testing.T) {
 		key := shared(t)
-		cmd := exec.Command("unshare", "--user", "--kill-child", "--", exeFor(t), "sweep")
-		cmd.Env = append(os.Environ(), helperEnv+"=1")
+		cmd := inNamespaces(t, []string{"--user"}, "sweep")
+		// A copy of the test binary that uid 12345 may run, in place of
+		// the one after "--".
+		cmd.Args[slices.Index(cmd.Args, "--")+1] = exeFor(t)
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 12345, Gid: 12345}}
 		out, err := cmd.CombinedOutput()
 		if err != nil {

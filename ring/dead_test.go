@@ -15,9 +15,9 @@ import (
 )
 
 func init() {
-	registerHelper("produce-and-hang", helperProduceAndHang)
-	registerHelper("create-and-hang", helperCreateAndHang)
-	registerHelper("open-consumer-and-hang", helperOpenConsumerAndHang)
+	helpers.Register("produce-and-hang", helperProduceAndHang)
+	helpers.Register("create-and-hang", helperCreateAndHang)
+	helpers.Register("open-consumer-and-hang", helperOpenConsumerAndHang)
 }
 
 // hangMidMessage commits count messages of 100 bytes, reserves one more
@@ -92,7 +92,7 @@ func expectPeerGone(t *testing.T, c *child, call func() error) {
 		t.Fatalf("returned %v while the peer lived", err)
 	default:
 	}
-	c.kill(t)
+	c.Kill(t)
 	killed := time.Now()
 	select {
 	case err := <-got:
@@ -121,8 +121,8 @@ func TestProducerKilledMidMessage(t *testing.T) {
 	}
 	*keys = append(*keys, cons.Key())
 	defer cons.Close()
-	c := startHelper(t, "produce-and-hang", cons.Key(), "5")
-	if got := c.line(t); got != "ready" {
+	c := helpers.Start(t, "produce-and-hang", cons.Key(), "5")
+	if got := c.Line(t); got != "ready" {
 		t.Fatalf("child: %q", got)
 	}
 	for i := range 5 {
@@ -145,11 +145,11 @@ func TestCreatorKilledMidMessage(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("needs the creator's lock")
 	}
-	c := startHelper(t, "create-and-hang", "3")
-	key := c.line(t)
+	c := helpers.Start(t, "create-and-hang", "3")
+	key := c.Line(t)
 	*keys = append(*keys, key)
 	t.Cleanup(func() { shmmap.Unlink(key) })
-	if got := c.line(t); got != "ready" {
+	if got := c.Line(t); got != "ready" {
 		t.Fatalf("child: %q", got)
 	}
 	cons, err := OpenConsumer(key)
@@ -182,8 +182,8 @@ func TestConsumerKilledWhileFull(t *testing.T) {
 	}
 	*keys = append(*keys, p.Key())
 	defer p.Close()
-	c := startHelper(t, "open-consumer-and-hang", p.Key())
-	if got := c.line(t); got != "ready" {
+	c := helpers.Start(t, "open-consumer-and-hang", p.Key())
+	if got := c.Line(t); got != "ready" {
 		t.Fatalf("child: %q", got)
 	}
 	send(t, p, 200, 0)
@@ -199,12 +199,12 @@ func TestOpenDeadCreator(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("needs the creator's lock")
 	}
-	c := startHelper(t, "create-and-hang", "0")
-	key := c.line(t)
+	c := helpers.Start(t, "create-and-hang", "0")
+	key := c.Line(t)
 	*keys = append(*keys, key)
 	t.Cleanup(func() { shmmap.Unlink(key) })
-	c.line(t)
-	c.kill(t)
+	c.Line(t)
+	c.Kill(t)
 	if _, err := OpenConsumer(key); !errors.Is(err, ErrPeerGone) {
 		t.Fatalf("OpenConsumer: got %v, want ErrPeerGone", err)
 	}

@@ -12,8 +12,8 @@ import (
 )
 
 func init() {
-	registerHelper("consume", helperConsume)
-	registerHelper("produce", helperProduce)
+	helpers.Register("consume", helperConsume)
+	helpers.Register("produce", helperProduce)
 }
 
 // The stream tests send count messages whose sizes come from a PRNG seeded
@@ -147,17 +147,17 @@ func TestStreamToChild(t *testing.T) {
 		t.Fatal(err)
 	}
 	*keys = append(*keys, p.Key())
-	c := startHelper(t, "consume", p.Key(), strconv.Itoa(count), strconv.FormatUint(seed, 10))
+	c := helpers.Start(t, "consume", p.Key(), strconv.Itoa(count), strconv.FormatUint(seed, 10))
 	if err := produce(context.Background(), p, count, seed); err != nil {
 		t.Fatal(err)
 	}
 	if err := p.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if got, want := c.line(t), "EOF"; got != want {
+	if got, want := c.Line(t), "EOF"; got != want {
 		t.Fatalf("child after the last message: got %q, want %q", got, want)
 	}
-	c.wait(t)
+	c.Wait(t)
 }
 
 // TestStreamFromChild: this process creates the ring and consumes; a child
@@ -172,16 +172,16 @@ func TestStreamFromChild(t *testing.T) {
 	}
 	*keys = append(*keys, cons.Key())
 	defer cons.Close()
-	c := startHelper(t, "produce", cons.Key(), strconv.Itoa(count), strconv.FormatUint(seed, 10))
+	c := helpers.Start(t, "produce", cons.Key(), strconv.Itoa(count), strconv.FormatUint(seed, 10))
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	if err := consume(ctx, cons, count, seed); err != nil {
 		t.Fatal(err)
 	}
-	if got, want := c.line(t), "sent"; got != want {
+	if got, want := c.Line(t), "sent"; got != want {
 		t.Fatalf("child: got %q, want %q", got, want)
 	}
-	c.wait(t)
+	c.Wait(t)
 	if _, err := cons.Next(ctx); err != io.EOF {
 		t.Fatalf("Next after the producer closed: got %v, want io.EOF", err)
 	}

@@ -15,7 +15,7 @@ import (
 )
 
 func init() {
-	registerHelper("pong", helperPong)
+	helpers.Register("pong", helperPong)
 }
 
 // BenchmarkWakeNone: a Wake with no one waiting, one system call (Linux:
@@ -179,7 +179,7 @@ func BenchmarkPingPong(b *testing.B) {
 		}
 		defer restore()
 	}
-	c := startHelper(b, "pong", key, strconv.Itoa(childCPU))
+	c := helpers.Start(b, "pong", key, strconv.Itoa(childCPU))
 	out, in := data[slotOff:slotOff+msgSize], data[slotOff+msgSize:slotOff+2*msgSize]
 	var i uint64
 	roundTrip := func() error {
@@ -213,7 +213,7 @@ func BenchmarkPingPong(b *testing.B) {
 	if err := post(&w[pingSeq], &w[pingFlag], uint32(i+1)); err != nil {
 		b.Fatal(err)
 	}
-	c.wait(b)
+	c.Wait(b)
 	slices.Sort(times)
 	b.ReportMetric(float64(times[len(times)/2].Nanoseconds())/2, "ns/oneway")
 	b.ReportMetric(float64(times[0].Nanoseconds())/2, "ns/oneway-min")

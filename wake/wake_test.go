@@ -21,9 +21,9 @@ import (
 const prompt = 5 * time.Second
 
 func init() {
-	registerHelper("wait", helperWait)
-	registerHelper("wake", helperWake)
-	registerHelper("sleep", helperSleep)
+	helpers.Register("wait", helperWait)
+	helpers.Register("wake", helperWake)
+	helpers.Register("sleep", helperSleep)
 }
 
 // helperWait KEY INDEX MODE maps the word (read-only if MODE is "ro"),
@@ -142,24 +142,24 @@ func TestCrossProcess(t *testing.T) {
 		t.Run(mode, func(t *testing.T) {
 			key, words := segment(t, 4096)
 			w := &words[100]
-			c := startHelper(t, "wait", key, "100", mode)
-			tid, err := strconv.Atoi(c.line(t))
+			c := helpers.Start(t, "wait", key, "100", mode)
+			tid, err := strconv.Atoi(c.Line(t))
 			if err != nil {
 				t.Fatal(err)
 			}
-			waitAsleep(t, c.cmd.Process.Pid, tid, nil)
+			waitAsleep(t, c.Cmd.Process.Pid, tid, nil)
 			wakeUntil(t, w, 1, 1)
-			if got, want := c.line(t), "<nil> 0"; got != want {
+			if got, want := c.Line(t), "<nil> 0"; got != want {
 				t.Fatalf("child's Wait: got %q, want %q", got, want)
 			}
 			atomic.StoreUint32(w, 7)
 			if _, err := Wake(w, 1); err != nil {
 				t.Fatal(err)
 			}
-			if got, want := c.line(t), "saw 7"; got != want {
+			if got, want := c.Line(t), "saw 7"; got != want {
 				t.Fatalf("child: got %q, want %q", got, want)
 			}
-			c.wait(t)
+			c.Wait(t)
 		})
 	}
 }
@@ -169,7 +169,7 @@ func TestCrossProcessReverse(t *testing.T) {
 	noLeaks(t)
 	key, words := segment(t, 4096)
 	w := &words[5]
-	c := startHelper(t, "wake", key, "5")
+	c := helpers.Start(t, "wake", key, "5")
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	if err := Wait(ctx, w, 0); err != nil {
@@ -178,16 +178,16 @@ func TestCrossProcessReverse(t *testing.T) {
 	if got := atomic.LoadUint32(w); got != 0 {
 		t.Fatalf("woken with the word at %d, want 0 (only a Wake should have woken us)", got)
 	}
-	if got, want := c.line(t), "woke 1"; got != want {
+	if got, want := c.Line(t), "woke 1"; got != want {
 		t.Fatalf("child: got %q, want %q", got, want)
 	}
-	fmt.Fprintln(c.stdin, "now change it")
+	fmt.Fprintln(c.Stdin, "now change it")
 	for atomic.LoadUint32(w) == 0 {
 		if err := Wait(ctx, w, 0); err != nil {
 			t.Fatalf("Wait for the change: %v", err)
 		}
 	}
-	c.wait(t)
+	c.Wait(t)
 }
 
 // TestKilledWaiter: a child killed while it sleeps on a word leaves no
@@ -196,15 +196,13 @@ func TestCrossProcessReverse(t *testing.T) {
 func TestKilledWaiter(t *testing.T) {
 	key, words := segment(t, 4096)
 	w := &words[0]
-	c := startHelper(t, "sleep", key, "0")
-	tid, err := strconv.Atoi(c.line(t))
+	c := helpers.Start(t, "sleep", key, "0")
+	tid, err := strconv.Atoi(c.Line(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitAsleep(t, c.cmd.Process.Pid, tid, nil)
-	c.cmd.Process.Kill()
-	c.waited = true
-	c.cmd.Wait()
+	waitAsleep(t, c.Cmd.Process.Pid, tid, nil)
+	c.Kill(t)
 
 	if n, err := Wake(w, 0); n != 0 || err != nil {
 		t.Fatalf("Wake after the waiter was killed: %d, %v; want 0, nil", n, err)
@@ -217,22 +215,22 @@ func TestKilledWaiter(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	c2 := startHelper(t, "wait", key, "0", "rw")
-	tid, err = strconv.Atoi(c2.line(t))
+	c2 := helpers.Start(t, "wait", key, "0", "rw")
+	tid, err = strconv.Atoi(c2.Line(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitAsleep(t, c2.cmd.Process.Pid, tid, nil)
+	waitAsleep(t, c2.Cmd.Process.Pid, tid, nil)
 	wakeUntil(t, w, 1, 1)
-	if got, want := c2.line(t), "<nil> 0"; got != want {
+	if got, want := c2.Line(t), "<nil> 0"; got != want {
 		t.Fatalf("second child's Wait: got %q, want %q", got, want)
 	}
 	atomic.StoreUint32(w, 1)
 	Wake(w, 1)
-	if got, want := c2.line(t), "saw 1"; got != want {
+	if got, want := c2.Line(t), "saw 1"; got != want {
 		t.Fatalf("second child: got %q, want %q", got, want)
 	}
-	c2.wait(t)
+	c2.Wait(t)
 }
 
 // TestChanged: Wait returns nil at once, with no goroutine and no system
