@@ -111,6 +111,10 @@
 // consistent, a sleeper either sees the new value or is seen sleeping: no
 // wake-up is lost.
 //
+// The tests exercise this layout with a consumer written in Python from
+// this description alone (testdata/ring_consumer.py, ctypes for the futex),
+// against a Go producer.
+//
 // # Lifetimes
 //
 // A slice from Reserve is valid until Commit, one from Next until Release;

@@ -1,0 +1,156 @@
+//go:build linux && amd64
+
+package ring
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// requireInteropEnv, when set (as .ci/run sets it), turns a missing python3
+// from a skip into a failure (as in package shmmap's interop tests).
+const requireInteropEnv = "SHMMAP_REQUIRE_INTEROP"
+
+// missingPeer skips t for want of a peer program, or fails it if CI
+// requires the interop tests.
+func missingPeer(t *testing.T, format string, args ...any) {
+	t.Helper()
+	msg := fmt.Sprintf(format, args...)
+	if os.Getenv(requireInteropEnv) != "" {
+		t.Fatalf("%s (and %s is set)", msg, requireInteropEnv)
+	}
+	t.Skip(msg)
+}
+
+// python returns Debian's /usr/bin/python3, else the first python3 on PATH.
+func python(t *testing.T) string {
+	t.Helper()
+	py := "/usr/bin/python3"
+	if _, err := os.Stat(py); err != nil {
+		if py, err = exec.LookPath("python3"); err != nil {
+			missingPeer(t, "no python3: %v", err)
+		}
+	}
+	out, err := exec.Command(py, "-I", "-c", "import ctypes, multiprocessing.shared_memory").CombinedOutput()
+	if err != nil {
+		missingPeer(t, "%s cannot import ctypes and multiprocessing.shared_memory (%v: %s)", py, err, bytes.TrimSpace(out))
+	}
+	return py
+}
+
+// pyMessage writes message i of testdata/ring_consumer.py's stream into a
+// fresh slice of b's length: byte j is (i + j) % 256.
+func pyMessage(b []byte, i int) {
+	for j := range b {
+		b[j] = byte(i + j)
+	}
+}
+
+// pySize is the length of message i of that stream.
+func pySize(i int) int { return i * 7919 % 1000 }
+
+// TestPythonConsumer streams messages from a Go producer to
+// testdata/ring_consumer.py, a consumer written in Python from the package
+// documentation's layout alone (ctypes for the futex and the locks): a
+// small ring, so that it wraps, pads and fills many times over, and both
+// sides sleep and wake each other. The consumer checks every message's
+// length and bytes; the test checks its count, total and CRC-32 against
+// what the producer sent. In "eof" the producer closes after the last
+// message and the consumer must see the end of the stream; in "close" the
+// consumer closes its end after count messages and the producer, which
+// goes on, must be told that the consumer has closed (its state bit), not
+// that it died.
+func TestPythonConsumer(t *testing.T) {
+	py := python(t)
+	const count = 20000
+	t.Run("eof", func(t *testing.T) { pythonStream(t, py, count, false) })
+	t.Run("close", func(t *testing.T) { pythonStream(t, py, count, true) })
+}
+
+func pythonStream(t *testing.T, py string, count int, consumerCloses bool) {
+	keys := checkLeaks(t)
+	p, err := CreateProducer(4096)
+	if err != nil {
+		t.Fatal(err)
+	}
+	*keys = append(*keys, p.Key())
+	closed := false
+	defer func() {
+		if !closed {
+			p.Close()
+		}
+	}()
+
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	args := []string{"-I", "testdata/ring_consumer.py", p.Key(), strconv.Itoa(count)}
+	if consumerCloses {
+		args = append(args, "close")
+	}
+	cmd := exec.CommandContext(ctx, py, args...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		err := cmd.Wait()
+		if !consumerCloses {
+			cancel() // a consumer that exits early ends a waiting Reserve
+		}
+		done <- err
+	}()
+
+	var total int
+	var crc uint32
+	var perr error
+	sent := count
+	if consumerCloses {
+		sent = 10 * count // until the consumer's close stops the producer
+	}
+	for i := range sent {
+		n := pySize(i)
+		b, err := p.Reserve(ctx, n)
+		if err != nil {
+			perr = fmt.Errorf("Reserve %d: %w", i, err)
+			break
+		}
+		pyMessage(b, i)
+		if i < count {
+			crc = crc32.Update(crc, crc32.IEEETable, b)
+			total += n
+		}
+		p.Commit()
+	}
+	closed = true
+	if err := p.Close(); err != nil {
+		t.Error(err)
+	}
+	werr := <-done
+	if consumerCloses {
+		if !errors.Is(perr, ErrPeerGone) || !strings.Contains(perr.Error(), "the consumer has closed") {
+			t.Errorf("the producer got %v, want ErrPeerGone: the consumer has closed", perr)
+		}
+		perr = nil
+	}
+	if werr != nil || perr != nil {
+		t.Fatalf("producer: %v\npython: %v\nstdout:\n%s\nstderr:\n%s", perr, werr, stdout.Bytes(), stderr.Bytes())
+	}
+	want := fmt.Sprintf("count %d bytes %d crc32 %d\n", count, total, crc)
+	if got := stdout.String(); got != want {
+		t.Errorf("python printed %q, want %q", got, want)
+	}
+	if stderr.Len() > 0 {
+		t.Errorf("python's stderr:\n%s", stderr.Bytes())
+	}
+}
