@@ -71,8 +71,11 @@
 // then the buffer. Every number is in the machine's native byte order, and
 // every shared word is a 32-bit word accessed atomically (sequentially
 // consistent, as C11's atomic_load/atomic_store default and Go's
-// sync/atomic; plain loads and stores of aligned 32-bit words on amd64 and
-// arm64 with the fences of those). Offsets in the header:
+// sync/atomic). A plain aligned load or store is atomic on amd64 and arm64,
+// but not sequentially consistent: on amd64 a store must be an XCHG (or be
+// followed by MFENCE) before the next load, as the wake protocol below
+// needs, and on arm64 both need their acquire and release forms (LDAR,
+// STLR). Offsets in the header:
 //
 //	0    8 bytes  magic "shmring\x00"
 //	8    uint32   version, 1
@@ -110,6 +113,40 @@
 // producer-sleeping. Because the stores and loads are sequentially
 // consistent, a sleeper either sees the new value or is seen sleeping: no
 // wake-up is lost.
+//
+// A record is corrupt, and Next's error wraps ErrCorrupt, if its length
+// does not fit between its offset + 8 and the buffer's end, if the record
+// (8 + n, rounded up to 8) is longer than tail - head, or if its kind is
+// neither 0 nor 1.
+//
+// Opening, in this order. The opener takes its liveness lock (on Linux,
+// flock LOCK_SH on an fd of the segment's file, kept until it closes) and
+// maps the segment; checks magic, version, header size, alignment and
+// capacity (else ErrCorrupt or ErrVersion), and that the creator's end is
+// not the one it wants (else ErrBusy); checks that the creator is alive,
+// on Linux that its lock is held (else ErrPeerGone); writes its pid and
+// start time (offsets 36 and 48); and last sets bit 0 of state with a
+// compare-and-swap that fails, with ErrBusy, if bit 0 is already set: one
+// opener only. Until bit 0 is set, a creator that waits does not ask
+// whether its peer is alive.
+//
+// Closing. An end that closes sets its bit of state (bit 1 the producer,
+// bit 2 the consumer) with a compare-and-swap loop, then wakes every
+// sleeper on the word it writes (tail for the producer, head for the
+// consumer), then drops its lock and unmaps.
+//
+// Waiting, in full. A waiting end stores 1 in its sleeping word, loads the
+// word it waits on (tail or head) and returns if that moved; loads state
+// and returns if the peer's closed bit is set; else sleeps (FUTEX_WAIT on
+// the word, with the value it saw, for at most 200 ms), stores 0 in its
+// sleeping word, and loops. After a timeout it asks whether the peer is
+// alive; a dead peer's last store may still be there to read first.
+//
+// End of stream. The consumer loads state, then tail: if tail has moved it
+// reads on; only if tail has not moved and the producer's closed bit was
+// set in the state it loaded first is it the end (io.EOF). In the other
+// order, a producer that committed and closed between the two loads would
+// lose its last messages.
 //
 // The tests exercise this layout with a consumer written in Python from
 // this description alone (testdata/ring_consumer.py, ctypes for the futex),
