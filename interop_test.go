@@ -22,44 +22,17 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shmmap-go/shmmap/internal/peer"
 	"golang.org/x/sys/unix"
 )
-
-// requireInteropEnv, when set (as .ci/run sets it), turns a missing python3,
-// NumPy, node or npm from a skip into a failure, so that CI cannot pass
-// without running the interop tests.
-const requireInteropEnv = "SHMMAP_REQUIRE_INTEROP"
 
 // interopFloats is how many float64s the interop tests share: 8 MiB.
 const interopFloats = 1 << 20
 
-// missingPeer skips t for want of a peer program, or fails it if CI
-// requires the interop tests.
-func missingPeer(t *testing.T, format string, args ...any) {
-	t.Helper()
-	msg := fmt.Sprintf(format, args...)
-	if os.Getenv(requireInteropEnv) != "" {
-		t.Fatalf("%s (and %s is set)", msg, requireInteropEnv)
-	}
-	t.Skip(msg)
-}
-
-// numPy returns a python3 that has NumPy: Debian's /usr/bin/python3, which
-// the python3-numpy package serves, else the first python3 on PATH.
+// numPy returns a python3 that has NumPy (internal/peer).
 func numPy(t *testing.T) string {
 	t.Helper()
-	python := "/usr/bin/python3"
-	if _, err := os.Stat(python); err != nil {
-		if python, err = exec.LookPath("python3"); err != nil {
-			missingPeer(t, "no python3: %v", err)
-		}
-	}
-	out, err := exec.Command(python, "-I", "-c", "import numpy, multiprocessing.shared_memory").CombinedOutput()
-	if err != nil {
-		missingPeer(t, "%s cannot import numpy (%v: %s); on Debian: apt-get install python3-numpy",
-			python, err, bytes.TrimSpace(out))
-	}
-	return python
+	return peer.Python(t, "numpy", "multiprocessing.shared_memory")
 }
 
 // peerCommand returns a command that is killed if it runs for more than a
@@ -474,7 +447,7 @@ var nodeInstall struct {
 func nodeShmmap(t *testing.T) string {
 	t.Helper()
 	if _, err := exec.LookPath("node"); err != nil {
-		missingPeer(t, "the node interop test needs node: %v", err)
+		peer.Missing(t, "the node interop test needs node: %v", err)
 	}
 	nodeInstall.once.Do(func() {
 		dir := os.Getenv("SHMMAP_NODE_CACHE")
@@ -489,7 +462,7 @@ func nodeShmmap(t *testing.T) string {
 		nodeInstall.path, nodeInstall.err = installNode(dir)
 	})
 	if nodeInstall.err != nil {
-		missingPeer(t, "cannot install the node package shmmap: %v", nodeInstall.err)
+		peer.Missing(t, "cannot install the node package shmmap: %v", nodeInstall.err)
 	}
 	return nodeInstall.path
 }

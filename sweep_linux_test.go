@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shmmap-go/shmmap/internal/peer"
 	"github.com/shmmap-go/shmmap/internal/sweeplock"
 	"golang.org/x/sys/unix"
 )
@@ -405,10 +406,7 @@ func prefixAll(p string, list []string) []string {
 func TestSweepKeepsPython(t *testing.T) {
 	keys := checkLeaks(t)
 	sweeplock.Lock(t)
-	py, err := exec.LookPath("python3")
-	if err != nil {
-		missingPeer(t, "no python3: %v", err)
-	}
+	py := peer.Python(t)
 	cmd := exec.Command(py, "-c", `import sys
 from multiprocessing import shared_memory
 s = shared_memory.SharedMemory(create=True, size=100)

@@ -8,44 +8,14 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
-	"os"
 	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/shmmap-go/shmmap/internal/peer"
 )
-
-// requireInteropEnv, when set (as .ci/run sets it), turns a missing python3
-// from a skip into a failure (as in package shmmap's interop tests).
-const requireInteropEnv = "SHMMAP_REQUIRE_INTEROP"
-
-// missingPeer skips t for want of a peer program, or fails it if CI
-// requires the interop tests.
-func missingPeer(t *testing.T, format string, args ...any) {
-	t.Helper()
-	msg := fmt.Sprintf(format, args...)
-	if os.Getenv(requireInteropEnv) != "" {
-		t.Fatalf("%s (and %s is set)", msg, requireInteropEnv)
-	}
-	t.Skip(msg)
-}
-
-// python returns Debian's /usr/bin/python3, else the first python3 on PATH.
-func python(t *testing.T) string {
-	t.Helper()
-	py := "/usr/bin/python3"
-	if _, err := os.Stat(py); err != nil {
-		if py, err = exec.LookPath("python3"); err != nil {
-			missingPeer(t, "no python3: %v", err)
-		}
-	}
-	out, err := exec.Command(py, "-I", "-c", "import ctypes, multiprocessing.shared_memory").CombinedOutput()
-	if err != nil {
-		missingPeer(t, "%s cannot import ctypes and multiprocessing.shared_memory (%v: %s)", py, err, bytes.TrimSpace(out))
-	}
-	return py
-}
 
 // pyMessage writes message i of testdata/ring_consumer.py's stream into a
 // fresh slice of b's length: byte j is (i + j) % 256.
@@ -70,7 +40,7 @@ func pySize(i int) int { return i * 7919 % 1000 }
 // goes on, must be told that the consumer has closed (its state bit), not
 // that it died.
 func TestPythonConsumer(t *testing.T) {
-	py := python(t)
+	py := peer.Python(t, "ctypes", "multiprocessing.shared_memory")
 	const count = 20000
 	t.Run("eof", func(t *testing.T) { pythonStream(t, py, count, false) })
 	t.Run("close", func(t *testing.T) { pythonStream(t, py, count, true) })
