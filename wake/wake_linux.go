@@ -4,6 +4,7 @@ package wake
 
 import (
 	"os"
+	"sync"
 	"time"
 	"unsafe"
 
@@ -37,6 +38,8 @@ const (
 // to another process, so namespaces cannot mix. Its values are the time
 // since boot, so they fit the 32-bit timespec of SYS_FUTEX on 386 and arm.
 //
+// The time is read without a system call (see monotonic).
+//
 // The call is unix.Syscall6, not raw: it blocks, and the runtime must hand
 // this thread's P to other goroutines meanwhile.
 func wait(addr *uint32, old uint32, tag uint32, timeout time.Duration) (result, error) {
@@ -44,11 +47,11 @@ func wait(addr *uint32, old uint32, tag uint32, timeout time.Duration) (result, 
 	if timeout < 0 {
 		_, _, errno = unix.Syscall6(unix.SYS_FUTEX, uintptr(unsafe.Pointer(addr)), futexWaitBitset, uintptr(old), 0, 0, uintptr(tag))
 	} else {
-		var ts unix.Timespec
-		if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
-			return 0, os.NewSyscallError("clock_gettime", err)
+		now, err := monotonic()
+		if err != nil {
+			return 0, err
 		}
-		ts = unix.NsecToTimespec(ts.Nano() + int64(timeout))
+		ts := unix.NsecToTimespec(now + int64(timeout))
 		_, _, errno = unix.Syscall6(unix.SYS_FUTEX, uintptr(unsafe.Pointer(addr)), futexWaitBitset, uintptr(old), uintptr(unsafe.Pointer(&ts)), 0, uintptr(tag))
 	}
 	switch errno {
@@ -83,4 +86,38 @@ func wake(addr *uint32, n int) (int, error) {
 // bit) is among them, and sees a spurious wake-up.
 func wakeTag(addr *uint32, tag uint32) {
 	unix.Syscall6(unix.SYS_FUTEX, uintptr(unsafe.Pointer(addr)), futexWakeBitset, maxWake, 0, 0, uintptr(tag))
+}
+
+// monoBase pairs one reading of CLOCK_MONOTONIC with the time.Time taken
+// right before it.
+var monoBase struct {
+	once sync.Once
+	ns   int64 // CLOCK_MONOTONIC, in ns
+	t    time.Time
+	err  error
+}
+
+// monotonic returns CLOCK_MONOTONIC in ns, without a system call:
+// unix.ClockGettime is one (x/sys does not use the vDSO), which costs about
+// a microsecond on these machines, every sleep. Go's monotonic time
+// (time.Since) is the runtime's nanotime, CLOCK_MONOTONIC read through the
+// vDSO on Linux (runtime/sys_linux_*.s: nanotime1), so the difference of
+// the two clocks is a constant, taken once. The reading is ahead by at most
+// the moment between the two reads of monoBase, so a sleep may end that
+// much late, never early.
+func monotonic() (int64, error) {
+	b := &monoBase
+	b.once.Do(func() {
+		t := time.Now()
+		var ts unix.Timespec
+		if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+			b.err = os.NewSyscallError("clock_gettime", err)
+			return
+		}
+		b.ns, b.t = ts.Nano(), t
+	})
+	if b.err != nil {
+		return 0, b.err
+	}
+	return b.ns + int64(time.Since(b.t)), nil
 }

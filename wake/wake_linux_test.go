@@ -190,3 +190,25 @@ func TestDeadlineSleeps(t *testing.T) {
 		t.Errorf("a wait of %v used %v of CPU time", d, used)
 	}
 }
+
+// TestMonotonic: the clock of the futex deadlines, read without a system
+// call, is CLOCK_MONOTONIC as the kernel reads it (in this time namespace):
+// never behind it, and ahead by no more than a moment.
+func TestMonotonic(t *testing.T) {
+	for range 100 {
+		var before, after unix.Timespec
+		if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &before); err != nil {
+			t.Fatal(err)
+		}
+		got, err := monotonic()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &after); err != nil {
+			t.Fatal(err)
+		}
+		if got < before.Nano() || got > after.Nano()+int64(5*time.Millisecond) {
+			t.Fatalf("monotonic() = %d, CLOCK_MONOTONIC went from %d to %d", got, before.Nano(), after.Nano())
+		}
+	}
+}
