@@ -89,20 +89,30 @@ func (p *Producer) Reserve(ctx context.Context, n int) ([]byte, error) {
 	}
 	rec := recordHead + align(n)
 	off := int(p.tail & e.mask)
+	pad := 0
 	if left := len(e.buf) - off; rec > left {
 		// Pad to the end of the buffer, so that the message is contiguous.
-		if err := p.room(ctx, left); err != nil {
+		// The padding goes to the consumer with the message, in one store
+		// and at most one wake-up, when both fit in the ring; else first,
+		// for the consumer to free the start of the buffer.
+		if left+rec <= len(e.buf) {
+			pad = left
+		} else if err := p.room(ctx, left); err != nil {
 			return nil, err
+		} else {
+			p.putRecord(off, left-recordHead, kindPadding)
+			p.publish(p.tail + uint32(left))
 		}
-		p.putRecord(off, left-recordHead, kindPadding)
-		p.publish(p.tail + uint32(left))
 		off = 0
 	}
-	if err := p.room(ctx, rec); err != nil {
+	if err := p.room(ctx, pad+rec); err != nil {
 		return nil, err
 	}
+	if pad > 0 {
+		p.putRecord(int(p.tail&e.mask), pad-recordHead, kindPadding)
+	}
 	p.putRecord(off, n, kindMessage)
-	p.pending = rec
+	p.pending = pad + rec
 	return e.buf[off+recordHead : off+recordHead+n : off+recordHead+n], nil
 }
 

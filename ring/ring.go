@@ -101,8 +101,9 @@
 // then zero to 7 bytes to the next multiple of 8. A record never crosses the
 // buffer's end: where a message's record does not fit before the end, the
 // producer first writes a padding record that covers the rest of the buffer
-// (n = bytes left - 8) and commits it, then the message at offset 0. Free
-// space is capacity - (tail - head), computed mod 2^32.
+// (n = bytes left - 8), then the message at offset 0; it commits both with
+// one store of tail when both fit in the free space, else the padding
+// first. Free space is capacity - (tail - head), computed mod 2^32.
 //
 // The producer writes a record, then stores the new tail; then, if the
 // consumer-sleeping word is 1, it calls FUTEX_WAKE (shared) on tail. The

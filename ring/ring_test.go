@@ -120,6 +120,28 @@ func TestWrapAround(t *testing.T) {
 	}
 }
 
+// TestPaddingWithMessage: a message that wraps goes to the consumer in one
+// store of tail with its padding record, when both fit (one wake-up at
+// most, not two); nothing is published before Commit.
+func TestPaddingWithMessage(t *testing.T) {
+	p, c := pair(t, 256)
+	send(t, p, 200, 0) // a record of 208
+	receive(t, c, 200, 0)
+	b, err := p.Reserve(context.Background(), 100) // 48 left: padding, then 112 at 0
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := atomic.LoadUint32(p.e.tail); got != 208 {
+		t.Fatalf("tail %d after Reserve, want 208: published before Commit", got)
+	}
+	fill(b, 1)
+	p.Commit()
+	if got := atomic.LoadUint32(p.e.tail); got != 256+112 {
+		t.Fatalf("tail %d after Commit, want %d", got, 256+112)
+	}
+	receive(t, c, 100, 1)
+}
+
 // noPoll makes waiting ends sleep without a limit for the rest of t, so
 // that only a wake-up can end a wait: a lost one fails the test.
 func noPoll(t *testing.T) {
