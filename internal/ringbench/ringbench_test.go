@@ -1,0 +1,67 @@
+package ringbench
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"testing"
+)
+
+// TestSum: the checksum (SSE2 on amd64) agrees with the plain loop on every
+// length the payloads have, with words that carry out of 64 bits.
+func TestSum(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	b := make([]byte, 1<<16+32)
+	for i := range b {
+		b[i] = byte(r.Uint32())
+	}
+	for n := 0; n <= len(b); n += 32 {
+		for _, off := range []int{0, 8} { // aligned, and not to 16
+			if off+n > len(b) {
+				continue
+			}
+			if got, want := checksum(b[off:off+n]), sumGo(b[off:off+n]); got != want {
+				t.Fatalf("checksum of %d bytes at %d = %#x, want %#x", n, off, got, want)
+			}
+		}
+	}
+}
+
+// TestPayload: a message that Send would write checks as message i and as
+// no other.
+func TestPayload(t *testing.T) {
+	for _, size := range []int{32, 64, 4096, 1 << 20} {
+		p := NewPayload(size)
+		b := append([]byte(nil), p.pattern...)
+		stamp(b, 7)
+		if err := p.verify(b, 7); err != nil {
+			t.Errorf("%d bytes: %v", size, err)
+		}
+		if err := p.verify(b, 8); err == nil {
+			t.Errorf("%d bytes: message 7 checks as 8", size)
+		}
+		b[size/2]++
+		if err := p.verify(b, 7); err == nil {
+			t.Errorf("%d bytes: a changed byte goes unseen", size)
+		}
+	}
+}
+
+func BenchmarkChecksum(b *testing.B) {
+	for _, size := range []int{4096, 1 << 20} {
+		p := NewPayload(size)
+		b.Run(fmt.Sprint(size), func(b *testing.B) {
+			b.SetBytes(int64(size))
+			for b.Loop() {
+				checksum(p.pattern)
+			}
+		})
+	}
+}
+
+func BenchmarkChecksumGo(b *testing.B) {
+	p := NewPayload(1 << 20)
+	b.SetBytes(1 << 20)
+	for b.Loop() {
+		sumGo(p.pattern)
+	}
+}
