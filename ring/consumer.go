@@ -5,9 +5,8 @@ import (
 	"fmt"
 	"io"
 	"sync/atomic"
+	"time"
 	"unsafe"
-
-	"github.com/shmmap-go/shmmap/wake"
 )
 
 // A Consumer is the reading end of a ring. Its methods must be called from
@@ -61,6 +60,11 @@ func newConsumer(e *end) *Consumer {
 		prodSleep: word(e.seg, offProdSleep),
 	}
 }
+
+// SetSpin makes the waits of Next watch the ring for up to d before they
+// sleep, and d <= 0 (the default) not at all; see Spinning in the package
+// documentation. Call it between calls of the end's other methods.
+func (c *Consumer) SetSpin(d time.Duration) { c.e.setSpin(d) }
 
 // Key returns the ring's key, for OpenProducer in another process.
 func (c *Consumer) Key() string { return c.e.key }
@@ -151,6 +155,6 @@ func (c *Consumer) publish(head uint32) {
 	c.head = head
 	atomic.StoreUint32(c.e.head, head)
 	if atomic.LoadUint32(c.prodSleep) != 0 {
-		wake.Wake(c.e.head, 1)
+		wakePeer(c.e.head)
 	}
 }

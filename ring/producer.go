@@ -4,9 +4,8 @@ import (
 	"context"
 	"fmt"
 	"sync/atomic"
+	"time"
 	"unsafe"
-
-	"github.com/shmmap-go/shmmap/wake"
 )
 
 // A Producer is the writing end of a ring. Its methods must be called from
@@ -60,6 +59,11 @@ func newProducer(e *end) *Producer {
 		prodSleep: word(e.seg, offProdSleep),
 	}
 }
+
+// SetSpin makes the waits of Reserve watch the ring for up to d before they
+// sleep, and d <= 0 (the default) not at all; see Spinning in the package
+// documentation. Call it between calls of the end's other methods.
+func (p *Producer) SetSpin(d time.Duration) { p.e.setSpin(d) }
 
 // Key returns the ring's key, for OpenConsumer in another process.
 func (p *Producer) Key() string { return p.e.key }
@@ -165,6 +169,6 @@ func (p *Producer) publish(tail uint32) {
 	p.tail = tail
 	atomic.StoreUint32(p.e.tail, tail)
 	if atomic.LoadUint32(p.consSleep) != 0 {
-		wake.Wake(p.e.tail, 1)
+		wakePeer(p.e.tail)
 	}
 }

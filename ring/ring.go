@@ -32,9 +32,22 @@
 // end publishes that it sleeps and sleeps on a word of the segment (package
 // wake: the futex on Linux); the other end makes the wake-up system call
 // only when the sleeper flag is set, so that two ends that keep up with
-// each other make no system call at all. Neither end ever spins. While it
-// waits, an end wakes every 200 ms to ask the kernel whether its peer is
+// each other make no system call at all. By default neither end spins;
+// SetSpin makes an end watch the ring for a while before it sleeps (see
+// Spinning). While it waits, an end wakes every 200 ms to ask the kernel whether its peer is
 // still alive (see Dead peers); a wait ends with ctx.Err() when ctx ends.
+//
+// # Spinning
+//
+// A wake-up costs the sleeper's system calls and the kernel's hand-over to
+// it: about 2 µs when the two processes share a CPU, 25-35 µs on these
+// virtual machines when the sleeper's CPU is idle and must be woken (see
+// BENCHMARKS.md). SetSpin(d) makes an end's waits first watch the ring for
+// up to d, without a system call, and sleep only after that: when the peer
+// answers within d, on another CPU, neither side makes a system call and the
+// hand-over costs a cache line's transfer. The price is a CPU kept busy for
+// up to d by each wait, so spin only with a CPU to spare for each end: two
+// spinning ends on one CPU take turns at wasting it.
 //
 // # Dead peers
 //

@@ -182,6 +182,99 @@ func TestEmptyBlocks(t *testing.T) {
 	}
 }
 
+// counts returns how many waits have slept and wake-ups have been sent in
+// this process since the last call.
+func counts() (slept, woke int64) { return sleeps.Swap(0), wakeups.Swap(0) }
+
+// TestAwakeNoSyscall: ends that keep up with each other never sleep and
+// never wake each other, so they make no system call: a Commit wakes only a
+// consumer that sleeps, a Release only a producer that sleeps, each with
+// one wake-up; a spinning end that sees the word move makes none either.
+func TestAwakeNoSyscall(t *testing.T) {
+	checkLeaks(t)
+	noPoll(t)
+	p, c := pair(t, 1<<16)
+	counts()
+	for i := range 1000 { // the consumer is awake (busy elsewhere)
+		send(t, p, 32, uint64(i))
+	}
+	for i := range 1000 { // the producer is awake
+		receive(t, c, 32, uint64(i))
+	}
+	if slept, woke := counts(); slept != 0 || woke != 0 {
+		t.Fatalf("2000 calls between awake ends: %d sleeps, %d wake-ups; want none", slept, woke)
+	}
+
+	next := func() chan error {
+		got := make(chan error, 1)
+		go func() {
+			b, err := c.Next(context.Background())
+			if err == nil {
+				err = check(b, 1000, 32, make([]byte, 32))
+				c.Release()
+			}
+			got <- err
+		}()
+		return got
+	}
+	got := next()
+	waitWord(t, word(p.e.seg, offConsSleep), 1)
+	send(t, p, 32, 1000)
+	if err := <-got; err != nil {
+		t.Fatal(err)
+	}
+	if slept, woke := counts(); slept != 1 || woke != 1 {
+		t.Fatalf("a sleeping consumer: %d sleeps, %d wake-ups; want 1 and 1", slept, woke)
+	}
+
+	// Spinning: the consumer watches for up to a minute, and the message
+	// comes in 20 ms.
+	c.SetSpin(time.Minute)
+	defer c.SetSpin(0)
+	got = next()
+	time.Sleep(20 * time.Millisecond)
+	if atomic.LoadUint32(word(p.e.seg, offConsSleep)) != 0 {
+		t.Fatal("a spinning consumer says it sleeps")
+	}
+	send(t, p, 32, 1000)
+	if err := <-got; err != nil {
+		t.Fatal(err)
+	}
+	if slept, woke := counts(); slept != 0 || woke != 0 {
+		t.Fatalf("a spinning consumer: %d sleeps, %d wake-ups; want none", slept, woke)
+	}
+}
+
+// TestSpinBounded: a spin ends after its time, and the end then sleeps as
+// it would without one, to be woken by a Commit.
+func TestSpinBounded(t *testing.T) {
+	checkLeaks(t)
+	noPoll(t)
+	p, c := pair(t, 4096)
+	c.SetSpin(30 * time.Millisecond)
+	counts()
+	got := make(chan error, 1)
+	start := time.Now()
+	go func() {
+		_, err := c.Next(context.Background())
+		if err == nil {
+			c.Release()
+		}
+		got <- err
+	}()
+	waitWord(t, word(p.e.seg, offConsSleep), 1)
+	if d := time.Since(start); d < 30*time.Millisecond {
+		t.Errorf("slept after %v, before the spin of 30ms ended", d)
+	}
+	send(t, p, 8, 0)
+	if err := <-got; err != nil {
+		t.Fatal(err)
+	}
+	if slept, woke := counts(); slept != 1 || woke != 1 {
+		t.Fatalf("%d sleeps, %d wake-ups; want 1 and 1", slept, woke)
+	}
+}
+
 // TestFullBlocks: Reserve on a full ring sleeps until a Release makes room.
 func TestFullBlocks(t *testing.T) {
 	checkLeaks(t)
