@@ -90,11 +90,11 @@ func BenchmarkPingPong(b *testing.B) {
 	}
 	for _, size := range pingSizes {
 		b.Run(sizeName(size), func(b *testing.B) {
-			out, err := ring.CreateProducer(size + 8)
+			out, err := ring.CreateProducer(ringbench.PingPongCapacity(size))
 			if err != nil {
 				b.Fatal(err)
 			}
-			in, err := ring.CreateConsumer(size + 8)
+			in, err := ring.CreateConsumer(ringbench.PingPongCapacity(size))
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -206,13 +206,17 @@ func wakePeer(w *uint32) {
 // it moved. It reads the clock every spinCheck loads: a load of a word
 // another CPU writes takes ~100 ns, a read of the clock (vDSO) ~25.
 func spinWhile(w *uint32, old uint32, d time.Duration) bool {
-	start := time.Now()
+	var start time.Time // read at the first check: most spins end before
 	for i := 1; ; i++ {
 		if atomic.LoadUint32(w) != old {
 			return true
 		}
-		if i%spinCheck == 0 && time.Since(start) >= d {
-			return false
+		if i%spinCheck == 0 {
+			if i == spinCheck {
+				start = time.Now()
+			} else if time.Since(start) >= d {
+				return false
+			}
 		}
 	}
 }

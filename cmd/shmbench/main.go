@@ -10,7 +10,9 @@
 // repetition instead of 3) and --ops a,b,... (only these workloads). Besides
 // the common workloads it measures first_touch_populate and
 // cross_process_populate, with the Populate option, and create_release_anon:
-// CreateAnonymous and Close, an anonymous segment's create_release.
+// CreateAnonymous and Close, an anonymous segment's create_release. With
+// --spin D it measures only pingpong and stream, as impl go-shmmap-spin,
+// with both ends spinning up to D before they sleep (ring's SetSpin).
 package main
 
 import (
@@ -33,14 +35,15 @@ import (
 )
 
 const (
-	impl = "go-shmmap"
 	big  = 256 << 20
 	page = 4096
 )
 
 var (
+	impl   = "go-shmmap"
 	target = time.Second
 	reps   = 3
+	spin   time.Duration // --spin: both ends' ring.SetSpin
 )
 
 func main() {
@@ -52,6 +55,16 @@ func main() {
 		switch args[0] {
 		case "--quick":
 			target, reps = 100*time.Millisecond, 1
+		case "--spin":
+			if len(args) < 2 {
+				log.Fatal("--spin needs a duration")
+			}
+			d, err := time.ParseDuration(args[1])
+			if err != nil || d <= 0 {
+				log.Fatalf("--spin %q: want a positive duration", args[1])
+			}
+			spin, impl = d, "go-shmmap-spin"
+			args = args[1:]
 		case "--ops":
 			if len(args) < 2 {
 				log.Fatal("--ops needs a list")
@@ -82,6 +95,11 @@ func main() {
 	}
 	defer shmmap.ReleaseAll()
 	want := func(op string) bool { return ops == nil || slices.Contains(ops, op) }
+	if spin > 0 { // a variant of the messaging workloads only
+		want = func(op string) bool {
+			return (op == "pingpong" || op == "stream") && (ops == nil || slices.Contains(ops, op))
+		}
+	}
 
 	for _, size := range []int{4096, 1 << 20} {
 		if want("create_release") {

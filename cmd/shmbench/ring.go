@@ -41,10 +41,12 @@ func ringChild(args []string) {
 	in, err := ring.OpenConsumer(args[1])
 	check(err)
 	defer in.Close()
+	in.SetSpin(spin)
 	if args[0] == "echo" {
 		out, err := ring.OpenProducer(args[2])
 		check(err)
 		defer out.Close()
+		out.SetSpin(spin)
 		check(ringbench.Echo(in, out, size))
 		return
 	}
@@ -56,7 +58,11 @@ func ringChild(args []string) {
 func startRingChild(args ...string) (*exec.Cmd, *bufio.Reader) {
 	exe, err := os.Executable()
 	check(err)
-	cmd := exec.Command(exe, append([]string{"--ring-child"}, args...)...)
+	args = append([]string{"--ring-child"}, args...)
+	if spin > 0 {
+		args = append([]string{"--spin", spin.String()}, args...)
+	}
+	cmd := exec.Command(exe, args...)
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
 	check(err)
@@ -69,11 +75,16 @@ func startRingChild(args ...string) (*exec.Cmd, *bufio.Reader) {
 // least 10 unless that takes 3 targets; at most 200,000 with --quick), and
 // reports the median one way.
 func pingpong(size int) {
-	out, err := ring.CreateProducer(size + 8)
+	if spinning("pingpong", size) {
+		return
+	}
+	out, err := ring.CreateProducer(ringbench.PingPongCapacity(size))
 	check(err)
-	in, err := ring.CreateConsumer(size + 8)
+	in, err := ring.CreateConsumer(ringbench.PingPongCapacity(size))
 	check(err)
 	defer in.Close()
+	out.SetSpin(spin)
+	in.SetSpin(spin)
 	cmd, _ := startRingChild("echo", out.Key(), in.Key(), strconv.Itoa(size))
 	p := ringbench.NewPayload(size)
 	ctx := context.Background()
@@ -110,8 +121,12 @@ func pingpong(size int) {
 // has passed, and stops when the child reports that it has read all. The
 // ring holds 8 messages' worth (less their 8-byte record heads).
 func stream(size int) {
+	if spinning("stream", size) {
+		return
+	}
 	out, err := ring.CreateProducer(8 * size)
 	check(err)
+	out.SetSpin(spin)
 	cmd, lines := startRingChild("sink", out.Key(), strconv.Itoa(size))
 	p := ringbench.NewPayload(size)
 	ctx := context.Background()
@@ -139,6 +154,16 @@ func stream(size int) {
 	check(cmd.Wait())
 	fmt.Printf(`{"impl":%q,"op":"stream","size":%d,"iters":%d,"ns_per_op":%.1f,"gbps":%.3f,"bytes":%d%s}`+"\n",
 		impl, size, n, float64(d.Nanoseconds())/float64(n), float64(bytes)/float64(d.Nanoseconds()), bytes, pinField())
+}
+
+// spinning reports, with the line the C spinning peer prints, that op is
+// not run: spinning ends pinned to one CPU take turns at wasting it.
+func spinning(op string, size int) bool {
+	if spin == 0 || pinMode != "same" {
+		return false
+	}
+	fmt.Printf(`{"impl":%q,"op":%q,"size":%d,"error":"not run: SHMMAP_PEERS_PIN=same leaves one CPU to two spinners"}`+"\n", impl, op, size)
+	return true
 }
 
 func pinField() string {

@@ -46,6 +46,15 @@ func words(b []byte) []uint64 {
 	return unsafe.Slice((*uint64)(unsafe.Pointer(unsafe.SliceData(b))), len(b)/8)
 }
 
+// PingPongCapacity is the capacity of each ring of a ping-pong of size-byte
+// messages: one message, or a page. A message larger than half the ring
+// always goes at its start (after a padding record, sent with it), so that
+// the data stays in the same cache lines as in the peers' single slot; a
+// small one goes round a page, and the producer reads the consumer's head
+// (a cache line from the other CPU) only when the page is full, not for
+// every message.
+func PingPongCapacity(size int) int { return max(size+8, 4096) }
+
 // Send writes message i into the ring in place: the pattern, then the stamps.
 func (p *Payload) Send(ctx context.Context, w *ring.Producer, i uint64) error {
 	b, err := w.Reserve(ctx, len(p.pattern))
