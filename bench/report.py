@@ -56,6 +56,38 @@ for path in rounds:
         samples[(d["impl"], d["op"], d["size"])].append((d["ns_per_op"], d.get("gbps")))
 
 
+# Messaging (pingpong, stream): bench/compare's pinned runs, msg-R-MODE.jsonl,
+# one per round and SHMMAP_PEERS_PIN mode.
+MSG_IMPLS = ["go-shmmap", "c-futex-shm", "go-shmmap-gomaxprocs1", "go-shmmap-spin", "c-spin-shm", "c-pipe", "c-uds", "python-pipe"]
+MSG_ROWS = [("pingpong", n) for n in (64, 4096, 64 << 10, 1 << 20, 4 << 20)] + \
+    [("stream", n) for n in (64 << 10, 1 << 20)]
+msg = defaultdict(list)  # (pin, impl, op, size) -> [(ns, gbps)]
+msg_errors = {}
+msg_rounds = sorted(glob.glob(os.path.join(out, "msg-*.jsonl")))
+for path in msg_rounds:
+    for line in open(path):
+        line = line.strip()
+        if not line.startswith("{"):
+            continue
+        d = json.loads(line)
+        if "error" in d:
+            msg_errors[(d.get("pin"), d["impl"], d.get("op"), d.get("size"))] = d["error"]
+            continue
+        if d.get("op") in ("pingpong", "stream") and d.get("pin"):
+            msg[(d["pin"], d["impl"], d["op"], d["size"])].append((d["ns_per_op"], d["gbps"]))
+
+
+def msg_med(pin, impl, op, size):
+    s = msg.get((pin, impl, op, size))
+    if not s:
+        return None
+    return statistics.median(x[0] for x in s), statistics.median(x[1] for x in s)
+
+
+def fmt_size(n):
+    return f"{n} B" if n < 1024 else human_size(n)
+
+
 def med(impl, op, size):
     s = samples.get((impl, op, size))
     if not s:
@@ -66,6 +98,8 @@ def med(impl, op, size):
 
 
 def human_size(n):
+    if n < 1024:
+        return f"{n} B"
     return f"{n >> 20} MiB" if n >= 1 << 20 else f"{n >> 10} KiB"
 
 
@@ -111,13 +145,20 @@ def fmt_m(op, m):
 
 
 # go test -bench: allocations and scaling, medians over -count.
+# A benchmark of a package other than the root one is named with its path
+# (ring/BenchmarkPingPong/64B).
 gob = defaultdict(list)
+prefix = ""
 for line in open(os.path.join(out, "gobench.txt")):
+    p = re.match(r"^pkg: github\.com/shmmap-go/shmmap(/\S+)?$", line.strip())
+    if p:
+        prefix = (p.group(1) or "/")[1:] + ("/" if p.group(1) else "")
+        continue
     m = re.match(r"^(Benchmark\S+)-\d+\s+\d+\s+(.*)$", line)
     if m:
         fields = m.group(2).split()
         vals = {fields[i + 1]: float(fields[i]) for i in range(0, len(fields) - 1, 2)}
-        gob[m.group(1)].append(vals)
+        gob[prefix + m.group(1)].append(vals)
 
 
 def gomed(name, unit):
@@ -214,6 +255,65 @@ for name in sorted(gob):
     b = gomed(name, "B/op")
     alloc_rows.append(f"| {name} | {ns:.0f} | {al if al is not None else ''} | {b if b is not None else ''} |")
 
+# Messaging tables, one per placement. pingpong: median one-way latency;
+# stream: GB/s. Ratios: Go's time over C's (pingpong), Go's throughput over
+# C's (stream), the Unix socket's time over Go's.
+TARGETS = {"futex": 1.3, "stream": 0.8, "spin": 2.0, "uds": 1.5}
+
+
+def msg_cell(op, m):
+    if m is None:
+        return "n/a"
+    return f"{m[0] / 1000:.2f} µs" if op == "pingpong" else f"{m[1]:.2f} GB/s"
+
+
+def msg_ratio(op, go, c):
+    """Go against C: time ratio for pingpong, throughput ratio for stream."""
+    if go is None or c is None:
+        return None
+    return go[0] / c[0] if op == "pingpong" else go[1] / c[1]
+
+
+def judged(r, target, higher):
+    if r is None:
+        return "n/a"
+    ok = r >= target if higher else r <= target
+    return f"{r:.2f}x {'✓' if ok else '✗'}"
+
+
+msg_tables = {}
+msg_missed = []
+for pin in ("same", "split"):
+    t = ["| workload | size | go-shmmap | c-futex-shm | Go/C futex | go, GOMAXPROCS=1 | its Go/C | go-shmmap-spin | c-spin-shm | spin Go/C | c-pipe | c-uds | python-pipe | c-uds / Go |",
+         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for op, size in MSG_ROWS:
+        m = {impl: msg_med(pin, impl, op, size) for impl in MSG_IMPLS}
+        if not any(m.values()):
+            continue
+        r = msg_ratio(op, m["go-shmmap"], m["c-futex-shm"])
+        cell = judged(r, TARGETS["stream"], True) if op == "stream" else judged(r, TARGETS["futex"], False)
+        rs = msg_ratio(op, m["go-shmmap-spin"], m["c-spin-shm"])
+        spin_cell = judged(rs, TARGETS["spin"], False) if (op, size) == ("pingpong", 64) else (f"{rs:.2f}x" if rs else "n/a")
+        ru = None
+        if m["c-uds"] and m["go-shmmap"]:
+            ru = m["c-uds"][0] / m["go-shmmap"][0] if op == "pingpong" else m["go-shmmap"][1] / m["c-uds"][1]
+        uds_cell = judged(ru, TARGETS["uds"], True) if op == "pingpong" and size >= 1 << 20 else (f"{ru:.2f}x" if ru else "n/a")
+        for label, c in (("Go/C futex", cell), ("spin", spin_cell), ("uds", uds_cell)):
+            if c.endswith("✗"):
+                msg_missed.append(f"{pin} {op} {fmt_size(size)} {label} {c}")
+        r1 = msg_ratio(op, m["go-shmmap-gomaxprocs1"], m["c-futex-shm"])
+        t.append(f"| {op} | {fmt_size(size)} | {msg_cell(op, m['go-shmmap'])} | {msg_cell(op, m['c-futex-shm'])} | {cell} | "
+                 f"{msg_cell(op, m['go-shmmap-gomaxprocs1'])} | {f'{r1:.2f}x' if r1 else 'n/a'} | "
+                 f"{msg_cell(op, m['go-shmmap-spin'])} | {msg_cell(op, m['c-spin-shm'])} | {spin_cell} | "
+                 f"{msg_cell(op, m['c-pipe'])} | {msg_cell(op, m['c-uds'])} | {msg_cell(op, m['python-pipe'])} | {uds_cell} |")
+    if len(t) > 2:
+        msg_tables[pin] = t
+for pin, t in msg_tables.items():
+    print(f"\nmessaging, SHMMAP_PEERS_PIN={pin}:")
+    print("\n".join(t))
+if msg_missed:
+    print("messaging targets missed: " + "; ".join(msg_missed))
+
 # Chart: ratio to the C floor per workload and implementation (log scale).
 colors = {"go-shmmap": "#00add8", "python-shared_memory": "#f2c230", "node-shmmap": "#3c873a",
           "node-shm-typed-array": "#8cc84b"}
@@ -250,6 +350,80 @@ for i, impl in enumerate(colors):
 svg.append("</svg>")
 open(svg_path, "w").write("\n".join(svg) + "\n")
 
+# Messaging chart: each implementation's time relative to the C futex ring
+# (pingpong: one-way latency; stream: time per byte), per placement.
+msg_svg_path = os.path.join(os.path.dirname(svg_path), "messaging.svg")
+MSG_COLORS = {"go-shmmap": "#00add8", "go-shmmap-gomaxprocs1": "#1b6f85", "go-shmmap-spin": "#5dc9e2", "c-spin-shm": "#999999",
+              "c-pipe": "#c0504d", "c-uds": "#9b59b6", "python-pipe": "#f2c230"}
+mgroups = [(pin, op, size) for pin in ("same", "split") for op, size in MSG_ROWS]
+bars = []  # (group index, impl, ratio)
+for gi, (pin, op, size) in enumerate(mgroups):
+    c = msg_med(pin, "c-futex-shm", op, size)
+    for impl in MSG_COLORS:
+        m = msg_med(pin, impl, op, size)
+        if c and m:
+            bars.append((gi, impl, m[0] / c[0] if op == "pingpong" else c[1] / m[1]))
+if bars:
+    W, H, left, top, bottom = 1000, 440, 70, 40, 120
+    vals = [b[2] for b in bars]
+    ymax = math.log10(max(max(vals) * 1.2, 2))
+    ymin = math.log10(min(min(vals) / 1.2, 0.5))
+
+    def my(v):
+        return top + (H - top - bottom) * (ymax - math.log10(v)) / (ymax - ymin)
+    gw = (W - left - 20) / len(mgroups)
+    bw = (gw - 6) / len(MSG_COLORS)
+    svg = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="11">',
+           f'<rect width="{W}" height="{H}" fill="white"/>',
+           f'<text x="{W/2}" y="20" text-anchor="middle" font-size="14">Messaging: time relative to the C futex ring (lower is better; log scale), pinned same CPU | split</text>']
+    for tick in (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 0.5, 1, 2, 5, 10, 20, 50, 100):
+        if ymin <= math.log10(tick) <= ymax:
+            svg.append(f'<line x1="{left}" x2="{W-20}" y1="{my(tick):.1f}" y2="{my(tick):.1f}" stroke="{"#000" if tick == 1 else "#ddd"}"/>')
+            svg.append(f'<text x="{left-6}" y="{my(tick)+4:.1f}" text-anchor="end">{tick}x</text>')
+    half = left + gw * len(MSG_ROWS)
+    svg.append(f'<line x1="{half:.1f}" x2="{half:.1f}" y1="{top}" y2="{H-bottom}" stroke="#888" stroke-dasharray="4"/>')
+    for gi, impl, r in bars:
+        bx = left + gi * gw + 3 + list(MSG_COLORS).index(impl) * bw
+        pin, op, size = mgroups[gi]
+        svg.append(f'<rect x="{bx:.1f}" y="{min(my(r), my(1)):.1f}" width="{bw-1:.1f}" height="{abs(my(1)-my(r)):.1f}" '
+                   f'fill="{MSG_COLORS[impl]}"><title>{impl} {op} {fmt_size(size)} ({pin}): {r:.2f}x</title></rect>')
+    for gi, (pin, op, size) in enumerate(mgroups):
+        x0 = left + gi * gw
+        svg.append(f'<text transform="translate({x0+gw/2:.1f},{H-bottom+12}) rotate(30)" font-size="10">{pin} {op} {fmt_size(size)}</text>')
+    for i, impl in enumerate(MSG_COLORS):
+        svg.append(f'<rect x="{left + i*150}" y="{H-22}" width="12" height="12" fill="{MSG_COLORS[impl]}"/>')
+        svg.append(f'<text x="{left + i*150 + 16}" y="{H-12}">{impl}</text>')
+    svg.append("</svg>")
+    open(msg_svg_path, "w").write("\n".join(svg) + "\n")
+
+msg_section = ""
+if msg_tables:
+    msg_section = f"""
+## Messaging: package ring against the peers ({len(msg_rounds) // 2} rounds per placement; medians)
+
+![messaging time relative to the C futex ring](bench/messaging.svg)
+
+pingpong: median one-way latency (round trip / 2), each side reading every
+byte it receives and answering with a message of the same size; stream:
+GB/s through a ring of 8 messages' capacity (Go's holds 7: each record has
+an 8-byte head). Both processes of a Go pair keep GOMAXPROCS at its
+unpinned value (2 here; see internal/ringbench.Pin); `go, GOMAXPROCS=1` is
+the ring as a Go program pinned to one CPU runs it by default, where every
+sleep of more than ~20 µs has the runtime hand the sleeping thread's only P
+on and take it back. `go-shmmap-spin` is the ring with `SetSpin(100µs)` on both
+ends, beside `c-spin-shm`, which spins without a limit; neither runs with
+both processes on one CPU. ✓/✗: the targets of issue 11, Go within
+{TARGETS['futex']}x the C futex ring's latency and at least
+{TARGETS['stream']}x its stream throughput, spinning within {TARGETS['spin']}x
+the C spinning ring at 64 B, and at 1 MiB and 4 MiB at least
+{TARGETS['uds']}x faster than a Unix socket.
+"""
+    for pin, t in msg_tables.items():
+        where = "both processes on one CPU" if pin == "same" else "the two processes on two CPUs"
+        msg_section += f"\n### SHMMAP_PEERS_PIN={pin}: {where}\n\n" + "\n".join(t) + "\n"
+    if msg_missed:
+        msg_section += "\nTargets missed in this run: " + "; ".join(msg_missed) + ".\n"
+
 md = open(md_path + ".in").read() if os.path.exists(md_path + ".in") else ""
 body = f"""# Benchmarks
 
@@ -282,6 +456,7 @@ over the implementation's.
 
 Ceiling: {', '.join(ceil) if ceil else 'n/a'}.
 
+{msg_section}
 ## Syscalls per op (strace)
 
 {chr(10).join(sys_rows)}

@@ -13,6 +13,8 @@
 // CreateAnonymous and Close, an anonymous segment's create_release. With
 // --spin D it measures only pingpong and stream, as impl go-shmmap-spin,
 // with both ends spinning up to D before they sleep (ring's SetSpin).
+// --name N reports the lines as impl N (bench/compare runs a variant with
+// GOMAXPROCS=1 as go-shmmap-gomaxprocs1).
 package main
 
 import (
@@ -44,6 +46,7 @@ var (
 	target = time.Second
 	reps   = 3
 	spin   time.Duration // --spin: both ends' ring.SetSpin
+	name   string        // --name: the impl to report, instead of impl
 )
 
 func main() {
@@ -64,6 +67,12 @@ func main() {
 				log.Fatalf("--spin %q: want a positive duration", args[1])
 			}
 			spin, impl = d, "go-shmmap-spin"
+			args = args[1:]
+		case "--name":
+			if len(args) < 2 {
+				log.Fatal("--name needs a name")
+			}
+			name = args[1]
 			args = args[1:]
 		case "--ops":
 			if len(args) < 2 {
@@ -94,6 +103,9 @@ func main() {
 		args = args[1:]
 	}
 	defer shmmap.ReleaseAll()
+	if name != "" {
+		impl = name
+	}
 	want := func(op string) bool { return ops == nil || slices.Contains(ops, op) }
 	if spin > 0 { // a variant of the messaging workloads only
 		want = func(op string) bool {

@@ -5,6 +5,7 @@ package ringbench
 import (
 	"fmt"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 
@@ -18,10 +19,27 @@ const cpusEnv = "SHMMAP_PEERS_PIN_CPUS"
 // gives the parent (the first CPU this process may use) or the child (the
 // same with "same", the second with "split"), and returns the mode ("" when
 // unset). Threads made later inherit it from the thread that makes them.
+//
+// Pinning fixes where the two processes run; it is not meant to change
+// what the Go runtime does, so Pin keeps GOMAXPROCS at the value this
+// process started with, the number of CPUs it could use, and gives it to
+// the child through the environment (which started pinned to one CPU, it
+// would start with 1). Otherwise the runtime lowers GOMAXPROCS to the one
+// CPU of the affinity (since Go 1.25, checked every second, so in the
+// middle of a measurement), and with one P every sleep in the futex over
+// 20 µs has sysmon take the P from the sleeping thread and hand it on,
+// which the waking thread then pays for (runtime/proc.go: retake, and
+// exitsyscall). A GOMAXPROCS already in the environment is kept: that is
+// how bench/compare measures that case too.
 func Pin(child bool) (string, error) {
 	mode := os.Getenv(PinEnv)
 	if mode == "" {
 		return "", nil
+	}
+	if os.Getenv("GOMAXPROCS") == "" {
+		n := runtime.GOMAXPROCS(0)
+		runtime.GOMAXPROCS(n) // set, so no longer updated
+		os.Setenv("GOMAXPROCS", strconv.Itoa(n))
 	}
 	// A child inherits the pinned parent's one CPU: the parent passes on
 	// the two it found.
