@@ -58,7 +58,7 @@ for path in rounds:
 
 # Messaging (pingpong, stream): bench/compare's pinned runs, msg-R-MODE.jsonl,
 # one per round and SHMMAP_PEERS_PIN mode.
-MSG_IMPLS = ["go-shmmap", "c-futex-shm", "go-shmmap-gomaxprocs1", "go-shmmap-spin", "c-spin-shm", "c-pipe", "c-uds", "python-pipe"]
+MSG_IMPLS = ["go-shmmap", "c-futex-shm", "go-shmmap-taskset", "go-shmmap-spin", "c-spin-shm", "c-pipe", "c-uds", "python-pipe"]
 MSG_ROWS = [("pingpong", n) for n in (64, 4096, 64 << 10, 1 << 20, 4 << 20)] + \
     [("stream", n) for n in (64 << 10, 1 << 20)]
 msg = defaultdict(list)  # (pin, impl, op, size) -> [(ns, gbps)]
@@ -284,7 +284,7 @@ def judged(r, target, higher):
 msg_tables = {}
 msg_missed = []
 for pin in ("same", "split"):
-    t = ["| workload | size | go-shmmap | c-futex-shm | Go/C futex | go, GOMAXPROCS=1 | its Go/C | go-shmmap-spin | c-spin-shm | spin Go/C | c-pipe | c-uds | python-pipe | c-uds / Go |",
+    t = ["| workload | size | go-shmmap | c-futex-shm | Go/C futex | go-shmmap-taskset | its Go/C | go-shmmap-spin | c-spin-shm | spin Go/C | c-pipe | c-uds | python-pipe | c-uds / Go |",
          "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for op, size in MSG_ROWS:
         m = {impl: msg_med(pin, impl, op, size) for impl in MSG_IMPLS}
@@ -301,9 +301,9 @@ for pin in ("same", "split"):
         for label, c in (("Go/C futex", cell), ("spin", spin_cell), ("uds", uds_cell)):
             if c.endswith("✗"):
                 msg_missed.append(f"{pin} {op} {fmt_size(size)} {label} {c}")
-        r1 = msg_ratio(op, m["go-shmmap-gomaxprocs1"], m["c-futex-shm"])
+        r1 = msg_ratio(op, m["go-shmmap-taskset"], m["c-futex-shm"])
         t.append(f"| {op} | {fmt_size(size)} | {msg_cell(op, m['go-shmmap'])} | {msg_cell(op, m['c-futex-shm'])} | {cell} | "
-                 f"{msg_cell(op, m['go-shmmap-gomaxprocs1'])} | {f'{r1:.2f}x' if r1 else 'n/a'} | "
+                 f"{msg_cell(op, m['go-shmmap-taskset'])} | {f'{r1:.2f}x' if r1 else 'n/a'} | "
                  f"{msg_cell(op, m['go-shmmap-spin'])} | {msg_cell(op, m['c-spin-shm'])} | {spin_cell} | "
                  f"{msg_cell(op, m['c-pipe'])} | {msg_cell(op, m['c-uds'])} | {msg_cell(op, m['python-pipe'])} | {uds_cell} |")
     if len(t) > 2:
@@ -353,7 +353,7 @@ open(svg_path, "w").write("\n".join(svg) + "\n")
 # Messaging chart: each implementation's time relative to the C futex ring
 # (pingpong: one-way latency; stream: time per byte), per placement.
 msg_svg_path = os.path.join(os.path.dirname(svg_path), "messaging.svg")
-MSG_COLORS = {"go-shmmap": "#00add8", "go-shmmap-gomaxprocs1": "#1b6f85", "go-shmmap-spin": "#5dc9e2", "c-spin-shm": "#999999",
+MSG_COLORS = {"go-shmmap": "#00add8", "go-shmmap-taskset": "#1b6f85", "go-shmmap-spin": "#5dc9e2", "c-spin-shm": "#999999",
               "c-pipe": "#c0504d", "c-uds": "#9b59b6", "python-pipe": "#f2c230"}
 mgroups = [(pin, op, size) for pin in ("same", "split") for op, size in MSG_ROWS]
 bars = []  # (group index, impl, ratio)
@@ -406,11 +406,14 @@ if msg_tables:
 pingpong: median one-way latency (round trip / 2), each side reading every
 byte it receives and answering with a message of the same size; stream:
 GB/s through a ring of 8 messages' capacity (Go's holds 7: each record has
-an 8-byte head). Both processes of a Go pair keep GOMAXPROCS at its
-unpinned value (2 here; see internal/ringbench.Pin); `go, GOMAXPROCS=1` is
-the ring as a Go program pinned to one CPU runs it by default, where every
-sleep of more than ~20 µs has the runtime hand the sleeping thread's only P
-on and take it back. `go-shmmap-spin` is the ring with `SetSpin(100µs)` on both
+an 8-byte head). In `go-shmmap`, the goroutine that sends and receives is
+locked to its thread and that thread pinned, where the C peers pin their
+one thread; the Go runtime's other threads keep every CPU and GOMAXPROCS
+its unpinned value (see internal/ringbench.Pin). `go-shmmap-taskset` pins
+the whole process to the one CPU with GOMAXPROCS=1, as `taskset` and Go's
+default make it: there sysmon runs beside the worker, and every sleep of
+more than ~20 µs has the runtime take the sleeping thread's only P and
+hand it back, on the worker's CPU. `go-shmmap-spin` is the ring with `SetSpin(100µs)` on both
 ends, beside `c-spin-shm`, which spins without a limit; neither runs with
 both processes on one CPU. ✓/✗: the targets of issue 11, Go within
 {TARGETS['futex']}x the C futex ring's latency and at least

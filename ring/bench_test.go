@@ -79,17 +79,23 @@ func startBenchChild(b *testing.B, args string) (*exec.Cmd, *bufio.Reader) {
 	return cmd, bufio.NewReader(out)
 }
 
+// pin pins the goroutine of b as SHMMAP_PEERS_PIN asks (see
+// ringbench.Pin): each benchmark runs in a goroutine of its own.
+func pin(b *testing.B) {
+	if _, err := ringbench.Pin(false); err != nil {
+		b.Fatal(err)
+	}
+}
+
 var pingSizes = []int{64, 4 << 10, 64 << 10, 1 << 20, 4 << 20}
 
 // BenchmarkPingPong: one op is a round trip, this process sending a
 // message that the child reads (every byte) and answers with one of the
 // same size, which this process reads; ns/oneway is half of it.
 func BenchmarkPingPong(b *testing.B) {
-	if _, err := ringbench.Pin(false); err != nil {
-		b.Fatal(err)
-	}
 	for _, size := range pingSizes {
 		b.Run(sizeName(size), func(b *testing.B) {
+			pin(b)
 			out, err := ring.CreateProducer(ringbench.PingPongCapacity(size))
 			if err != nil {
 				b.Fatal(err)
@@ -134,11 +140,9 @@ func BenchmarkPingPong(b *testing.B) {
 // consumes (checks) them, through a ring of 8 messages' capacity; the clock
 // stops when the child has read the last.
 func BenchmarkStream(b *testing.B) {
-	if _, err := ringbench.Pin(false); err != nil {
-		b.Fatal(err)
-	}
 	for _, size := range []int{64 << 10, 1 << 20} {
 		b.Run(sizeName(size), func(b *testing.B) {
+			pin(b)
 			out, err := ring.CreateProducer(8 * size)
 			if err != nil {
 				b.Fatal(err)

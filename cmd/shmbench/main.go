@@ -13,8 +13,8 @@
 // CreateAnonymous and Close, an anonymous segment's create_release. With
 // --spin D it measures only pingpong and stream, as impl go-shmmap-spin,
 // with both ends spinning up to D before they sleep (ring's SetSpin).
-// --name N reports the lines as impl N (bench/compare runs a variant with
-// GOMAXPROCS=1 as go-shmmap-gomaxprocs1).
+// --name N reports the lines as impl N (bench/compare runs a variant pinned
+// whole, with GOMAXPROCS=1, as go-shmmap-taskset).
 package main
 
 import (

@@ -12,27 +12,29 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// cpusEnv passes the first two CPUs the parent could use to its children.
+// cpusEnv passes the CPUs the parent could use, in order, to its children.
 const cpusEnv = "SHMMAP_PEERS_PIN_CPUS"
 
-// Pin pins every thread of this process to the CPU that SHMMAP_PEERS_PIN
-// gives the parent (the first CPU this process may use) or the child (the
-// same with "same", the second with "split"), and returns the mode ("" when
-// unset). Threads made later inherit it from the thread that makes them.
+// Pin places this process as SHMMAP_PEERS_PIN asks the peers to place
+// theirs: the parent on the first CPU it may use, the child on the same one
+// ("same") or on the second ("split"), and returns the mode ("" when
+// unset). Call it from the goroutine that then runs the messaging loop: it
+// locks that goroutine to its thread, for good, and pins the thread.
 //
-// Pinning fixes where the two processes run; it is not meant to change
-// what the Go runtime does, so Pin keeps GOMAXPROCS at the value this
-// process started with, the number of CPUs it could use, and gives it to
-// the child through the environment (which started pinned to one CPU, it
-// would start with 1). Otherwise the runtime lowers GOMAXPROCS to the one
-// CPU of the affinity (since Go 1.25, checked every second, so in the
-// middle of a measurement), and with one P every sleep in the futex over
-// 20 µs has sysmon take the P from the sleeping thread and hand it on,
-// which the waking thread then pays for (runtime/proc.go: retake, and
-// exitsyscall). A GOMAXPROCS already in the environment is kept: that is
-// how bench/compare measures that case too.
+// What is pinned is the work the C peers' one thread does: the goroutine
+// that sends and receives. The Go runtime's other threads (sysmon, idle
+// threads, the garbage collector's) keep every CPU the process had, as in
+// a program that is not pinned: pinned beside the worker, sysmon preempts
+// it on every wake-up from a sleep of more than ~20 µs, which no unpinned
+// program sees. For the same reason Pin keeps GOMAXPROCS at the value this
+// process started with (the child, started from a pinned thread, gets the
+// parent's through the environment); a GOMAXPROCS already in the
+// environment is kept. With WholeEnv=1 it pins every thread of the process
+// instead, as `taskset` would (set GOMAXPROCS=1 too, which Go would pick
+// for one CPU, within a second): bench/compare measures that case as a
+// variant of its own.
 func Pin(child bool) (string, error) {
-	mode := os.Getenv(PinEnv)
+	mode := strings.TrimSpace(os.Getenv(PinEnv))
 	if mode == "" {
 		return "", nil
 	}
@@ -41,57 +43,89 @@ func Pin(child bool) (string, error) {
 		runtime.GOMAXPROCS(n) // set, so no longer updated
 		os.Setenv("GOMAXPROCS", strconv.Itoa(n))
 	}
-	// A child inherits the pinned parent's one CPU: the parent passes on
-	// the two it found.
-	var cpus []int
-	if list := os.Getenv(cpusEnv); list != "" {
-		for _, f := range strings.Split(list, ",") {
-			c, err := strconv.Atoi(f)
-			if err != nil {
-				return "", fmt.Errorf("%s=%q: %v", cpusEnv, list, err)
-			}
-			cpus = append(cpus, c)
-		}
-	} else {
-		var set unix.CPUSet
-		if err := unix.SchedGetaffinity(0, &set); err != nil {
-			return "", err
-		}
-		for c := 0; c < len(set)*64 && len(cpus) < 2; c++ {
-			if set.IsSet(c) {
-				cpus = append(cpus, c)
-			}
-		}
-		list := fmt.Sprint(cpus[0])
-		if len(cpus) > 1 {
-			list += fmt.Sprint(",", cpus[1])
-		}
-		os.Setenv(cpusEnv, list)
+	cpus, err := allowed()
+	if err != nil {
+		return "", err
 	}
 	cpu := cpus[0]
 	switch {
 	case mode == "same":
-	case mode == "split" && len(cpus) == 2:
+	case mode == "split" && len(cpus) >= 2:
 		if child {
 			cpu = cpus[1]
 		}
 	default:
 		return "", fmt.Errorf("%s must be same or split (split needs 2 CPUs)", PinEnv)
 	}
+	var one unix.CPUSet
+	one.Set(cpu)
+	if os.Getenv(WholeEnv) == "1" {
+		return mode, setAll(&one)
+	}
+	// LockOSThread first: it starts the thread that makes the runtime's
+	// threads from now on (newm, for a locked thread), which must not
+	// inherit the pin.
+	runtime.LockOSThread()
+	var all unix.CPUSet
+	for _, c := range cpus {
+		all.Set(c)
+	}
+	if err := setAll(&all); err != nil { // a child inherits its parent's one CPU
+		return "", err
+	}
+	if err := unix.SchedSetaffinity(0, &one); err != nil { // 0: this thread
+		return "", err
+	}
+	return mode, nil
+}
+
+// allowed returns the CPUs the parent process could use, in order: its own
+// affinity, or in a child the list the parent left in the environment.
+func allowed() ([]int, error) {
+	var cpus []int
+	if list := os.Getenv(cpusEnv); list != "" {
+		for _, f := range strings.Split(list, ",") {
+			c, err := strconv.Atoi(f)
+			if err != nil {
+				return nil, fmt.Errorf("%s=%q: %v", cpusEnv, list, err)
+			}
+			cpus = append(cpus, c)
+		}
+		return cpus, nil
+	}
 	var set unix.CPUSet
-	set.Set(cpu)
+	if err := unix.SchedGetaffinity(0, &set); err != nil {
+		return nil, err
+	}
+	var list []string
+	for c := 0; c < len(set)*64; c++ {
+		if set.IsSet(c) {
+			cpus = append(cpus, c)
+			list = append(list, strconv.Itoa(c))
+		}
+	}
+	if len(cpus) == 0 {
+		return nil, fmt.Errorf("no CPU in this process' affinity")
+	}
+	os.Setenv(cpusEnv, strings.Join(list, ","))
+	return cpus, nil
+}
+
+// setAll sets the affinity of every thread of this process. Threads made
+// later inherit it from the thread that makes them.
+func setAll(set *unix.CPUSet) error {
 	tasks, err := os.ReadDir("/proc/self/task")
 	if err != nil {
-		return "", err
+		return err
 	}
 	for _, t := range tasks {
 		tid, err := strconv.Atoi(t.Name())
 		if err != nil {
 			continue
 		}
-		if err := unix.SchedSetaffinity(tid, &set); err != nil && err != unix.ESRCH {
-			return "", err
+		if err := unix.SchedSetaffinity(tid, set); err != nil && err != unix.ESRCH {
+			return err
 		}
 	}
-	return strings.TrimSpace(mode), nil
+	return nil
 }

@@ -19,6 +19,10 @@ import (
 // PinEnv is the variable that asks for pinning, as the peers read it.
 const PinEnv = "SHMMAP_PEERS_PIN"
 
+// WholeEnv, set to 1, makes Pin pin every thread of the process, as taskset
+// would, rather than the caller's thread alone.
+const WholeEnv = "SHMMAP_RINGBENCH_PIN_WHOLE"
+
 // k is the second stamp's factor, as in ../shared/peers/c/msg.c.
 const k = 0x9e3779b97f4a7c15
 
