@@ -36,12 +36,22 @@ func init() {
 	os.Exit(0)
 }
 
-// benchChild runs "echo IN OUT SIZE" or "sink IN SIZE".
+// benchChild runs "echo IN OUT PAYLOAD SIZE" or "sink IN PAYLOAD SIZE":
+// keys, and the payload's size.
 func benchChild(args []string) error {
 	if _, err := ringbench.Pin(true); err != nil {
 		return err
 	}
-	size, _ := strconv.Atoi(args[len(args)-1])
+	size, err := strconv.Atoi(args[len(args)-1])
+	if err != nil {
+		return err
+	}
+	payload := args[len(args)-2]
+	p, err := ringbench.OpenPayload(payload, size)
+	if err != nil {
+		return err
+	}
+	defer shmmap.Release(payload)
 	in, err := ring.OpenConsumer(args[1])
 	if err != nil {
 		return err
@@ -53,9 +63,9 @@ func benchChild(args []string) error {
 			return err
 		}
 		defer out.Close()
-		return ringbench.Echo(in, out, size)
+		return ringbench.Echo(in, out, p)
 	}
-	n, err := ringbench.Sink(in, size, 32, func() { fmt.Println("warm") })
+	n, err := ringbench.Sink(in, p, 32, func() { fmt.Println("warm") })
 	fmt.Println("done", n)
 	return err
 }
@@ -77,6 +87,17 @@ func startBenchChild(b *testing.B, args string) (*exec.Cmd, *bufio.Reader) {
 		b.Fatal(err)
 	}
 	return cmd, bufio.NewReader(out)
+}
+
+// sharePayload makes the payload of size bytes that the child shares; it
+// is released in cleanup.
+func sharePayload(b *testing.B, size int) (string, *ringbench.Payload) {
+	key, p, err := ringbench.SharePayload(size)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { shmmap.Release(key) })
+	return key, p
 }
 
 // pin pins the goroutine of b as SHMMAP_PEERS_PIN asks (see
@@ -105,8 +126,8 @@ func BenchmarkPingPong(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer in.Close()
-			cmd, _ := startBenchChild(b, fmt.Sprint("echo ", out.Key(), " ", in.Key(), " ", size))
-			p := ringbench.NewPayload(size)
+			payload, p := sharePayload(b, size)
+			cmd, _ := startBenchChild(b, fmt.Sprint("echo ", out.Key(), " ", in.Key(), " ", payload, " ", size))
 			ctx := context.Background()
 			var i uint64
 			trip := func() {
@@ -147,8 +168,8 @@ func BenchmarkStream(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			cmd, lines := startBenchChild(b, fmt.Sprint("sink ", out.Key(), " ", size))
-			p := ringbench.NewPayload(size)
+			payload, p := sharePayload(b, size)
+			cmd, lines := startBenchChild(b, fmt.Sprint("sink ", out.Key(), " ", payload, " ", size))
 			ctx := context.Background()
 			var i uint64
 			for ; i < 32; i++ {

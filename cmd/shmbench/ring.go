@@ -2,7 +2,8 @@ package main
 
 // The messaging workloads of ../shared/peers (pingpong, stream) through
 // package ring: this process and a child (this binary, --ring-child), each
-// message read in place in full and checked, as the peers do (see
+// message read in place in full and checked, as the peers do, and copied
+// from a pattern both share, as the C peers' forked processes do (see
 // internal/ringbench). With SHMMAP_PEERS_PIN set both are pinned as the
 // peers pin theirs, and the lines carry "pin".
 
@@ -17,6 +18,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/shmmap-go/shmmap"
 	"github.com/shmmap-go/shmmap/internal/ringbench"
 	"github.com/shmmap-go/shmmap/ring"
 )
@@ -30,14 +32,20 @@ func pin(child bool) string {
 	return mode
 }
 
-// ringChild runs "echo IN OUT SIZE" (pingpong) or "sink IN SIZE" (stream).
+// ringChild runs "echo IN OUT PAYLOAD SIZE" (pingpong) or "sink IN PAYLOAD
+// SIZE" (stream): the keys of the rings and of the shared payload, and its
+// size.
 func ringChild(args []string) {
 	pin(true)
-	if len(args) < 3 {
+	if len(args) < 4 {
 		log.Fatal("--ring-child needs a mode, keys and a size")
 	}
 	size, err := strconv.Atoi(args[len(args)-1])
 	check(err)
+	payload := args[len(args)-2]
+	p, err := ringbench.OpenPayload(payload, size)
+	check(err)
+	defer shmmap.Release(payload)
 	in, err := ring.OpenConsumer(args[1])
 	check(err)
 	defer in.Close()
@@ -47,10 +55,10 @@ func ringChild(args []string) {
 		check(err)
 		defer out.Close()
 		out.SetSpin(spin)
-		check(ringbench.Echo(in, out, size))
+		check(ringbench.Echo(in, out, p))
 		return
 	}
-	n, err := ringbench.Sink(in, size, 32, func() { fmt.Println("warm") })
+	n, err := ringbench.Sink(in, p, 32, func() { fmt.Println("warm") })
 	check(err)
 	fmt.Println("done", n)
 }
@@ -85,8 +93,10 @@ func pingpong(size int) {
 	defer in.Close()
 	out.SetSpin(spin)
 	in.SetSpin(spin)
-	cmd, _ := startRingChild("echo", out.Key(), in.Key(), strconv.Itoa(size))
-	p := ringbench.NewPayload(size)
+	payload, p, err := ringbench.SharePayload(size)
+	check(err)
+	defer shmmap.Release(payload)
+	cmd, _ := startRingChild("echo", out.Key(), in.Key(), payload, strconv.Itoa(size))
 	ctx := context.Background()
 	var i uint64
 	trip := func() int64 {
@@ -127,8 +137,10 @@ func stream(size int) {
 	out, err := ring.CreateProducer(8 * size)
 	check(err)
 	out.SetSpin(spin)
-	cmd, lines := startRingChild("sink", out.Key(), strconv.Itoa(size))
-	p := ringbench.NewPayload(size)
+	payload, p, err := ringbench.SharePayload(size)
+	check(err)
+	defer shmmap.Release(payload)
+	cmd, lines := startRingChild("sink", out.Key(), payload, strconv.Itoa(size))
 	ctx := context.Background()
 	var i uint64
 	for ; i < 32; i++ {

@@ -13,6 +13,7 @@ import (
 	"io"
 	"unsafe"
 
+	"github.com/shmmap-go/shmmap"
 	"github.com/shmmap-go/shmmap/ring"
 )
 
@@ -33,13 +34,52 @@ type Payload struct {
 	base    uint64 // sum of the pattern's words but the first and last
 }
 
-// NewPayload returns the payload of size bytes, a multiple of 32.
+// NewPayload returns the payload of size bytes, a multiple of 32, in this
+// process' memory.
 func NewPayload(size int) *Payload {
-	p := &Payload{pattern: make([]byte, size)}
-	for i := range p.pattern {
-		p.pattern[i] = byte(i*7 + 1)
+	b := make([]byte, size)
+	fillPattern(b)
+	return payloadOf(b)
+}
+
+// SharePayload returns the payload of size bytes in a new segment, and its
+// key, which the other process of the pair passes to OpenPayload: the two
+// then copy their messages from the same memory, as the C peers' parent
+// and child do (they fork after making the pattern, so its pages are shared
+// copy-on-write, and the stamps, written in place, copy only the first and
+// last page), and a pattern costs the caches once, not twice. The caller
+// releases the segment with shmmap.Release(key).
+func SharePayload(size int) (string, *Payload, error) {
+	key, b, err := shmmap.Create(size)
+	if err != nil {
+		return "", nil, err
 	}
-	w := words(p.pattern)
+	fillPattern(b)
+	return key, payloadOf(b), nil
+}
+
+// OpenPayload maps, read-only, the payload of size bytes that SharePayload
+// made under key; release it with shmmap.Release(key).
+func OpenPayload(key string, size int) (*Payload, error) {
+	if size <= 0 || size%32 != 0 {
+		return nil, fmt.Errorf("ringbench: payload of %d bytes, want a multiple of 32", size)
+	}
+	b, err := shmmap.Read(key, size)
+	if err != nil {
+		return nil, err
+	}
+	return payloadOf(b), nil
+}
+
+func fillPattern(b []byte) {
+	for i := range b {
+		b[i] = byte(i*7 + 1)
+	}
+}
+
+func payloadOf(pattern []byte) *Payload {
+	p := &Payload{pattern: pattern}
+	w := words(pattern)
 	for _, x := range w[1 : len(w)-1] {
 		p.base += x
 	}
@@ -136,9 +176,8 @@ func sumGo(b []byte) uint64 {
 }
 
 // Echo is the child of ping-pong: it receives each message from in, checks
-// it, sends one of the same size back through out, until in ends.
-func Echo(in *ring.Consumer, out *ring.Producer, size int) error {
-	p := NewPayload(size)
+// it as p, sends p back through out, until in ends.
+func Echo(in *ring.Consumer, out *ring.Producer, p *Payload) error {
 	ctx := context.Background()
 	for i := uint64(0); ; i++ {
 		if err := p.Recv(ctx, in, i); err != nil {
@@ -153,10 +192,9 @@ func Echo(in *ring.Consumer, out *ring.Producer, size int) error {
 	}
 }
 
-// Sink is the child of stream: it receives and checks messages until in
-// ends, calling ack after the first warm ones, and returns their count.
-func Sink(in *ring.Consumer, size, warm int, ack func()) (uint64, error) {
-	p := NewPayload(size)
+// Sink is the child of stream: it receives and checks messages (as p)
+// until in ends, calling ack after the first warm ones, and returns their count.
+func Sink(in *ring.Consumer, p *Payload, warm int, ack func()) (uint64, error) {
 	ctx := context.Background()
 	for i := uint64(0); ; i++ {
 		if i == uint64(warm) {
