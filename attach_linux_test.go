@@ -24,8 +24,17 @@ func init() {
 	registerHelper("open-odd", helperOpenOdd)
 }
 
+// openClose opens key with OpenFile and closes what it opened.
+func openClose(key string, writable bool) error {
+	f, err := OpenFile(key, writable)
+	if f != nil {
+		f.Close()
+	}
+	return err
+}
+
 // helperOpenOdd KEY...: maps each key with Read and ReadWrite, whole and
-// in part, while the garbage collector runs, and prints each error as
+// in part, and opens it with OpenFile, while the garbage collector runs, and prints each error as
 // "KEY OP ERR". A raw open that blocked (a FIFO opened without O_NONBLOCK)
 // would keep its P, the next collection would wait for it, and nothing
 // would run again, the timer below included: the parent's deadline then
@@ -43,6 +52,8 @@ func helperOpenOdd(keys ...string) error {
 				{"ReadWrite", func() ([]byte, error) { return ReadWrite(key, 0) }},
 				{"Read10", func() ([]byte, error) { return Read(key, 10) }},
 				{"ReadWrite10", func() ([]byte, error) { return ReadWrite(key, 10) }},
+				{"OpenFile", func() ([]byte, error) { return nil, openClose(key, false) }},
+				{"OpenFileRW", func() ([]byte, error) { return nil, openClose(key, true) }},
 			} {
 				_, err := c.open()
 				lines = append(lines, fmt.Sprintf("%s %s %v %v", key, c.op, errors.Is(err, ErrNotSegment), err))
@@ -105,8 +116,8 @@ func TestNotSegment(t *testing.T) {
 		t.Fatalf("helper: %v after %v (a hang is killed after 30 s)\n%s", err, time.Since(start).Round(time.Millisecond), out)
 	}
 	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
-	if len(lines) != 4*len(keys) {
-		t.Fatalf("helper printed %d lines, want %d:\n%s", len(lines), 4*len(keys), out)
+	if len(lines) != 6*len(keys) {
+		t.Fatalf("helper printed %d lines, want %d:\n%s", len(lines), 6*len(keys), out)
 	}
 	for _, line := range lines {
 		key, rest, _ := strings.Cut(line, " ")

@@ -46,7 +46,7 @@ func lockCreator(fd int) error {
 
 // creatorHolds tells whether a process holds the creator's lock on segment
 // name; ok is false where this process may not open it to ask (another
-// user's). A segment with mode 0 is being made (see openNew): held.
+// user's).
 func creatorHolds(name string) (held, ok bool) {
 	fd, err := shmOpen(name, unix.O_RDONLY, 0)
 	if err != nil {
@@ -57,6 +57,13 @@ func creatorHolds(name string) (held, ok bool) {
 	if err := fstat(fd, &st); err != nil || !isSegment(&st) {
 		return false, false
 	}
+	return holdsFD(fd, &st)
+}
+
+// holdsFD tells whether a process holds the creator's lock on fd, a
+// segment whose fstat is st; ok is false where the kernel does not say. A
+// segment with mode 0 is being made (see openNew): held.
+func holdsFD(fd int, st *unix.Stat_t) (held, ok bool) {
 	if st.Mode&0o777 == 0 {
 		return true, true
 	}

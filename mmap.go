@@ -62,6 +62,20 @@ func create(name string, size, flags int) (data []byte, fd int, err error) {
 // all of it if size is 0, after checking with fstat that it is a segment
 // and has them. Errors name key, the caller's spelling.
 func open(name, key string, size int, writable bool, flags int) ([]byte, error) {
+	var st unix.Stat_t
+	fd, err := openSegment(name, key, writable, &st)
+	if err != nil {
+		return nil, err
+	}
+	defer closeFD(fd)
+	return mapSegment(fd, &st, key, size, writable, flags)
+}
+
+// openSegment opens the existing segment name (canonical form), read-only
+// or read-write, and fills st with its fstat; anything but a segment under
+// the name is an error wrapping ErrNotSegment. Errors name key, the
+// caller's spelling.
+func openSegment(name, key string, writable bool, st *unix.Stat_t) (int, error) {
 	flag := unix.O_RDONLY
 	if writable {
 		flag = unix.O_RDWR
@@ -69,19 +83,19 @@ func open(name, key string, size int, writable bool, flags int) ([]byte, error) 
 	fd, err := shmOpen(name, flag, 0)
 	if err != nil {
 		if mode, ok := notSegment(name, err); ok {
-			err = fmt.Errorf("%w: it is %s (%w)", ErrNotSegment, fileKind(mode), err)
+			err = notSegmentError(mode, err)
 		}
-		return nil, &fs.PathError{Op: "shm_open", Path: key, Err: err}
+		return -1, &fs.PathError{Op: "shm_open", Path: key, Err: err}
 	}
-	defer closeFD(fd)
-	var st unix.Stat_t
-	if err := fstat(fd, &st); err != nil {
-		return nil, &fs.PathError{Op: "fstat", Path: key, Err: err}
+	if err := fstat(fd, st); err != nil {
+		closeFD(fd)
+		return -1, &fs.PathError{Op: "fstat", Path: key, Err: err}
 	}
-	if !isSegment(&st) {
-		return nil, &fs.PathError{Op: "shm_open", Path: key, Err: notSegmentError(uint32(st.Mode))}
+	if !isSegment(st) {
+		closeFD(fd)
+		return -1, &fs.PathError{Op: "shm_open", Path: key, Err: notSegmentError(uint32(st.Mode), nil)}
 	}
-	return mapSegment(fd, &st, key, size, writable, flags)
+	return fd, nil
 }
 
 // mapSegment maps size bytes of the segment fd, or all of it if size is 0,
@@ -131,7 +145,7 @@ func checkFile(fd int, path, op string, st *unix.Stat_t) error {
 		return &fs.PathError{Op: "fstat", Path: path, Err: err}
 	}
 	if !ok {
-		return &fs.PathError{Op: op, Path: path, Err: notSegmentError(uint32(st.Mode))}
+		return &fs.PathError{Op: op, Path: path, Err: notSegmentError(uint32(st.Mode), nil)}
 	}
 	return nil
 }
@@ -164,8 +178,12 @@ func createAnon(key string, size, flags int) (data []byte, fd int, name string, 
 	return data, fd, name, sealed, nil
 }
 
-// notSegmentError is ErrNotSegment for a file of the given mode.
-func notSegmentError(mode uint32) error {
+// notSegmentError is ErrNotSegment for a file of the given mode, with the
+// error that showed it, if any.
+func notSegmentError(mode uint32, cause error) error {
+	if cause != nil {
+		return fmt.Errorf("%w: it is %s (%w)", ErrNotSegment, fileKind(mode), cause)
+	}
 	return fmt.Errorf("%w: it is %s", ErrNotSegment, fileKind(mode))
 }
 
