@@ -127,3 +127,53 @@ func ExampleMapping_Sealed() {
 	// true
 	// true
 }
+
+// OpenFile gives the segment's file, for what a mapping cannot do: here,
+// mapping it with ReadWriteFile, whose Mapping is not in Release's table.
+func ExampleOpenFile() {
+	key, data, err := shmmap.Create(4096)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer shmmap.Release(key)
+	copy(data, "hello")
+
+	f, err := shmmap.OpenFile(key, true)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer f.Close()
+	m, err := shmmap.ReadWriteFile(f, 0)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer m.Close()
+	fmt.Println(string(m.Bytes()[:5]), len(m.Bytes()))
+
+	_, err = shmmap.OpenFile("/shmmap_no_such_segment", false)
+	fmt.Println(errors.Is(err, fs.ErrNotExist))
+	// Output:
+	// hello 4096
+	// true
+}
+
+// CreatorOf asks, through a file kept open, whether the segment's creator
+// still holds it: a peer's liveness, asked as often as needed without
+// opening anything. (On macOS it is always CreatorUnknown.)
+func ExampleCreatorOf() {
+	key, _, err := shmmap.Create(4096)
+	if err != nil {
+		log.Fatal(err)
+	}
+	f, err := shmmap.OpenFile(key, false)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer f.Close()
+	fmt.Println(shmmap.CreatorOf(f))
+	shmmap.Release(key) // the creator lets go
+	fmt.Println(shmmap.CreatorOf(f))
+	// Output:
+	// yes
+	// no
+}

@@ -61,10 +61,7 @@ func create(capacity int, kind uint32) (*end, error) {
 // creator's.
 func open(key string, kind uint32) (*end, error) {
 	if !strings.HasPrefix(key, "/") {
-		key = "/" + key
-	}
-	if strings.ContainsRune(key[1:], '/') || key == "/" || key == "/." || key == "/.." {
-		return nil, &fs.PathError{Op: "open", Path: key, Err: shmmap.ErrInvalidKey}
+		key = "/" + key // the spelling of the creator's Key, which Close releases
 	}
 	seg, w, err := mapOpened(key)
 	if err != nil {
