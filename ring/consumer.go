@@ -61,9 +61,10 @@ func newConsumer(e *end) *Consumer {
 	}
 }
 
-// SetSpin makes the waits of Next watch the ring for up to d before they
-// sleep, and d <= 0 (the default) not at all; see Spinning in the package
-// documentation. Call it between calls of the end's other methods.
+// SetSpin makes the waits of Next watch the ring for up to d (at most
+// 10 ms) before they sleep, and d <= 0 (the default) not at all; see
+// Spinning in the package documentation. A context that ends ends the spin
+// too. Call it between calls of the end's other methods.
 func (c *Consumer) SetSpin(d time.Duration) { c.e.setSpin(d) }
 
 // Key returns the ring's key, for OpenProducer in another process.

@@ -147,7 +147,7 @@ func (e *end) close() error {
 // again), errPeerClosed when the peer has closed, or ErrPeerGone, or
 // ctx.Err().
 func (e *end) await(ctx context.Context, w *uint32, old uint32, sleeping *uint32, peerClosed uint32) error {
-	if e.spin > 0 && spinWhile(w, old, e.spin) {
+	if e.spin > 0 && spinWhile(ctx, w, old, e.spin) {
 		return nil
 	}
 	for {
@@ -199,10 +199,11 @@ func wakePeer(w *uint32) {
 	wake.Wake(w, 1)
 }
 
-// spinWhile watches w while it holds old, for up to d, and reports whether
-// it moved. It reads the clock every spinCheck loads: a load of a word
-// another CPU writes takes ~100 ns, a read of the clock (vDSO) ~25.
-func spinWhile(w *uint32, old uint32, d time.Duration) bool {
+// spinWhile watches w while it holds old, for up to d or until ctx ends,
+// and reports whether it moved. It reads the clock and ctx every spinCheck
+// loads: a load of a word another CPU writes takes ~100 ns, a read of the
+// clock (vDSO) ~25.
+func spinWhile(ctx context.Context, w *uint32, old uint32, d time.Duration) bool {
 	var start time.Time // read at the first check: most spins end before
 	for i := 1; ; i++ {
 		if atomic.LoadUint32(w) != old {
@@ -211,7 +212,7 @@ func spinWhile(w *uint32, old uint32, d time.Duration) bool {
 		if i%spinCheck == 0 {
 			if i == spinCheck {
 				start = time.Now()
-			} else if time.Since(start) >= d {
+			} else if time.Since(start) >= d || ctx.Err() != nil {
 				return false
 			}
 		}
@@ -220,8 +221,14 @@ func spinWhile(w *uint32, old uint32, d time.Duration) bool {
 
 const spinCheck = 16
 
-// setSpin sets how long a wait spins; d <= 0 never spins.
-func (e *end) setSpin(d time.Duration) { e.spin = max(d, 0) }
+// maxSpin bounds a spin: longer is no use (a wake-up costs at most tens of
+// µs), and a spin does not ask whether the peer lives. (A variable for
+// tests, which need a spin that outlasts a slow machine's pauses.)
+var maxSpin = 10 * time.Millisecond
+
+// setSpin sets how long a wait spins: d, at most maxSpin; d <= 0 never
+// spins.
+func (e *end) setSpin(d time.Duration) { e.spin = min(max(d, 0), maxSpin) }
 
 var (
 	errPeerClosed = errors.New("ring: the other end has closed") // mapped by the caller

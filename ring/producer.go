@@ -60,9 +60,10 @@ func newProducer(e *end) *Producer {
 	}
 }
 
-// SetSpin makes the waits of Reserve watch the ring for up to d before they
-// sleep, and d <= 0 (the default) not at all; see Spinning in the package
-// documentation. Call it between calls of the end's other methods.
+// SetSpin makes the waits of Reserve watch the ring for up to d (at most
+// 10 ms) before they sleep, and d <= 0 (the default) not at all; see
+// Spinning in the package documentation. A context that ends ends the spin
+// too. Call it between calls of the end's other methods.
 func (p *Producer) SetSpin(d time.Duration) { p.e.setSpin(d) }
 
 // Key returns the ring's key, for OpenConsumer in another process.

@@ -43,7 +43,7 @@
 // it: about 2 µs when the two processes share a CPU, 25-35 µs on these
 // virtual machines when the sleeper's CPU is idle and must be woken (see
 // BENCHMARKS.md). SetSpin(d) makes an end's waits first watch the ring for
-// up to d, without a system call, and sleep only after that: when the peer
+// up to d (at most 10 ms), without a system call, and sleep only after that: when the peer
 // answers within d, on another CPU, neither side makes a system call and the
 // hand-over costs a cache line's transfer. The price is a CPU kept busy for
 // up to d by each wait, so spin only with a CPU to spare for each end: two

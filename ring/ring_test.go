@@ -229,6 +229,9 @@ func TestAwakeNoSyscall(t *testing.T) {
 
 	// Spinning: the consumer watches for up to a minute, and the message
 	// comes in 20 ms.
+	old := maxSpin
+	maxSpin = time.Minute
+	defer func() { maxSpin = old }()
 	c.SetSpin(time.Minute)
 	defer c.SetSpin(0)
 	got = next()
@@ -251,7 +254,7 @@ func TestSpinBounded(t *testing.T) {
 	checkLeaks(t)
 	noPoll(t)
 	p, c := pair(t, 4096)
-	c.SetSpin(30 * time.Millisecond)
+	c.SetSpin(5 * time.Millisecond)
 	counts()
 	got := make(chan error, 1)
 	start := time.Now()
@@ -263,8 +266,8 @@ func TestSpinBounded(t *testing.T) {
 		got <- err
 	}()
 	waitWord(t, word(p.e.seg, offConsSleep), 1)
-	if d := time.Since(start); d < 30*time.Millisecond {
-		t.Errorf("slept after %v, before the spin of 30ms ended", d)
+	if d := time.Since(start); d < 5*time.Millisecond {
+		t.Errorf("slept after %v, before the spin of 5ms ended", d)
 	}
 	send(t, p, 8, 0)
 	if err := <-got; err != nil {
@@ -272,6 +275,35 @@ func TestSpinBounded(t *testing.T) {
 	}
 	if slept, woke := counts(); slept != 1 || woke != 1 {
 		t.Fatalf("%d sleeps, %d wake-ups; want 1 and 1", slept, woke)
+	}
+}
+
+// TestSpinLimits: a spin asked for an hour lasts 10 ms, and a context that
+// has ended ends a spin at once rather than at its end.
+func TestSpinLimits(t *testing.T) {
+	checkLeaks(t)
+	noPoll(t)
+	p, c := pair(t, 4096)
+	c.SetSpin(time.Hour)
+	ctx, cancel := context.WithCancel(context.Background())
+	got := make(chan error, 1)
+	go func() {
+		_, err := c.Next(ctx)
+		got <- err
+	}()
+	waitWord(t, word(p.e.seg, offConsSleep), 1) // asleep, well before an hour
+	cancel()
+	if err := <-got; err != context.Canceled {
+		t.Fatalf("Next: %v, want context.Canceled", err)
+	}
+	start := time.Now()
+	for range 100 { // 1 s if each spun its 10 ms
+		if _, err := c.Next(ctx); err != context.Canceled {
+			t.Fatalf("Next with an ended context: %v", err)
+		}
+	}
+	if d := time.Since(start); d > 500*time.Millisecond {
+		t.Errorf("100 Nexts with an ended context took %v: the spins ran on", d)
 	}
 }
 
