@@ -134,6 +134,10 @@ func (c *Consumer) Close() error { return c.e.close() }
 // wait waits until the tail moves.
 func (c *Consumer) wait(ctx context.Context) error {
 	e := c.e
+	if t := atomic.LoadUint32(e.tail); t != c.tail { // the usual case: no need to ask more
+		c.tail = t
+		return nil
+	}
 	for {
 		closed := atomic.LoadUint32(e.state)&stateProdClosed != 0
 		if t := atomic.LoadUint32(e.tail); t != c.tail {

@@ -200,15 +200,16 @@ func wakePeer(w *uint32) {
 }
 
 // spinWhile watches w while it holds old, for up to d or until ctx ends,
-// and reports whether it moved. It reads the clock and ctx every spinCheck
-// loads: a load of a word another CPU writes takes ~100 ns, a read of the
-// clock (vDSO) ~25.
+// and reports whether it moved. It pauses between loads (pause) and reads
+// the clock and ctx every spinCheck loads: a load of a word another CPU
+// writes takes ~100 ns, a read of the clock (vDSO) ~25.
 func spinWhile(ctx context.Context, w *uint32, old uint32, d time.Duration) bool {
 	var start time.Time // read at the first check: most spins end before
 	for i := 1; ; i++ {
 		if atomic.LoadUint32(w) != old {
 			return true
 		}
+		pause()
 		if i%spinCheck == 0 {
 			if i == spinCheck {
 				start = time.Now()
