@@ -41,19 +41,24 @@ ROWS = [
 ]
 IMPLS = ["go-shmmap", "c-posix", "python-shared_memory", "node-shmmap", "node-shm-typed-array"]
 
+def measurements(paths):
+    """The JSON lines of the files at paths: (results, error lines)."""
+    results, failed = [], []
+    for path in paths:
+        for line in open(path):
+            line = line.strip()
+            if line.startswith("{"):
+                d = json.loads(line)
+                (failed if "error" in d else results).append(d)
+    return results, failed
+
+
 samples = defaultdict(list)  # (impl, op, size) -> [(ns, gbps)]
-errors = {}
 rounds = sorted(glob.glob(os.path.join(out, "round-*.jsonl")))
-for path in rounds:
-    for line in open(path):
-        line = line.strip()
-        if not line.startswith("{"):
-            continue
-        d = json.loads(line)
-        if "error" in d:
-            errors[(d["impl"], d.get("op"), d.get("size"))] = d["error"]
-            continue
-        samples[(d["impl"], d["op"], d["size"])].append((d["ns_per_op"], d.get("gbps")))
+results, failed = measurements(rounds)
+errors = {(d["impl"], d.get("op"), d.get("size")): d["error"] for d in failed}
+for d in results:
+    samples[(d["impl"], d["op"], d["size"])].append((d["ns_per_op"], d.get("gbps")))
 
 
 # Messaging (pingpong, stream): bench/compare's pinned runs, msg-R-MODE.jsonl,
@@ -62,19 +67,10 @@ MSG_IMPLS = ["go-shmmap", "c-futex-shm", "go-shmmap-taskset", "go-shmmap-spin", 
 MSG_ROWS = [("pingpong", n) for n in (64, 4096, 64 << 10, 1 << 20, 4 << 20)] + \
     [("stream", n) for n in (64 << 10, 1 << 20)]
 msg = defaultdict(list)  # (pin, impl, op, size) -> [(ns, gbps)]
-msg_errors = {}
 msg_rounds = sorted(glob.glob(os.path.join(out, "msg-*.jsonl")))
-for path in msg_rounds:
-    for line in open(path):
-        line = line.strip()
-        if not line.startswith("{"):
-            continue
-        d = json.loads(line)
-        if "error" in d:
-            msg_errors[(d.get("pin"), d["impl"], d.get("op"), d.get("size"))] = d["error"]
-            continue
-        if d.get("op") in ("pingpong", "stream") and d.get("pin"):
-            msg[(d["pin"], d["impl"], d["op"], d["size"])].append((d["ns_per_op"], d["gbps"]))
+for d in measurements(msg_rounds)[0]:
+    if d.get("op") in ("pingpong", "stream") and d.get("pin"):
+        msg[(d["pin"], d["impl"], d["op"], d["size"])].append((d["ns_per_op"], d["gbps"]))
 
 
 def msg_med(pin, impl, op, size):
