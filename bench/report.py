@@ -55,9 +55,7 @@ def measurements(paths):
 
 samples = defaultdict(list)  # (impl, op, size) -> [(ns, gbps)]
 rounds = sorted(glob.glob(os.path.join(out, "round-*.jsonl")))
-results, failed = measurements(rounds)
-errors = {(d["impl"], d.get("op"), d.get("size")): d["error"] for d in failed}
-for d in results:
+for d in measurements(rounds)[0]:
     samples[(d["impl"], d["op"], d["size"])].append((d["ns_per_op"], d.get("gbps")))
 
 
