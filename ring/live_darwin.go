@@ -17,9 +17,10 @@ import (
 // files of type DTYPE_VNODE (bsd/kern/kern_descrip.c: sys_flock gets its
 // vnode through fp_getfvp, which returns ENOTSUP for any other type, and
 // fcntl's lock commands refuse any other type too), and a shm_open fd is a
-// DTYPE_PSXSHM (bsd/kern/posix_shm.c). Not yet checked on a Mac. So each end records its pid and start time in the header,
-// and the other asks the kernel whether that process still runs: kill(pid,
-// 0), then sysctl kern.proc.pid.<pid> for its start time, which tells a
+// DTYPE_PSXSHM (bsd/kern/posix_shm.c); not yet checked on a Mac. So each
+// end records its pid and start time in the header, and the other asks the
+// kernel whether that process still runs: kill(pid, 0), then sysctl
+// kern.proc.pid.<pid> for its start time, which tells a
 // reused pid from the original. macOS has no pid namespaces: a pid means
 // the same process in every process of the machine.
 

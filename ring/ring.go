@@ -34,8 +34,9 @@
 // only when the sleeper flag is set, so that two ends that keep up with
 // each other make no system call at all. By default neither end spins;
 // SetSpin makes an end watch the ring for a while before it sleeps (see
-// Spinning). While it waits, an end wakes every 200 ms to ask the kernel whether its peer is
-// still alive (see Dead peers); a wait ends with ctx.Err() when ctx ends.
+// Spinning). While it waits, an end wakes every 200 ms to ask the kernel
+// whether its peer is still alive (see Dead peers); a wait ends with
+// ctx.Err() when ctx ends.
 //
 // # Spinning
 //
@@ -43,11 +44,12 @@
 // it: about 2 µs when the two processes share a CPU, 25-35 µs on these
 // virtual machines when the sleeper's CPU is idle and must be woken (see
 // BENCHMARKS.md). SetSpin(d) makes an end's waits first watch the ring for
-// up to d (at most 10 ms), without a system call, and sleep only after that: when the peer
-// answers within d, on another CPU, neither side makes a system call and the
-// hand-over costs a cache line's transfer. The price is a CPU kept busy for
-// up to d by each wait, so spin only with a CPU to spare for each end: two
-// spinning ends on one CPU take turns at wasting it.
+// up to d (at most 10 ms), without a system call, and sleep only after
+// that: when the peer answers within d, on another CPU, neither side makes
+// a system call and the hand-over costs a few cache lines' transfers. The
+// price is a CPU kept busy for up to d by each wait, so spin only with a
+// CPU to spare for each end: two spinning ends on one CPU take turns at
+// wasting it.
 //
 // # Performance
 //

@@ -193,7 +193,8 @@ func Echo(in *ring.Consumer, out *ring.Producer, p *Payload) error {
 }
 
 // Sink is the child of stream: it receives and checks messages (as p)
-// until in ends, calling ack after the first warm ones, and returns their count.
+// until in ends, calling ack after the first warm ones, and returns their
+// count.
 func Sink(in *ring.Consumer, p *Payload, warm int, ack func()) (uint64, error) {
 	ctx := context.Background()
 	for i := uint64(0); ; i++ {
