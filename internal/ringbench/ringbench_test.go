@@ -1,9 +1,12 @@
 package ringbench
 
 import (
+	"bytes"
 	"fmt"
 	"math/rand/v2"
 	"testing"
+
+	"github.com/shmmap-go/shmmap"
 )
 
 // TestSum: the checksum (SSE2 on amd64) agrees with the plain loop on every
@@ -63,5 +66,38 @@ func BenchmarkChecksumGo(b *testing.B) {
 	b.SetBytes(1 << 20)
 	for b.Loop() {
 		sumGo(p.pattern)
+	}
+}
+
+// TestSharePayload: the payload another process opens by key is the one
+// made, checks what the maker sends, and both release cleanly; a size that
+// is not a multiple of 32 is refused.
+func TestSharePayload(t *testing.T) {
+	key, p, err := SharePayload(4096)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer shmmap.Release(key)
+	q, err := OpenPayload(key, 4096)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if q.base != p.base || !bytes.Equal(q.pattern, NewPayload(4096).pattern) {
+		t.Fatal("the opened payload differs from the one made")
+	}
+	b := make([]byte, 4096)
+	copyCached(b, p.pattern)
+	stamp(b, 9)
+	if err := q.verify(b, 9); err != nil {
+		t.Error(err)
+	}
+	if err := shmmap.Release(key); err != nil { // the reader's mapping, then the maker's
+		t.Fatal(err)
+	}
+	if _, err := OpenPayload(key, 4096); err == nil {
+		t.Error("a released payload opened")
+	}
+	if _, err := OpenPayload(key, 100); err == nil {
+		t.Error("a payload of 100 bytes opened")
 	}
 }
