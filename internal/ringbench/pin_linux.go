@@ -111,21 +111,34 @@ func allowed() ([]int, error) {
 	return cpus, nil
 }
 
-// setAll sets the affinity of every thread of this process. Threads made
-// later inherit it from the thread that makes them.
+// setAll sets the affinity of every thread of this process, and goes over
+// them again until a pass finds each one set so: a thread that another
+// makes during a pass inherits its maker's affinity, which may be the old
+// one. Threads made later inherit it from the thread that makes them.
 func setAll(set *unix.CPUSet) error {
-	tasks, err := os.ReadDir("/proc/self/task")
-	if err != nil {
-		return err
-	}
-	for _, t := range tasks {
-		tid, err := strconv.Atoi(t.Name())
+	for range 100 {
+		tasks, err := os.ReadDir("/proc/self/task")
 		if err != nil {
-			continue
-		}
-		if err := unix.SchedSetaffinity(tid, set); err != nil && err != unix.ESRCH {
 			return err
 		}
+		changed := false
+		for _, t := range tasks {
+			tid, err := strconv.Atoi(t.Name())
+			if err != nil {
+				continue
+			}
+			var cur unix.CPUSet
+			if unix.SchedGetaffinity(tid, &cur) == nil && cur == *set {
+				continue
+			}
+			if err := unix.SchedSetaffinity(tid, set); err != nil && err != unix.ESRCH {
+				return err
+			}
+			changed = true
+		}
+		if !changed {
+			return nil
+		}
 	}
-	return nil
+	return fmt.Errorf("ringbench: threads kept appearing with another CPU affinity")
 }
