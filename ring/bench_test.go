@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"strconv"
 	"strings"
 	"testing"
 
@@ -28,46 +27,12 @@ func init() {
 	if args == "" {
 		return
 	}
-	if err := benchChild(strings.Fields(args)); err != nil {
+	if err := ringbench.Child(strings.Fields(args), 0); err != nil {
 		fmt.Fprintln(os.Stderr, "bench child:", err)
 		os.Exit(1)
 	}
 	shmmap.ReleaseAll()
 	os.Exit(0)
-}
-
-// benchChild runs "echo IN OUT PAYLOAD SIZE" or "sink IN PAYLOAD SIZE":
-// keys, and the payload's size.
-func benchChild(args []string) error {
-	if _, err := ringbench.Pin(true); err != nil {
-		return err
-	}
-	size, err := strconv.Atoi(args[len(args)-1])
-	if err != nil {
-		return err
-	}
-	payload := args[len(args)-2]
-	p, err := ringbench.OpenPayload(payload, size)
-	if err != nil {
-		return err
-	}
-	defer shmmap.Release(payload)
-	in, err := ring.OpenConsumer(args[1])
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	if args[0] == "echo" {
-		out, err := ring.OpenProducer(args[2])
-		if err != nil {
-			return err
-		}
-		defer out.Close()
-		return ringbench.Echo(in, out, p)
-	}
-	n, err := ringbench.Sink(in, p, 32, func() { fmt.Println("warm") })
-	fmt.Println("done", n)
-	return err
 }
 
 // startBenchChild starts the child with args and returns its stdout.

@@ -32,36 +32,8 @@ func pin(child bool) string {
 	return mode
 }
 
-// ringChild runs "echo IN OUT PAYLOAD SIZE" (pingpong) or "sink IN PAYLOAD
-// SIZE" (stream): the keys of the rings and of the shared payload, and its
-// size.
-func ringChild(args []string) {
-	pin(true)
-	if len(args) < 4 {
-		log.Fatal("--ring-child needs a mode, keys and a size")
-	}
-	size, err := strconv.Atoi(args[len(args)-1])
-	check(err)
-	payload := args[len(args)-2]
-	p, err := ringbench.OpenPayload(payload, size)
-	check(err)
-	defer shmmap.Release(payload)
-	in, err := ring.OpenConsumer(args[1])
-	check(err)
-	defer in.Close()
-	in.SetSpin(spin)
-	if args[0] == "echo" {
-		out, err := ring.OpenProducer(args[2])
-		check(err)
-		defer out.Close()
-		out.SetSpin(spin)
-		check(ringbench.Echo(in, out, p))
-		return
-	}
-	n, err := ringbench.Sink(in, p, 32, func() { fmt.Println("warm") })
-	check(err)
-	fmt.Println("done", n)
-}
+// ringChild runs the child of pingpong or stream (ringbench.Child).
+func ringChild(args []string) { check(ringbench.Child(args, spin)) }
 
 func startRingChild(args ...string) (*exec.Cmd, *bufio.Reader) {
 	exe, err := os.Executable()

@@ -11,6 +11,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
+	"time"
 	"unsafe"
 
 	"github.com/shmmap-go/shmmap"
@@ -208,4 +210,49 @@ func Sink(in *ring.Consumer, p *Payload, warm int, ack func()) (uint64, error) {
 			return i, err
 		}
 	}
+}
+
+// Child runs the child of a ping-pong or a stream, as its parent's
+// arguments ask: "echo IN OUT PAYLOAD SIZE" (Echo from ring IN back
+// through ring OUT) or "sink IN PAYLOAD SIZE" (Sink, printing "warm" after
+// the first 32 messages and "done N" at the end). It pins itself as
+// SHMMAP_PEERS_PIN asks, and its ends spin up to spin before they sleep.
+func Child(args []string, spin time.Duration) error {
+	if _, err := Pin(true); err != nil {
+		return err
+	}
+	if len(args) < 4 {
+		return fmt.Errorf("ringbench: child arguments %q: want a mode, keys and a size", args)
+	}
+	size, err := strconv.Atoi(args[len(args)-1])
+	if err != nil {
+		return err
+	}
+	payload := args[len(args)-2]
+	p, err := OpenPayload(payload, size)
+	if err != nil {
+		return err
+	}
+	defer shmmap.Release(payload)
+	in, err := ring.OpenConsumer(args[1])
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	in.SetSpin(spin)
+	if args[0] == "echo" {
+		out, err := ring.OpenProducer(args[2])
+		if err != nil {
+			return err
+		}
+		defer out.Close()
+		out.SetSpin(spin)
+		return Echo(in, out, p)
+	}
+	n, err := Sink(in, p, 32, func() { fmt.Println("warm") })
+	if err != nil {
+		return err
+	}
+	fmt.Println("done", n)
+	return nil
 }
