@@ -78,10 +78,6 @@ def msg_med(pin, impl, op, size):
     return statistics.median(x[0] for x in s), statistics.median(x[1] for x in s)
 
 
-def fmt_size(n):
-    return f"{n} B" if n < 1024 else human_size(n)
-
-
 def med(impl, op, size):
     s = samples.get((impl, op, size))
     if not s:
@@ -294,9 +290,9 @@ for pin in ("same", "split"):
         uds_cell = judged(ru, TARGETS["uds"], True) if op == "pingpong" and size >= 1 << 20 else (f"{ru:.2f}x" if ru else "n/a")
         for label, c in (("Go/C futex", cell), ("spin", spin_cell), ("uds", uds_cell)):
             if c.endswith("✗"):
-                msg_missed.append(f"{pin} {op} {fmt_size(size)} {label} {c}")
+                msg_missed.append(f"{pin} {op} {human_size(size)} {label} {c}")
         r1 = msg_ratio(op, m["go-shmmap-taskset"], m["c-futex-shm"])
-        t.append(f"| {op} | {fmt_size(size)} | {msg_cell(op, m['go-shmmap'])} | {msg_cell(op, m['c-futex-shm'])} | {cell} | "
+        t.append(f"| {op} | {human_size(size)} | {msg_cell(op, m['go-shmmap'])} | {msg_cell(op, m['c-futex-shm'])} | {cell} | "
                  f"{msg_cell(op, m['go-shmmap-taskset'])} | {f'{r1:.2f}x' if r1 else 'n/a'} | "
                  f"{msg_cell(op, m['go-shmmap-spin'])} | {msg_cell(op, m['c-spin-shm'])} | {spin_cell} | "
                  f"{msg_cell(op, m['c-pipe'])} | {msg_cell(op, m['c-uds'])} | {msg_cell(op, m['python-pipe'])} | {uds_cell} |")
@@ -307,6 +303,27 @@ for pin, t in msg_tables.items():
     print("\n".join(t))
 if msg_missed:
     print("messaging targets missed: " + "; ".join(msg_missed))
+
+def svg_frame(W, H, title):
+    """The start of a chart: its canvas and title."""
+    return [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="11">',
+            f'<rect width="{W}" height="{H}" fill="white"/>',
+            f'<text x="{W/2}" y="20" text-anchor="middle" font-size="14">{title}</text>']
+
+
+def svg_ticks(svg, ticks, y, left, right):
+    """Horizontal lines at ticks (ratios; 1x in black), placed by y."""
+    for tick in ticks:
+        svg.append(f'<line x1="{left}" x2="{right}" y1="{y(tick):.1f}" y2="{y(tick):.1f}" stroke="{"#000" if tick == 1 else "#ddd"}"/>')
+        svg.append(f'<text x="{left-6}" y="{y(tick)+4:.1f}" text-anchor="end">{tick}x</text>')
+
+
+def svg_legend(svg, colors, left, H, step):
+    """A swatch and a name for each of colors, along the bottom."""
+    for i, impl in enumerate(colors):
+        svg.append(f'<rect x="{left + i*step}" y="{H-22}" width="12" height="12" fill="{colors[impl]}"/>')
+        svg.append(f'<text x="{left + i*step + 16}" y="{H-12}">{impl}</text>')
+
 
 # Chart: ratio to the C floor per workload and implementation (log scale).
 colors = {"go-shmmap": "#00add8", "python-shared_memory": "#f2c230", "node-shmmap": "#3c873a",
@@ -320,13 +337,8 @@ ymin = math.log10(0.5)
 def y(v):
     return top + (H - top - bottom) * (ymax - math.log10(v)) / (ymax - ymin)
 gw = (W - left - 20) / len(groups)
-svg = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="11">',
-       f'<rect width="{W}" height="{H}" fill="white"/>',
-       f'<text x="{W/2}" y="20" text-anchor="middle" font-size="14">Time relative to the C floor doing the same work (lower is better; log scale)</text>']
-for tick in (0.5, 1, 2, 5, 10, 20, 50, 100):
-    if math.log10(tick) <= ymax:
-        svg.append(f'<line x1="{left}" x2="{W-20}" y1="{y(tick):.1f}" y2="{y(tick):.1f}" stroke="{"#000" if tick == 1 else "#ddd"}"/>')
-        svg.append(f'<text x="{left-6}" y="{y(tick)+4:.1f}" text-anchor="end">{tick}x</text>')
+svg = svg_frame(W, H, "Time relative to the C floor doing the same work (lower is better; log scale)")
+svg_ticks(svg, [t for t in (0.5, 1, 2, 5, 10, 20, 50, 100) if math.log10(t) <= ymax], y, left, W - 20)
 for gi, (op, size) in enumerate(groups):
     x0 = left + gi * gw
     bars = [r for r in charted if r[0] == op and r[1] == size and r[6]]
@@ -338,9 +350,7 @@ for gi, (op, size) in enumerate(groups):
                    f'height="{abs(y(1)-y(r[6])):.1f}" fill="{colors[r[2]]}"><title>{r[2]} {op} {human_size(size)}: {r[6]:.2f}x</title></rect>')
     label = f"{op.replace('_', ' ')}"
     svg.append(f'<text transform="translate({x0+gw/2:.1f},{H-bottom+12}) rotate(30)" font-size="10">{label} {human_size(size)}</text>')
-for i, impl in enumerate(colors):
-    svg.append(f'<rect x="{left + i*200}" y="{H-22}" width="12" height="12" fill="{colors[impl]}"/>')
-    svg.append(f'<text x="{left + i*200 + 16}" y="{H-12}">{impl}</text>')
+svg_legend(svg, colors, left, H, 200)
 svg.append("</svg>")
 open(svg_path, "w").write("\n".join(svg) + "\n")
 
@@ -367,26 +377,20 @@ if bars:
         return top + (H - top - bottom) * (ymax - math.log10(v)) / (ymax - ymin)
     gw = (W - left - 20) / len(mgroups)
     bw = (gw - 6) / len(MSG_COLORS)
-    svg = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="11">',
-           f'<rect width="{W}" height="{H}" fill="white"/>',
-           f'<text x="{W/2}" y="20" text-anchor="middle" font-size="14">Messaging: time relative to the C futex ring (lower is better; log scale), pinned same CPU | split</text>']
-    for tick in (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 0.5, 1, 2, 5, 10, 20, 50, 100):
-        if ymin <= math.log10(tick) <= ymax:
-            svg.append(f'<line x1="{left}" x2="{W-20}" y1="{my(tick):.1f}" y2="{my(tick):.1f}" stroke="{"#000" if tick == 1 else "#ddd"}"/>')
-            svg.append(f'<text x="{left-6}" y="{my(tick)+4:.1f}" text-anchor="end">{tick}x</text>')
+    svg = svg_frame(W, H, "Messaging: time relative to the C futex ring (lower is better; log scale), pinned same CPU | split")
+    svg_ticks(svg, [t for t in (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 0.5, 1, 2, 5, 10, 20, 50, 100)
+                    if ymin <= math.log10(t) <= ymax], my, left, W - 20)
     half = left + gw * len(MSG_ROWS)
     svg.append(f'<line x1="{half:.1f}" x2="{half:.1f}" y1="{top}" y2="{H-bottom}" stroke="#888" stroke-dasharray="4"/>')
     for gi, impl, r in bars:
         bx = left + gi * gw + 3 + list(MSG_COLORS).index(impl) * bw
         pin, op, size = mgroups[gi]
         svg.append(f'<rect x="{bx:.1f}" y="{min(my(r), my(1)):.1f}" width="{bw-1:.1f}" height="{abs(my(1)-my(r)):.1f}" '
-                   f'fill="{MSG_COLORS[impl]}"><title>{impl} {op} {fmt_size(size)} ({pin}): {r:.2f}x</title></rect>')
+                   f'fill="{MSG_COLORS[impl]}"><title>{impl} {op} {human_size(size)} ({pin}): {r:.2f}x</title></rect>')
     for gi, (pin, op, size) in enumerate(mgroups):
         x0 = left + gi * gw
-        svg.append(f'<text transform="translate({x0+gw/2:.1f},{H-bottom+12}) rotate(30)" font-size="10">{pin} {op} {fmt_size(size)}</text>')
-    for i, impl in enumerate(MSG_COLORS):
-        svg.append(f'<rect x="{left + i*150}" y="{H-22}" width="12" height="12" fill="{MSG_COLORS[impl]}"/>')
-        svg.append(f'<text x="{left + i*150 + 16}" y="{H-12}">{impl}</text>')
+        svg.append(f'<text transform="translate({x0+gw/2:.1f},{H-bottom+12}) rotate(30)" font-size="10">{pin} {op} {human_size(size)}</text>')
+    svg_legend(svg, MSG_COLORS, left, H, 150)
     svg.append("</svg>")
     open(msg_svg_path, "w").write("\n".join(svg) + "\n")
 
