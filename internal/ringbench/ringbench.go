@@ -156,14 +156,11 @@ func (p *Payload) verify(b []byte, i uint64) error {
 	if len(b) != len(p.pattern) {
 		return fmt.Errorf("message %d: %d bytes, want %d", i, len(b), len(p.pattern))
 	}
-	if sum := checksum(b); sum != p.base+i+i*k {
-		return fmt.Errorf("message %d: sum %#x, want %#x", i, sum, p.base+i+i*k)
+	if got := sum(b); got != p.base+i+i*k {
+		return fmt.Errorf("message %d: sum %#x, want %#x", i, got, p.base+i+i*k)
 	}
 	return nil
 }
-
-// checksum sums the 64-bit words of b, whose length is a multiple of 32.
-func checksum(b []byte) uint64 { return sum(b) }
 
 // sumGo sums the 64-bit words of b, whose length is a multiple of 32, with
 // four accumulators, as the peers' C is written (msg.c: checksum).
