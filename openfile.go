@@ -48,13 +48,7 @@ func CreatorOf(f *os.File) Creator {
 		if fstat(fd, &st) != nil || !isSegment(&st) {
 			return
 		}
-		switch held, ok := holdsFD(fd, &st); {
-		case !ok:
-		case held:
-			state = CreatorAlive
-		default:
-			state = CreatorGone
-		}
+		state = stateOf(holdsFD(fd, &st))
 	})
 	return state
 }

@@ -92,8 +92,10 @@ func List() ([]Segment, error) {
 
 // creatorState asks the kernel whether the creator of segment name, a key
 // of Create's form, still holds it.
-func creatorState(name string) Creator {
-	held, ok := creatorHolds(name)
+func creatorState(name string) Creator { return stateOf(creatorHolds(name)) }
+
+// stateOf is the Creator state that the kernel's answer (held, ok) tells.
+func stateOf(held, ok bool) Creator {
 	switch {
 	case !ok:
 		return CreatorUnknown
