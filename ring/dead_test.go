@@ -109,6 +109,18 @@ func expectPeerGone(t *testing.T, c *child, call func() error) {
 	}
 }
 
+// nextError returns a call of c.Next that fails if it returns a message:
+// what a torn message after a death would be.
+func nextError(c *Consumer) func() error {
+	return func() error {
+		b, err := c.Next(context.Background())
+		if err == nil {
+			return fmt.Errorf("a message of %d bytes", len(b))
+		}
+		return err
+	}
+}
+
 // TestProducerKilledMidMessage: the consumer (this process, the creator)
 // receives every message the producer committed, then, with the producer
 // killed in the middle of the next one, ErrPeerGone: never the torn
@@ -128,13 +140,7 @@ func TestProducerKilledMidMessage(t *testing.T) {
 	for i := range 5 {
 		receive(t, cons, 100, uint64(i))
 	}
-	expectPeerGone(t, c, func() error {
-		b, err := cons.Next(context.Background())
-		if err == nil {
-			return fmt.Errorf("a message of %d bytes", len(b))
-		}
-		return err
-	})
+	expectPeerGone(t, c, nextError(cons))
 }
 
 // TestCreatorKilledMidMessage: the same with the producer the ring's
@@ -160,13 +166,7 @@ func TestCreatorKilledMidMessage(t *testing.T) {
 	for i := range 3 {
 		receive(t, cons, 100, uint64(i))
 	}
-	expectPeerGone(t, c, func() error {
-		b, err := cons.Next(context.Background())
-		if err == nil {
-			return fmt.Errorf("a message of %d bytes", len(b))
-		}
-		return err
-	})
+	expectPeerGone(t, c, nextError(cons))
 	if _, err := OpenProducer(key); !errors.Is(err, ErrPeerGone) && !errors.Is(err, ErrBusy) {
 		t.Fatalf("OpenProducer of a dead creator's ring: %v", err)
 	}
