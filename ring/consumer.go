@@ -14,7 +14,6 @@ import (
 type Consumer struct {
 	e         *end
 	head      uint32 // = *e.head, which only this end writes
-	tail      uint32 // the producer's tail, as last seen
 	pending   int    // the current message's record size, or -1
 	consSleep *uint32
 	prodSleep *uint32
@@ -54,7 +53,6 @@ func newConsumer(e *end) *Consumer {
 	return &Consumer{
 		e:         e,
 		head:      atomic.LoadUint32(e.head),
-		tail:      atomic.LoadUint32(e.tail),
 		pending:   -1,
 		consSleep: word(e.seg, offConsSleep),
 		prodSleep: word(e.seg, offProdSleep),
@@ -90,20 +88,21 @@ func (c *Consumer) Next(ctx context.Context) ([]byte, error) {
 		return nil, ErrClosed
 	}
 	for {
-		if c.head == c.tail {
-			if err := c.wait(ctx); err != nil {
+		off := int(c.head & e.mask)
+		h := (*[2]uint32)(unsafe.Pointer(&e.buf[off]))
+		st := atomic.LoadUint32(&h[1])
+		if st&^stampKind != stampOf(c.head) {
+			if err := c.wait(ctx, &h[1], st); err != nil {
 				return nil, err
 			}
 			continue
 		}
-		off := int(c.head & e.mask)
-		h := (*[2]uint32)(unsafe.Pointer(&e.buf[off]))
-		n, kind := int(h[0]), h[1]
-		rec := recordHead + align(n)
-		if n > len(e.buf)-off-recordHead || uint32(rec) > c.tail-c.head || kind > kindPadding {
-			return nil, fmt.Errorf("%w: record of %d bytes, kind %d, at %d", ErrCorrupt, n, kind, off)
+		if h[0] > uint32(len(e.buf)-off-recordHead) { // as uint32: an int may be 32 bits
+			return nil, fmt.Errorf("%w: record of %d bytes at %d", ErrCorrupt, h[0], off)
 		}
-		if kind == kindPadding {
+		n := int(h[0])
+		rec := recordHead + align(n)
+		if st&stampKind == kindPadding {
 			c.publish(c.head + uint32(rec))
 			continue
 		}
@@ -131,23 +130,31 @@ func (c *Consumer) Release() {
 // segment.
 func (c *Consumer) Close() error { return c.e.close() }
 
-// wait waits until the tail moves.
-func (c *Consumer) wait(ctx context.Context) error {
+// wait waits while the stamp word of the record at head, sw, holds old,
+// which is no stamp of that record: it watches sw while it spins, and
+// sleeps on tail, which the producer stores after its stamps.
+func (c *Consumer) wait(ctx context.Context, sw *uint32, old uint32) error {
 	e := c.e
-	if t := atomic.LoadUint32(e.tail); t != c.tail { // the usual case: no need to ask more
-		c.tail = t
+	if e.spin > 0 && spinWhile(ctx, sw, old, e.spin) {
 		return nil
 	}
 	for {
 		closed := atomic.LoadUint32(e.state)&stateProdClosed != 0
-		if t := atomic.LoadUint32(e.tail); t != c.tail {
-			c.tail = t
+		t := atomic.LoadUint32(e.tail)
+		if int32(t-c.head) > 0 {
+			// Committed, so stamped: the stamp came before tail.
+			if st := atomic.LoadUint32(sw); st&^stampKind != stampOf(c.head) {
+				return fmt.Errorf("%w: no record at %d, before tail %d (stamp %#x)", ErrCorrupt, c.head, t, st)
+			}
+			return nil
+		}
+		if atomic.LoadUint32(sw) != old {
 			return nil
 		}
 		if closed {
 			return io.EOF
 		}
-		switch err := e.await(ctx, e.tail, c.tail, c.consSleep, stateProdClosed); err {
+		switch err := e.await(ctx, e.tail, t, c.consSleep, stateProdClosed); err {
 		case nil, errPeerClosed:
 		default:
 			return err

@@ -147,9 +147,6 @@ func (e *end) close() error {
 // again), errPeerClosed when the peer has closed, or ErrPeerGone, or
 // ctx.Err().
 func (e *end) await(ctx context.Context, w *uint32, old uint32, sleeping *uint32, peerClosed uint32) error {
-	if e.spin > 0 && spinWhile(ctx, w, old, e.spin) {
-		return nil
-	}
 	for {
 		atomic.StoreUint32(sleeping, 1)
 		if atomic.LoadUint32(w) != old {

@@ -12,9 +12,9 @@ const HeaderSize = 512
 
 // Layout constants; see the package documentation.
 const (
-	version     = 1
+	version     = 2
 	recordAlign = 8
-	recordHead  = 8 // a record's length and kind
+	recordHead  = 8 // a record's length and stamp
 	minCapacity = 64
 	maxCapacity = 1 << 30
 
@@ -43,6 +43,12 @@ const (
 
 	kindMessage = 0
 	kindPadding = 1
+
+	// A record's stamp is its position with these bits set: stamped, so
+	// that a zeroed word is no stamp, and its kind. A position is a
+	// multiple of recordAlign, so its low 3 bits are free.
+	stampKind    = 1
+	stampStamped = 4
 )
 
 var magic = [8]byte{'s', 'h', 'm', 'r', 'i', 'n', 'g', 0}
@@ -106,6 +112,21 @@ func checkHeader(seg []byte) (capacity int, creatorEnd uint32, err error) {
 		return 0, 0, fmt.Errorf("%w: creator's end %d", ErrCorrupt, e)
 	}
 	return int(c), e, nil
+}
+
+// stampOf returns the stamp of a record at position pos, without its kind:
+// the value that a stamp word with its kind bit cleared holds when the
+// record at pos is committed.
+func stampOf(pos uint32) uint32 { return pos | stampStamped }
+
+// headWords returns the 64-bit value that stores, in one store, the two
+// 32-bit words of a record's head: lo at the lower address, then hi, in
+// the machine's byte order.
+func headWords(lo, hi uint32) uint64 {
+	var v uint64
+	w := (*[2]uint32)(unsafe.Pointer(&v))
+	w[0], w[1] = lo, hi
+	return v
 }
 
 // align rounds n up to the record alignment.

@@ -14,7 +14,9 @@ type Producer struct {
 	e         *end
 	tail      uint32 // = *e.tail, which only this end writes
 	head      uint32 // the consumer's head, as last seen
-	pending   int    // the reserved record's size, or -1
+	pending   int    // the reserved records' size (padding and message), or -1
+	pad       int    // of which padding, before the message
+	n         int    // the reserved message's length
 	consSleep *uint32
 	prodSleep *uint32
 }
@@ -105,7 +107,8 @@ func (p *Producer) Reserve(ctx context.Context, n int) ([]byte, error) {
 		} else if err := p.room(ctx, left); err != nil {
 			return nil, err
 		} else {
-			p.putRecord(off, left-recordHead, kindPadding)
+			p.clearStamp(p.tail + uint32(left))
+			p.stamp(p.tail, left-recordHead, kindPadding)
 			p.publish(p.tail + uint32(left))
 		}
 		off = 0
@@ -113,11 +116,7 @@ func (p *Producer) Reserve(ctx context.Context, n int) ([]byte, error) {
 	if err := p.room(ctx, pad+rec); err != nil {
 		return nil, err
 	}
-	if pad > 0 {
-		p.putRecord(int(p.tail&e.mask), pad-recordHead, kindPadding)
-	}
-	p.putRecord(off, n, kindMessage)
-	p.pending = pad + rec
+	p.pending, p.pad, p.n = pad+rec, pad, n
 	return e.buf[off+recordHead : off+recordHead+n : off+recordHead+n], nil
 }
 
@@ -128,7 +127,13 @@ func (p *Producer) Commit() {
 	if p.pending < 0 || p.e.closed {
 		panic("ring: Commit without Reserve")
 	}
-	p.publish(p.tail + uint32(p.pending))
+	next := p.tail + uint32(p.pending)
+	p.clearStamp(next)
+	p.stamp(p.tail+uint32(p.pad), p.n, kindMessage)
+	if p.pad > 0 {
+		p.stamp(p.tail, p.pad-recordHead, kindPadding)
+	}
+	p.publish(next)
 	p.pending = -1
 }
 
@@ -149,6 +154,9 @@ func (p *Producer) room(ctx context.Context, rec int) error {
 			p.head = h
 			continue
 		}
+		if e.spin > 0 && spinWhile(ctx, e.head, h, e.spin) {
+			continue
+		}
 		switch err := e.await(ctx, e.head, h, p.prodSleep, stateConsClosed); err {
 		case nil:
 		case errPeerClosed:
@@ -160,9 +168,25 @@ func (p *Producer) room(ctx context.Context, rec int) error {
 	return nil
 }
 
-func (p *Producer) putRecord(off, n int, kind uint32) {
-	h := (*[2]uint32)(unsafe.Pointer(&p.e.buf[off]))
-	h[0], h[1] = uint32(n), kind
+// stamp writes the head of the record at pos, n bytes of kind, in one
+// store that comes after every store of the record's bytes: the consumer
+// reads them once it has read the stamp.
+func (p *Producer) stamp(pos uint32, n int, kind uint32) {
+	h := (*uint64)(unsafe.Pointer(&p.e.buf[pos&p.e.mask]))
+	atomic.StoreUint64(h, headWords(uint32(n), stampOf(pos)|kind))
+}
+
+// clearStamp clears the stamp word at pos, the position after the records
+// about to be stamped, so that the consumer, once there, does not take the
+// bytes of an earlier lap for a record: before the stamps that lead to it.
+// It clears only if the 8 bytes at pos are free (by the head as last seen,
+// which is never ahead of the consumer's); when they are not, they are the
+// head of the record at pos - capacity, which the consumer has not
+// released as far as this end knows, and whose stamp is not pos's.
+func (p *Producer) clearStamp(pos uint32) {
+	if uint32(len(p.e.buf))-(pos-p.head) >= recordHead {
+		*word(p.e.buf, int(pos&p.e.mask)+4) = 0
+	}
 }
 
 // publish stores the new tail and wakes a sleeping consumer.

@@ -46,7 +46,10 @@
 // BENCHMARKS.md). SetSpin(d) makes an end's waits first watch the ring for
 // up to d (at most 10 ms), without a system call, and sleep only after
 // that: when the peer answers within d, on another CPU, neither side makes
-// a system call and the hand-over costs a few cache lines' transfers. The
+// a system call and the hand-over costs a few cache lines' transfers. A
+// spinning consumer watches the stamp of the record at its head (see
+// Layout), which lies on the record's own first line, so that the message
+// reaches it with the lines that carry it and no other. The
 // price is a CPU kept busy for up to d by each wait, so spin only with a
 // CPU to spare for each end: two spinning ends on one CPU take turns at
 // wasting it.
@@ -104,17 +107,18 @@
 // # Layout
 //
 // A ring is a segment of HeaderSize + capacity bytes: a header of 512 bytes,
-// then the buffer. Every number is in the machine's native byte order, and
-// every shared word is a 32-bit word accessed atomically (sequentially
-// consistent, as C11's atomic_load/atomic_store default and Go's
-// sync/atomic). A plain aligned load or store is atomic on amd64 and arm64,
+// then the buffer. Every number is in the machine's native byte order.
+// Every shared word of the header is a 32-bit word accessed atomically
+// (sequentially consistent, as C11's atomic_load/atomic_store default and
+// Go's sync/atomic); a record's head is stored with one atomic 64-bit store
+// and its stamp word loaded atomically. A plain aligned load or store is atomic on amd64 and arm64,
 // but not sequentially consistent: on amd64 a store must be an XCHG (or be
 // followed by MFENCE) before the next load, as the wake protocol below
 // needs, and on arm64 both need their acquire and release forms (LDAR,
 // STLR). Offsets in the header:
 //
 //	0    8 bytes  magic "shmring\x00"
-//	8    uint32   version, 1
+//	8    uint32   version, 2
 //	12   uint32   header size, 512: the buffer's offset
 //	16   uint32   capacity: the buffer's size, a power of two, 64 to 1<<30
 //	20   uint32   record alignment, 8
@@ -133,28 +137,44 @@
 // Everything else up to 512 is zero. tail and head live on lines of their
 // own (128 bytes apart, for CPUs that fetch cache lines in pairs). The
 // buffer holds records, each at offset (position mod capacity), 8-aligned:
-// a uint32 length n, a uint32 kind (0 a message, 1 padding), then n bytes,
-// then zero to 7 bytes to the next multiple of 8. A record never crosses the
-// buffer's end: where a message's record does not fit before the end, the
-// producer first writes a padding record that covers the rest of the buffer
-// (n = bytes left - 8), then the message at offset 0; it commits both with
-// one store of tail when both fit in the free space, else the padding
-// first. Free space is capacity - (tail - head), computed mod 2^32.
+// a head of two uint32s, the length n and the stamp, then n bytes, then
+// zero to 7 bytes to the next multiple of 8. The stamp of the record at
+// position p is p | 4 | kind (kind 0 a message, 1 padding): positions are
+// multiples of 8, and bit 2 tells a stamp from a cleared or zero-filled
+// word. A record never crosses the buffer's end: where a message's record
+// does not fit before the end, the producer first writes a padding record
+// that covers the rest of the buffer (n = bytes left - 8), then the message
+// at offset 0; it commits both at once when both fit in the free space,
+// else the padding first. Free space is capacity - (tail - head), computed
+// mod 2^32.
 //
-// The producer writes a record, then stores the new tail; then, if the
-// consumer-sleeping word is 1, it calls FUTEX_WAKE (shared) on tail. The
-// consumer loads tail; while it equals head, it stores 1 in
-// consumer-sleeping, loads tail again and, if still equal, calls FUTEX_WAIT
-// on tail with that value, then stores 0. The consumer releases a record by
-// storing the new head and waking the producer the same way through
-// producer-sleeping. Because the stores and loads are sequentially
-// consistent, a sleeper either sees the new value or is seen sleeping: no
-// wake-up is lost.
+// Committing. The producer writes a record's bytes; then clears the stamp
+// word (stores 0 at offset 4) of the position after the records it
+// commits, if those 8 bytes are free; then writes each record's head, the
+// length and the stamp in one 64-bit store (release), the message's before
+// its padding's; then stores the new tail, and if the consumer-sleeping
+// word is 1 calls FUTEX_WAKE (shared) on tail. The clearing makes a stamp
+// trustworthy: the word a consumer finds at its head either is the stamp
+// of the record there, or was cleared, or is the stamp of the record one
+// lap (capacity bytes) earlier, which differs.
+//
+// Consuming. The consumer learns of a record either by its stamp or by
+// tail. By its stamp: it loads the stamp word at head (acquire); the record
+// is committed when the word, less its kind bit, is head | 4, and then its
+// length and bytes are there to read. By tail: every record before tail is
+// committed and stamped. While neither says so, it stores 1 in
+// consumer-sleeping, loads tail again and, if still the value it saw,
+// calls FUTEX_WAIT on tail with that value, then stores 0. A consumer that
+// learns by stamps may be ahead of tail for a moment, between a stamp and
+// the store of tail. It releases a record by storing the new head and
+// waking the producer the same way through producer-sleeping. Because the
+// stores and loads of the shared words are sequentially consistent, a
+// sleeper either sees the new value or is seen sleeping: no wake-up is
+// lost.
 //
 // A record is corrupt, and Next's error wraps ErrCorrupt, if its length
-// does not fit between its offset + 8 and the buffer's end, if the record
-// (8 + n, rounded up to 8) is longer than tail - head, or if its kind is
-// neither 0 nor 1.
+// does not fit between its offset + 8 and the buffer's end, or if tail has
+// passed its position and it has no stamp.
 //
 // Opening, in this order. The opener takes its liveness lock (on Linux,
 // flock LOCK_SH on an fd of the segment's file, kept until it closes) and
@@ -179,15 +199,15 @@
 // sleeping word, and loops. After a timeout it asks whether the peer is
 // alive; a dead peer's last store may still be there to read first.
 //
-// End of stream. The consumer loads state, then tail: if tail has moved it
-// reads on; only if tail has not moved and the producer's closed bit was
-// set in the state it loaded first is it the end (io.EOF). In the other
-// order, a producer that committed and closed between the two loads would
-// lose its last messages.
+// End of stream. The consumer loads state, then tail: if tail has passed
+// head (or the stamp at head has come) it reads on; only if not, and the
+// producer's closed bit was set in the state it loaded first, is it the
+// end (io.EOF). In the other order, a producer that committed and closed
+// between the two loads would lose its last messages.
 //
 // The tests exercise this layout with a consumer written in Python from
-// this description alone (testdata/ring_consumer.py, ctypes for the futex),
-// against a Go producer.
+// this description alone (testdata/ring_consumer.py, ctypes for the futex,
+// learning of records by tail), against a Go producer.
 //
 // # Lifetimes
 //

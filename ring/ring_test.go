@@ -477,7 +477,8 @@ func TestOpenErrors(t *testing.T) {
 		damage func(seg []byte, key string)
 		want   error
 	}{
-		{"version", func(seg []byte, _ string) { *word(seg, offVersion) = 2 }, ErrVersion},
+		{"version-1", func(seg []byte, _ string) { *word(seg, offVersion) = 1 }, ErrVersion}, // unstamped records
+		{"version-next", func(seg []byte, _ string) { *word(seg, offVersion) = version + 1 }, ErrVersion},
 		{"magic", func(seg []byte, _ string) { seg[3] = 'X' }, ErrCorrupt},
 		{"capacity", func(seg []byte, _ string) { *word(seg, offCapacity) = 1000 }, ErrCorrupt},
 		{"capacity-too-large", func(seg []byte, _ string) { *word(seg, offCapacity) = 1 << 20 }, ErrCorrupt},

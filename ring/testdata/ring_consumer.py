@@ -46,7 +46,7 @@ from multiprocessing import resource_tracker, shared_memory
 
 # The header (package ring's documentation, "Layout").
 MAGIC = b"shmring\x00"
-VERSION = 1
+VERSION = 2
 HEADER_SIZE = 512
 ALIGN = 8
 END_PRODUCER = 1
@@ -55,6 +55,7 @@ OFF_CREATOR_END, OFF_STATE, OFF_OPENER_PID = 24, 28, 36
 OFF_TAIL, OFF_CONS_SLEEP, OFF_HEAD, OFF_PROD_SLEEP = 128, 132, 256, 260
 STATE_OPENED, STATE_PROD_CLOSED, STATE_CONS_CLOSED = 1, 2, 4
 KIND_MESSAGE, KIND_PADDING = 0, 1
+STAMPED, STAMP_KIND = 4, 1  # a record's stamp: its position | STAMPED | kind
 
 SYS_FUTEX = 202  # x86-64
 FUTEX_WAIT, FUTEX_WAKE, FUTEX_WAKE_OP = 0, 1, 5  # no FUTEX_PRIVATE_FLAG: shared
@@ -202,11 +203,15 @@ class Ring:
                 if not self.wait():
                     return None
                 continue
+            # This consumer learns of records from tail, which the producer
+            # stores after their stamps: every record before it is stamped.
             off = self.head & self.mask
-            n, kind = self.buf[off:off + 8].cast("I")
+            n, stamp = self.buf[off:off + 8].cast("I")
+            kind = stamp & STAMP_KIND
             rec = 8 + ((n + ALIGN - 1) & ~(ALIGN - 1))
-            if n > self.cap - off - 8 or rec > ((self.tail - self.head) & 0xFFFFFFFF) or kind > KIND_PADDING:
-                raise Gone(f"corrupt record: {n} bytes, kind {kind}, at {off}")
+            if (stamp & ~STAMP_KIND != self.head | STAMPED or n > self.cap - off - 8
+                    or rec > ((self.tail - self.head) & 0xFFFFFFFF)):
+                raise Gone(f"corrupt record: {n} bytes, stamp {stamp:#x}, at {off}")
             if kind == KIND_PADDING:
                 self.publish((self.head + rec) & 0xFFFFFFFF)
                 continue
