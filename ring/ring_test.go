@@ -122,7 +122,8 @@ func TestWrapAround(t *testing.T) {
 
 // TestPaddingWithMessage: a message that wraps goes to the consumer in one
 // store of tail with its padding record, when both fit (one wake-up at
-// most, not two); nothing is published before Commit.
+// most, not two); nothing is published before Commit, neither tail nor a
+// stamp that a consumer would take.
 func TestPaddingWithMessage(t *testing.T) {
 	p, c := pair(t, 256)
 	send(t, p, 200, 0) // a record of 208
@@ -133,6 +134,14 @@ func TestPaddingWithMessage(t *testing.T) {
 	}
 	if got := atomic.LoadUint32(p.e.tail); got != 208 {
 		t.Fatalf("tail %d after Reserve, want 208: published before Commit", got)
+	}
+	done, cancel := context.WithCancel(context.Background())
+	cancel()
+	if m, err := c.Next(done); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Next after Reserve: %d bytes, %v; want nothing before Commit", len(m), err)
+	}
+	if c.head != 208 {
+		t.Fatalf("the consumer took records up to %d after Reserve, want none past 208", c.head)
 	}
 	fill(b, 1)
 	p.Commit()
