@@ -97,10 +97,11 @@ func (c *Consumer) Next(ctx context.Context) ([]byte, error) {
 			}
 			continue
 		}
-		if h[0] > uint32(len(e.buf)-off-recordHead) { // as uint32: an int may be 32 bits
-			return nil, fmt.Errorf("%w: record of %d bytes at %d", ErrCorrupt, h[0], off)
+		n32 := h[0]                                  // once: a corrupt peer may change it
+		if n32 > uint32(len(e.buf)-off-recordHead) { // as uint32: an int may be 32 bits
+			return nil, fmt.Errorf("%w: record of %d bytes at %d", ErrCorrupt, n32, off)
 		}
-		n := int(h[0])
+		n := int(n32)
 		rec := recordHead + align(n)
 		if st&stampKind == kindPadding {
 			c.publish(c.head + uint32(rec))
@@ -157,6 +158,9 @@ func (c *Consumer) wait(ctx context.Context, sw *uint32, old uint32) error {
 		switch err := e.await(ctx, e.tail, t, c.consSleep, stateProdClosed); err {
 		case nil, errPeerClosed:
 		default:
+			if atomic.LoadUint32(sw) != old {
+				return nil // stamped, by a producer that died before it stored tail
+			}
 			return err
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"runtime"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -18,6 +19,7 @@ func init() {
 	helpers.Register("produce-and-hang", helperProduceAndHang)
 	helpers.Register("create-and-hang", helperCreateAndHang)
 	helpers.Register("open-consumer-and-hang", helperOpenConsumerAndHang)
+	helpers.Register("stamp-and-hang", helperStampAndHang)
 }
 
 // hangMidMessage commits count messages of 100 bytes, reserves one more
@@ -73,6 +75,38 @@ func helperOpenConsumerAndHang(args ...string) error {
 	}
 	fmt.Println("ready")
 	bufio.NewReader(os.Stdin).ReadString('\n')
+	return nil
+}
+
+// helperStampAndHang KEY opens ring KEY's producing end, commits message 0,
+// waits for the consumer to sleep, then commits message 1 up to its stamp
+// and hangs there, before it stores tail: it prints "ready" and waits for
+// its stdin to close (or to be killed).
+func helperStampAndHang(args ...string) error {
+	p, err := OpenProducer(args[0])
+	if err != nil {
+		return err
+	}
+	b, err := p.Reserve(context.Background(), 100)
+	if err != nil {
+		return err
+	}
+	fill(b, 0)
+	p.Commit()
+	// The consumer has released message 0 and gone to sleep again: the
+	// sleep in which it waits for message 1.
+	for atomic.LoadUint32(p.e.head) != recordHead+uint32(align(100)) || atomic.LoadUint32(p.consSleep) == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	testHookStamped = func() {
+		fmt.Println("ready")
+		bufio.NewReader(os.Stdin).ReadString('\n')
+	}
+	if b, err = p.Reserve(context.Background(), 100); err != nil {
+		return err
+	}
+	fill(b, 1)
+	p.Commit()
 	return nil
 }
 
@@ -141,6 +175,50 @@ func TestProducerKilledMidMessage(t *testing.T) {
 		receive(t, cons, 100, uint64(i))
 	}
 	expectPeerGone(t, c, nextError(cons))
+}
+
+// TestProducerKilledBeforeTail: a producer killed in Commit after it has
+// stamped a message, before it stored tail, committed that message: the
+// consumer, asleep on tail, receives it whole once it learns of the death,
+// and then ErrPeerGone.
+func TestProducerKilledBeforeTail(t *testing.T) {
+	keys := checkLeaks(t)
+	cons, err := CreateConsumer(4096)
+	if err != nil {
+		t.Fatal(err)
+	}
+	*keys = append(*keys, cons.Key())
+	defer cons.Close()
+	c := helpers.Start(t, "stamp-and-hang", cons.Key())
+	receive(t, cons, 100, 0)
+	got := make(chan error, 1)
+	go func() {
+		b, err := cons.Next(context.Background()) // sleeps on tail
+		if err == nil {
+			err = check(b, 1, 100, make([]byte, 100))
+			cons.Release()
+		}
+		got <- err
+	}()
+	if l := c.Line(t); l != "ready" {
+		t.Fatalf("child: %q", l)
+	}
+	c.Kill(t)
+	select {
+	case err := <-got:
+		if err != nil {
+			t.Fatalf("Next of the message stamped before the death: %v", err)
+		}
+	case <-time.After(prompt):
+		t.Fatalf("Next still waiting %v after the producer was killed", prompt)
+	}
+	start := time.Now()
+	if _, err := cons.Next(context.Background()); !errors.Is(err, ErrPeerGone) {
+		t.Fatalf("Next after the last message: %v, want ErrPeerGone", err)
+	}
+	if d := time.Since(start); d > peerGoneWithin {
+		t.Fatalf("ErrPeerGone after %v, want within %v", d, peerGoneWithin)
+	}
 }
 
 // TestCreatorKilledMidMessage: the same with the producer the ring's

@@ -119,15 +119,5 @@ func checkHeader(seg []byte) (capacity int, creatorEnd uint32, err error) {
 // record at pos is committed.
 func stampOf(pos uint32) uint32 { return pos | stampStamped }
 
-// headWords returns the 64-bit value that stores, in one store, the two
-// 32-bit words of a record's head: lo at the lower address, then hi, in
-// the machine's byte order.
-func headWords(lo, hi uint32) uint64 {
-	var v uint64
-	w := (*[2]uint32)(unsafe.Pointer(&v))
-	w[0], w[1] = lo, hi
-	return v
-}
-
 // align rounds n up to the record alignment.
 func align(n int) int { return (n + recordAlign - 1) &^ (recordAlign - 1) }

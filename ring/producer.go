@@ -79,8 +79,8 @@ func (p *Producer) MaxMessage() int { return len(p.e.buf) - recordHead }
 // the ring is too full to take them, then never again, until Commit. The
 // slice points into the shared segment: write the message there, then
 // Commit it; it is valid until Commit or Close. A Reserve after a Reserve
-// without Commit returns the same reservation again if n is the same, and
-// replaces it otherwise.
+// without Commit replaces its reservation (with the same bytes if n is the
+// same); a Reserve that fails leaves none, and Commit then panics.
 //
 // The error wraps ErrTooLarge if n is negative or more than MaxMessage; is
 // ctx.Err() if ctx ends while Reserve waits; wraps ErrPeerGone if, while
@@ -91,6 +91,7 @@ func (p *Producer) Reserve(ctx context.Context, n int) ([]byte, error) {
 	if e.closed {
 		return nil, ErrClosed
 	}
+	p.pending = -1 // until this one succeeds: it may move tail (padding) or fail
 	if n < 0 || n > len(e.buf)-recordHead {
 		return nil, fmt.Errorf("%w: %d bytes, at most %d", ErrTooLarge, n, len(e.buf)-recordHead)
 	}
@@ -133,6 +134,9 @@ func (p *Producer) Commit() {
 	if p.pad > 0 {
 		p.stamp(p.tail, p.pad-recordHead, kindPadding)
 	}
+	if testHookStamped != nil {
+		testHookStamped()
+	}
 	p.publish(next)
 	p.pending = -1
 }
@@ -168,12 +172,14 @@ func (p *Producer) room(ctx context.Context, rec int) error {
 	return nil
 }
 
-// stamp writes the head of the record at pos, n bytes of kind, in one
-// store that comes after every store of the record's bytes: the consumer
-// reads them once it has read the stamp.
+// stamp writes the head of the record at pos, n bytes of kind: the
+// length, then the stamp, in an atomic store that comes after every store
+// of the record's bytes, so that the consumer, once it has loaded the
+// stamp, reads them all.
 func (p *Producer) stamp(pos uint32, n int, kind uint32) {
-	h := (*uint64)(unsafe.Pointer(&p.e.buf[pos&p.e.mask]))
-	atomic.StoreUint64(h, headWords(uint32(n), stampOf(pos)|kind))
+	h := (*[2]uint32)(unsafe.Pointer(&p.e.buf[pos&p.e.mask]))
+	h[0] = uint32(n)
+	atomic.StoreUint32(&h[1], stampOf(pos)|kind)
 }
 
 // clearStamp clears the stamp word at pos, the position after the records
@@ -188,6 +194,10 @@ func (p *Producer) clearStamp(pos uint32) {
 		*word(p.e.buf, int(pos&p.e.mask)+4) = 0
 	}
 }
+
+// testHookStamped, if set, runs in Commit between the stamps and the store
+// of tail: the tests hold a producer there.
+var testHookStamped func()
 
 // publish stores the new tail and wakes a sleeping consumer.
 func (p *Producer) publish(tail uint32) {

@@ -80,10 +80,11 @@
 // If the other end's process dies, however it dies (SIGKILL included, in
 // the middle of writing a message), a waiting Reserve or Next returns an
 // error wrapping ErrPeerGone within about 200 ms; Next first delivers every
-// message that was committed before the death, never a part of one. If the
-// other end closes, Next returns io.EOF once it has delivered everything,
-// and Reserve returns an error wrapping ErrPeerGone. Until the opening end
-// has opened the ring, the creating end waits for it without a limit.
+// message that was committed before the death (stamped: see Layout), never
+// a part of one. If the other end closes, Next returns io.EOF once it has
+// delivered everything, and Reserve returns an error wrapping ErrPeerGone.
+// Until the opening end has opened the ring, the creating end waits for it
+// without a limit.
 //
 // On Linux the kernel vouches for liveness, not a pid: the creating process
 // holds the lock that shmmap.Create takes on every segment (an open file
@@ -108,14 +109,14 @@
 //
 // A ring is a segment of HeaderSize + capacity bytes: a header of 512 bytes,
 // then the buffer. Every number is in the machine's native byte order.
-// Every shared word of the header is a 32-bit word accessed atomically
-// (sequentially consistent, as C11's atomic_load/atomic_store default and
-// Go's sync/atomic); a record's head is stored with one atomic 64-bit store
-// and its stamp word loaded atomically. A plain aligned load or store is atomic on amd64 and arm64,
-// but not sequentially consistent: on amd64 a store must be an XCHG (or be
-// followed by MFENCE) before the next load, as the wake protocol below
-// needs, and on arm64 both need their acquire and release forms (LDAR,
-// STLR). Offsets in the header:
+// Every shared word, the header's and a record's stamp, is a 32-bit word
+// accessed atomically (sequentially consistent, as C11's
+// atomic_load/atomic_store default and Go's sync/atomic); where less is
+// enough, this says so. A plain aligned load or store is atomic on amd64
+// and arm64, but not sequentially consistent: on amd64 a store must be an
+// XCHG (or be followed by MFENCE) before the next load, as the wake
+// protocol below needs, and on arm64 both need their acquire and release
+// forms (LDAR, STLR). Offsets in the header:
 //
 //	0    8 bytes  magic "shmring\x00"
 //	8    uint32   version, 2
@@ -146,23 +147,28 @@
 // that covers the rest of the buffer (n = bytes left - 8), then the message
 // at offset 0; it commits both at once when both fit in the free space,
 // else the padding first. Free space is capacity - (tail - head), computed
-// mod 2^32.
+// mod 2^32. Positions are compared the same way: a position a is past b
+// when (a - b) mod 2^32, read as a signed 32-bit number, is above 0.
 //
 // Committing. The producer writes a record's bytes; then clears the stamp
 // word (stores 0 at offset 4) of the position after the records it
-// commits, if those 8 bytes are free; then writes each record's head, the
-// length and the stamp in one 64-bit store (release), the message's before
-// its padding's; then stores the new tail, and if the consumer-sleeping
-// word is 1 calls FUTEX_WAKE (shared) on tail. The clearing makes a stamp
+// commits, if those 8 bytes are free; then, for each record, the message's
+// before its padding's, stores its length (a plain store) and then its
+// stamp (an atomic store, a release at least: it must come after every
+// other store of the record and of the clearing); then stores the new
+// tail, and if the consumer-sleeping word is 1 calls FUTEX_WAKE (shared)
+// on tail. A record is committed once its stamp is stored. The clearing
+// makes a stamp
 // trustworthy: the word a consumer finds at its head either is the stamp
 // of the record there, or was cleared, or is the stamp of the record one
 // lap (capacity bytes) earlier, which differs.
 //
 // Consuming. The consumer learns of a record either by its stamp or by
-// tail. By its stamp: it loads the stamp word at head (acquire); the record
-// is committed when the word, less its kind bit, is head | 4, and then its
-// length and bytes are there to read. By tail: every record before tail is
-// committed and stamped. While neither says so, it stores 1 in
+// tail. By its stamp: it loads the stamp word at head (an acquire at
+// least); the record is committed when the word, less its kind bit, is
+// head | 4, and then its length and bytes are there to read (after that
+// load). By tail: every record before tail (tail past head) is committed
+// and stamped. While neither says so, it stores 1 in
 // consumer-sleeping, loads tail again and, if still the value it saw,
 // calls FUTEX_WAIT on tail with that value, then stores 0. A consumer that
 // learns by stamps may be ahead of tail for a moment, between a stamp and
@@ -197,7 +203,9 @@
 // and returns if the peer's closed bit is set; else sleeps (FUTEX_WAIT on
 // the word, with the value it saw, for at most 200 ms), stores 0 in its
 // sleeping word, and loops. After a timeout it asks whether the peer is
-// alive; a dead peer's last store may still be there to read first.
+// alive; a dead peer's last store may still be there to read first: a
+// consumer that waits on tail looks at the stamp at head too, since a
+// producer may die between a stamp and its store of tail.
 //
 // End of stream. The consumer loads state, then tail: if tail has passed
 // head (or the stamp at head has come) it reads on; only if not, and the
@@ -207,7 +215,8 @@
 //
 // The tests exercise this layout with a consumer written in Python from
 // this description alone (testdata/ring_consumer.py, ctypes for the futex,
-// learning of records by tail), against a Go producer.
+// learning of records by their stamps and sleeping on tail), against a Go
+// producer.
 //
 // # Lifetimes
 //

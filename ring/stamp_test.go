@@ -6,42 +6,210 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-	"unsafe"
 )
 
-// TestForgedStamps: a message whose bytes hold, at every 8-byte offset, the
-// head a record would have there one lap later (what a hostile or unlucky
-// payload may hold) is never taken for a record. On the next lap the
-// producer commits 8-byte records one at a time, so that the consumer's head
-// stops at each of those offsets with nothing committed there yet: Next must
-// find no message, and then the real one.
-func TestForgedStamps(t *testing.T) {
-	checkLeaks(t)
-	p, c := pair(t, 128)
+// putHead writes a record head at offset off of buf: what a payload, or a
+// corrupt peer, may hold there.
+func putHead(buf []byte, off int, n, stamp uint32) {
+	*word(buf, off) = n
+	*word(buf, off+4) = stamp
+}
+
+// onStamped makes every Commit run hook between its stamps and its store of
+// tail, until t ends.
+func onStamped(t *testing.T, hook func()) {
+	testHookStamped = hook
+	t.Cleanup(func() { testHookStamped = nil })
+}
+
+// noMessage checks that c has no message to give: Next with an ended
+// context finds none.
+func noMessage(t *testing.T, c *Consumer) {
+	t.Helper()
+	done, cancel := context.WithCancel(context.Background())
+	cancel()
+	head := c.head
+	if m, err := c.Next(done); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Next from position %d: %q, %v; want no message", head, m, err)
+	}
+}
+
+// nothingNext checks that c has no message to give and takes no record
+// looking for one.
+func nothingNext(t *testing.T, c *Consumer) {
+	t.Helper()
+	head := c.head
+	noMessage(t, c)
+	if c.head != head {
+		t.Fatalf("Next took records from %d to %d; want none", head, c.head)
+	}
+}
+
+// forge commits and consumes a message that fills the ring's buffer from
+// offset 8, its bytes the heads that records at each offset would have one
+// lap later (what a hostile or unlucky payload may hold), with the given
+// low bits.
+func forge(t *testing.T, p *Producer, c *Consumer, low uint32) {
+	t.Helper()
 	capacity := uint32(len(p.e.buf))
+	lap := p.tail - p.tail%capacity + capacity
 	b, err := p.Reserve(context.Background(), p.MaxMessage())
 	if err != nil {
 		t.Fatal(err)
 	}
 	for x := 0; x+8 <= len(b); x += 8 {
-		pos := capacity + uint32(recordHead+x) // the position of this offset one lap on
-		*(*uint64)(unsafe.Pointer(&b[x])) = headWords(3, stampOf(pos)|kindMessage)
+		putHead(b, x, 0, stampOf(lap+uint32(recordHead+x))|low)
 	}
 	p.Commit()
-	m, err := c.Next(context.Background())
-	if err != nil || len(m) != p.MaxMessage() {
-		t.Fatalf("Next: %d bytes, %v", len(m), err)
+	if m, err := c.Next(context.Background()); err != nil || len(m) != p.MaxMessage() {
+		t.Fatalf("Next of the forging message: %d bytes, %v", len(m), err)
 	}
 	c.Release()
+}
 
+// TestForgedStamps: forged heads in an earlier lap's bytes are never taken
+// for records. Every Commit is held right after its stamps, where a
+// consumer on another CPU sees what this one does: the consumer takes the
+// new record and must find nothing at the next position, whichever of a
+// lap's offsets that is, and also when exactly 8 bytes are left free.
+func TestForgedStamps(t *testing.T) {
+	for _, low := range []uint32{kindMessage, kindPadding, 2, 3} {
+		p, c := pair(t, 128)
+		forge(t, p, c, low)
+		onStamped(t, func() {
+			if _, err := c.Next(context.Background()); err != nil {
+				t.Fatalf("Next of a stamped record: %v", err)
+			}
+			c.Release()
+			nothingNext(t, c)
+		})
+		// Records of 8 bytes stop at every offset of the next lap.
+		for i := uint64(0); i < uint64(len(p.e.buf))/recordHead; i++ {
+			b, err := p.Reserve(context.Background(), 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			fill(b, i)
+			p.Commit()
+		}
+		testHookStamped = nil
+		forge(t, p, c, low)
+		// One record of capacity - 8: the 8 bytes after it are free.
+		onStamped(t, func() {
+			if _, err := c.Next(context.Background()); err != nil {
+				t.Fatalf("Next of a stamped record: %v", err)
+			}
+			c.Release()
+			nothingNext(t, c)
+		})
+		b, err := p.Reserve(context.Background(), len(p.e.buf)-2*recordHead)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fill(b, 1)
+		p.Commit()
+		testHookStamped = nil
+	}
+}
+
+// TestAheadOfTail: a consumer takes a record by its stamp before the
+// producer stores tail, and is then ahead of tail: it must see an empty
+// ring there, not a corrupt one.
+func TestAheadOfTail(t *testing.T) {
+	checkLeaks(t)
+	p, c := pair(t, 256)
+	onStamped(t, func() {
+		receive(t, c, 10, 0)
+		if got := atomic.LoadUint32(p.e.tail); int32(got-c.head) >= 0 {
+			t.Fatalf("tail %d, head %d: the consumer is not ahead of tail", got, c.head)
+		}
+		nothingNext(t, c)
+	})
+	send(t, p, 10, 0)
+	testHookStamped = nil
+	send(t, p, 20, 1)
+	receive(t, c, 20, 1)
+}
+
+// TestSpinSeesStamp: a spinning consumer takes a message by its stamp,
+// with tail never moving while it waits.
+func TestSpinSeesStamp(t *testing.T) {
+	checkLeaks(t)
+	defer func(d time.Duration) { maxSpin = d }(maxSpin)
+	maxSpin = time.Hour // spin on, not sleep, whatever the machine's pace
+	p, c := pair(t, 256)
+	c.SetSpin(time.Hour)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*prompt)
+	defer cancel()
+	got := make(chan error, 1)
+	go func() {
+		b, err := c.Next(ctx)
+		if err == nil {
+			err = check(b, 0, 10, make([]byte, 10))
+			c.Release()
+		}
+		got <- err
+	}()
+	received := false
+	onStamped(t, func() {
+		tail := atomic.LoadUint32(p.e.tail)
+		select {
+		case err := <-got:
+			received = true
+			if err != nil {
+				t.Errorf("Next: %v", err)
+			}
+		case <-time.After(time.Second): // a spin that ignores the stamp ends with ctx
+			t.Errorf("a spinning Next did not take a stamped message in a second")
+		}
+		if atomic.LoadUint32(p.e.tail) != tail {
+			t.Error("tail moved")
+		}
+	})
+	time.Sleep(10 * time.Millisecond) // Next is spinning
+	send(t, p, 10, 0)
+	if !received { // let Next end before Close unmaps
+		cancel()
+		<-got
+	}
+}
+
+// TestCommitAfterFailedReserve: a Reserve that fails, even after it has
+// published a padding record, leaves no reservation: Commit panics rather
+// than stamp a message where its bytes are not.
+func TestCommitAfterFailedReserve(t *testing.T) {
+	p, c := pair(t, 256)
+	send(t, p, 200, 0)
+	receive(t, c, 200, 0)
 	done, cancel := context.WithCancel(context.Background())
 	cancel()
-	for i := uint64(0); c.head < 2*capacity-recordHead; i++ {
-		if m, err := c.Next(done); !errors.Is(err, context.Canceled) {
-			t.Fatalf("Next at position %d, before the producer wrote there: %q, %v; want no message", c.head, m, err)
+	for _, tc := range []struct {
+		name string
+		ctx  context.Context
+		n    int
+		want error
+	}{
+		{"padding-then-no-room", done, 248, context.Canceled},
+		{"too-large", context.Background(), 249, ErrTooLarge},
+		{"negative", context.Background(), -1, ErrTooLarge},
+	} {
+		b, err := p.Reserve(context.Background(), 10)
+		if err != nil {
+			t.Fatal(err)
 		}
-		send(t, p, 0, i)
-		receive(t, c, 0, i)
+		fill(b, 1)
+		if _, err := p.Reserve(tc.ctx, tc.n); !errors.Is(err, tc.want) {
+			t.Fatalf("%s: Reserve(%d): %v, want %v", tc.name, tc.n, err, tc.want)
+		}
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("%s: Commit after a failed Reserve did not panic", tc.name)
+				}
+			}()
+			p.Commit()
+		}()
+		noMessage(t, c) // a published padding record aside
 	}
 }
 
@@ -54,15 +222,12 @@ func TestCorruptRecord(t *testing.T) {
 		damage func(p *Producer)
 	}{
 		{"length", func(p *Producer) {
-			h := (*uint64)(unsafe.Pointer(&p.e.buf[0]))
-			atomic.StoreUint64(h, headWords(uint32(len(p.e.buf)-recordHead+1), stampOf(0)|kindMessage))
+			putHead(p.e.buf, 0, uint32(len(p.e.buf)-recordHead+1), stampOf(0)|kindMessage)
 		}},
-		{"padding-length", func(p *Producer) {
-			h := (*uint64)(unsafe.Pointer(&p.e.buf[0]))
-			atomic.StoreUint64(h, headWords(1<<31, stampOf(0)|kindPadding))
-		}},
+		{"padding-length", func(p *Producer) { putHead(p.e.buf, 0, 1<<31, stampOf(0)|kindPadding) }},
 		{"no-stamp", func(p *Producer) { *word(p.e.buf, 4) = 0 }},
 		{"stamp-of-another-position", func(p *Producer) { *word(p.e.buf, 4) = stampOf(64) }},
+		{"stamp-low-bits", func(p *Producer) { *word(p.e.buf, 4) = stampOf(0) | 2 }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			checkLeaks(t)

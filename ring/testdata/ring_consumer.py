@@ -20,8 +20,9 @@ Linux on x86-64 only. Python has no atomics; what stands in for them:
 - A load or store of a shared word is an item of a memoryview cast to "I":
   CPython copies the 4 aligned bytes with one mov, and on x86-64 (TSO) a
   plain mov is what C11 compiles an acquire load and a release store to.
-  So a load of tail orders the loads of the record after it, and the bytes
-  of a record are read before the store of head that frees them.
+  So a load of a record's stamp orders the loads of its length and bytes
+  after it, and the bytes of a record are read before the store of head
+  that frees them.
 - The layout asks for sequentially consistent accesses because each side
   stores its sleeper flag (or head) and then loads the other side's word:
   x86-64 may let such a load pass the store, which would lose a wake-up. A
@@ -31,7 +32,7 @@ Linux on x86-64 only. Python has no atomics; what stands in for them:
   the kernel: FUTEX_WAKE_OP with FUTEX_OP_OR does it atomically.
 
 arm64 is not TSO: a plain load there may pass an earlier plain load, so the
-record could be read before the tail that publishes it. This script refuses
+record could be read before the stamp that publishes it. This script refuses
 to run elsewhere than x86-64.
 """
 import ctypes
@@ -66,6 +67,11 @@ POLL = 0.2  # seconds between liveness checks while waiting, as Go's ends
 
 class Gone(Exception):
     pass
+
+
+def past(a, b):
+    """Whether position a is past b: (a - b) mod 2^32, signed, above 0."""
+    return 0 < (a - b) & 0xFFFFFFFF < 0x80000000
 
 
 class Timespec(ctypes.Structure):
@@ -129,6 +135,7 @@ class Ring:
             raise Gone("the creator has closed or died")
         self.cap, self.mask = cap, cap - 1
         self.buf = buf[HEADER_SIZE:HEADER_SIZE + cap]
+        self.b32 = self.buf.cast("I")  # the buffer's words: record heads
         c = ctypes.c_char.from_buffer(buf)
         self.base = ctypes.addressof(c)  # valid while mapped
         del c  # no export left for shm.close() to trip on
@@ -140,7 +147,6 @@ class Ring:
             raise Gone("busy: the consumer is open in another process")
         atomic_or(self.base + OFF_STATE, STATE_OPENED, self.base + OFF_STATE)
         self.head = w[OFF_HEAD // 4]
-        self.tail = w[OFF_TAIL // 4]
 
     def producer_alive(self):
         """Whether the creator holds its OFD lock (F_OFD_GETLK); an answer
@@ -160,36 +166,46 @@ class Ring:
         if self.w[OFF_PROD_SLEEP // 4]:
             futex(self.base + OFF_HEAD, FUTEX_WAKE, 1)
 
-    def wait(self):
-        """Waits until tail moves; False at the end of the stream."""
+    def stamped(self, off):
+        """Whether the record at head (offset off) is stamped: committed."""
+        return self.b32[off // 4 + 1] & ~STAMP_KIND == self.head | STAMPED
+
+    def wait(self, off, old):
+        """Waits while the stamp word at head (offset off) holds old;
+        False at the end of the stream."""
         w = self.w
         while True:
             closed = w[OFF_STATE // 4] & STATE_PROD_CLOSED
             t = w[OFF_TAIL // 4]
-            if t != self.tail:
-                self.tail = t
+            if past(t, self.head):  # committed, so stamped
+                if not self.stamped(off):
+                    raise Gone(f"corrupt: no record at {self.head}, before tail {t}")
+                return True
+            if self.b32[off // 4 + 1] != old:
                 return True
             if closed:
                 return False
-            self.await_tail()
+            self.await_tail(t, off, old)
 
-    def await_tail(self):
-        """One sleep on tail (Go's end.await): returns when tail may have
-        moved or the producer closed; raises Gone if its process died."""
-        w, old = self.w, self.tail
+    def await_tail(self, t, off, old):
+        """One sleep on tail while it holds t (Go's end.await): returns when
+        tail may have moved or the producer closed; raises Gone if its
+        process died, unless it stamped a last record first."""
+        w = self.w
         ts = Timespec(0, int(POLL * 1e9))
         while True:
             w[OFF_CONS_SLEEP // 4] = 1
             fence()  # the store of the flag before the load of tail
-            if w[OFF_TAIL // 4] != old or w[OFF_STATE // 4] & STATE_PROD_CLOSED:
+            if w[OFF_TAIL // 4] != t or w[OFF_STATE // 4] & STATE_PROD_CLOSED:
                 w[OFF_CONS_SLEEP // 4] = 0
                 return
-            r = futex(self.base + OFF_TAIL, FUTEX_WAIT, old, ctypes.byref(ts))
+            r = futex(self.base + OFF_TAIL, FUTEX_WAIT, t, ctypes.byref(ts))
             w[OFF_CONS_SLEEP // 4] = 0
-            if w[OFF_TAIL // 4] != old:
+            if w[OFF_TAIL // 4] != t:
                 return
             if r == -errno.ETIMEDOUT and not self.producer_alive():
-                if w[OFF_TAIL // 4] != old or w[OFF_STATE // 4] & STATE_PROD_CLOSED:
+                if (w[OFF_TAIL // 4] != t or w[OFF_STATE // 4] & STATE_PROD_CLOSED
+                        or self.b32[off // 4 + 1] != old):
                     return
                 raise Gone("the producer's process died")
             if r < 0 and r not in (-errno.ETIMEDOUT, -errno.EINTR, -errno.EAGAIN):
@@ -199,20 +215,19 @@ class Ring:
         """Returns (offset, length) of the next message in self.buf, or None
         at the end of the stream. The caller releases it."""
         while True:
-            if self.head == self.tail:
-                if not self.wait():
+            # Learn of the record by its stamp: the stamp word first (on
+            # x86-64 a plain load is an acquire), then the length.
+            off = self.head & self.mask
+            st = self.b32[off // 4 + 1]
+            if st & ~STAMP_KIND != self.head | STAMPED:
+                if not self.wait(off, st):
                     return None
                 continue
-            # This consumer learns of records from tail, which the producer
-            # stores after their stamps: every record before it is stamped.
-            off = self.head & self.mask
-            n, stamp = self.buf[off:off + 8].cast("I")
-            kind = stamp & STAMP_KIND
+            n = self.b32[off // 4]
             rec = 8 + ((n + ALIGN - 1) & ~(ALIGN - 1))
-            if (stamp & ~STAMP_KIND != self.head | STAMPED or n > self.cap - off - 8
-                    or rec > ((self.tail - self.head) & 0xFFFFFFFF)):
-                raise Gone(f"corrupt record: {n} bytes, stamp {stamp:#x}, at {off}")
-            if kind == KIND_PADDING:
+            if n > self.cap - off - 8:
+                raise Gone(f"corrupt record: {n} bytes at {off}")
+            if st & STAMP_KIND == KIND_PADDING:
                 self.publish((self.head + rec) & 0xFFFFFFFF)
                 continue
             self.pending = rec
@@ -226,6 +241,7 @@ class Ring:
         head, then unmaps and drops the flock."""
         atomic_or(self.base + OFF_STATE, STATE_CONS_CLOSED, self.base + OFF_HEAD)
         try:
+            self.b32.release()
             self.buf.release()
             self.w.release()
             self.shm.close()
