@@ -80,8 +80,8 @@ func (c *Consumer) MaxMessage() int { return len(c.e.buf) - recordHead }
 // The error is io.EOF once the producer has closed and every message has
 // been read; ctx.Err() if ctx ends while Next waits; wraps ErrPeerGone if
 // the producer's process died (after every message it committed has been
-// read), ErrCorrupt if a record does not fit the ring; and is ErrClosed
-// after Close.
+// read), ErrCorrupt if a record does not fit the ring or tail has passed a
+// record without a stamp (see Layout); and is ErrClosed after Close.
 func (c *Consumer) Next(ctx context.Context) ([]byte, error) {
 	e := c.e
 	if e.closed {
