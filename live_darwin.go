@@ -4,8 +4,6 @@ package shmmap
 
 import (
 	"errors"
-
-	"golang.org/x/sys/unix"
 )
 
 // macOS has no liveness to keep: it cannot list shm names, so there is no
@@ -19,6 +17,6 @@ func lockCreator(fd int) error { return nil }
 
 func creatorHolds(name string) (held, ok bool) { return false, false }
 
-func holdsFD(fd int, st *unix.Stat_t) (held, ok bool) { return false, false }
+func holdsFD(fd int) (held, ok bool) { return false, false }
 
 func reap(name string) (bool, error) { return false, errors.ErrUnsupported }

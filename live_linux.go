@@ -53,17 +53,17 @@ func creatorHolds(name string) (held, ok bool) {
 		return false, false
 	}
 	defer closeFD(fd)
+	return holdsFD(fd)
+}
+
+// holdsFD tells whether a process holds the creator's lock on fd; ok is
+// false where the kernel does not say, and for a file that is not a
+// segment. A segment with mode 0 is being made (see openNew): held.
+func holdsFD(fd int) (held, ok bool) {
 	var st unix.Stat_t
 	if err := fstat(fd, &st); err != nil || !isSegment(&st) {
 		return false, false
 	}
-	return holdsFD(fd, &st)
-}
-
-// holdsFD tells whether a process holds the creator's lock on fd, a
-// segment whose fstat is st; ok is false where the kernel does not say. A
-// segment with mode 0 is being made (see openNew): held.
-func holdsFD(fd int, st *unix.Stat_t) (held, ok bool) {
 	if st.Mode&0o777 == 0 {
 		return true, true
 	}

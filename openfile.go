@@ -43,12 +43,6 @@ func OpenFile(key string, writable bool) (*os.File, error) {
 // lock to hold, and shows as CreatorGone.
 func CreatorOf(f *os.File) Creator {
 	state := CreatorUnknown
-	withFD(f, func(fd int) {
-		var st unix.Stat_t
-		if fstat(fd, &st) != nil || !isSegment(&st) {
-			return
-		}
-		state = stateOf(holdsFD(fd, &st))
-	})
+	withFD(f, func(fd int) { state = stateOf(holdsFD(fd)) })
 	return state
 }
