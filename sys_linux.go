@@ -14,8 +14,9 @@ import (
 // costs 0.1 to 0.4 µs a call, 10 to 20% of the call itself (BENCHMARKS.md).
 // unix.RawSyscall skips it. A call here is raw exactly when the kernel's
 // work is short and bounded, whatever the size and whatever another user
-// put in /dev/shm: link or unlink of a name in a tmpfs directory, fchmod, fstat, a lock taken or tested without waiting,
-// close of an fd whose file a mapping or a name still holds, mmap without
+// put in /dev/shm: link or unlink of a name in a tmpfs directory, fchmod,
+// fstat, a lock taken or tested without waiting, close of an fd whose file
+// a mapping or a name still holds, mmap without
 // MAP_POPULATE, memfd_create, fcntl's F_ADD_SEALS of seals that wait for
 // nothing (not F_SEAL_WRITE, which waits for pinned pages) and F_GET_SEALS,
 // and munmap, fallocate or the last unlink or close of at most rawLimit

@@ -91,7 +91,7 @@ func (c *Consumer) Next(ctx context.Context) ([]byte, error) {
 		off := int(c.head & e.mask)
 		h := (*[2]uint32)(unsafe.Pointer(&e.buf[off]))
 		st := atomic.LoadUint32(&h[1])
-		if st&^stampKind != stampOf(c.head) {
+		if !stamped(st, c.head) {
 			if err := c.wait(ctx, &h[1], st); err != nil {
 				return nil, err
 			}
@@ -144,7 +144,7 @@ func (c *Consumer) wait(ctx context.Context, sw *uint32, old uint32) error {
 		t := atomic.LoadUint32(e.tail)
 		if int32(t-c.head) > 0 {
 			// Committed, so stamped: the stamp came before tail.
-			if st := atomic.LoadUint32(sw); st&^stampKind != stampOf(c.head) {
+			if st := atomic.LoadUint32(sw); !stamped(st, c.head) {
 				return fmt.Errorf("%w: no record at %d, before tail %d (stamp %#x)", ErrCorrupt, c.head, t, st)
 			}
 			return nil

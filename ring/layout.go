@@ -119,5 +119,9 @@ func checkHeader(seg []byte) (capacity int, creatorEnd uint32, err error) {
 // record at pos is committed.
 func stampOf(pos uint32) uint32 { return pos | stampStamped }
 
+// stamped reports whether st, a stamp word, is the stamp of a committed
+// record at position pos, of either kind.
+func stamped(st, pos uint32) bool { return st&^stampKind == stampOf(pos) }
+
 // align rounds n up to the record alignment.
 func align(n int) int { return (n + recordAlign - 1) &^ (recordAlign - 1) }
