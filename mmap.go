@@ -124,7 +124,13 @@ func mapSegment(fd int, st *unix.Stat_t, path string, size int, writable bool, f
 // mapFile maps size bytes of fd, a file that a caller gave, or all of it if
 // size is 0, once checkFile has found it a segment; it reports whether the
 // segment is sealed against shrinking. Errors name path, the file's name.
+//
+// The seals are read before the size: a seal, once added, is never removed,
+// so a size read after F_SEAL_SHRINK is one the file keeps. Read after the
+// size, a seal that a peer added just after shrinking the file would vouch
+// for a mapping past its end.
 func mapFile(fd int, path string, size int, writable bool, flags int) (data []byte, sealed bool, err error) {
+	sealed = sealedShrink(fd)
 	var st unix.Stat_t
 	if err := checkFile(fd, path, "mmap", &st); err != nil {
 		return nil, false, err
@@ -133,7 +139,7 @@ func mapFile(fd int, path string, size int, writable bool, flags int) (data []by
 	if err != nil {
 		return nil, false, err
 	}
-	return data, sealedShrink(fd), nil
+	return data, sealed, nil
 }
 
 // checkFile fills st with fstat of fd, a file that a caller or a peer
