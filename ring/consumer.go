@@ -52,7 +52,7 @@ func OpenConsumer(key string) (*Consumer, error) {
 func newConsumer(e *end) *Consumer {
 	return &Consumer{
 		e:         e,
-		head:      atomic.LoadUint32(e.head),
+		head:      e.startHead,
 		pending:   -1,
 		consSleep: word(e.seg, offConsSleep),
 		prodSleep: word(e.seg, offProdSleep),
@@ -80,8 +80,9 @@ func (c *Consumer) MaxMessage() int { return len(c.e.buf) - recordHead }
 // The error is io.EOF once the producer has closed and every message has
 // been read; ctx.Err() if ctx ends while Next waits; wraps ErrPeerGone if
 // the producer's process died (after every message it committed has been
-// read), ErrCorrupt if a record does not fit the ring or tail has passed a
-// record without a stamp (see Layout); and is ErrClosed after Close.
+// read), ErrCorrupt if a record does not fit the ring, tail has passed a
+// record without a stamp, or tail is not a multiple of 8 or further than
+// the capacity from head (see Layout); and is ErrClosed after Close.
 func (c *Consumer) Next(ctx context.Context) ([]byte, error) {
 	e := c.e
 	if e.closed {
@@ -142,6 +143,11 @@ func (c *Consumer) wait(ctx context.Context, sw *uint32, old uint32) error {
 	for {
 		closed := atomic.LoadUint32(e.state)&stateProdClosed != 0
 		t := atomic.LoadUint32(e.tail)
+		// tail may be behind head, by the records of the commit whose
+		// stamps this end has taken, but by no more than the capacity.
+		if capacity := uint32(len(e.buf)); t%recordAlign != 0 || t-c.head+capacity > 2*capacity {
+			return badPositions(t, c.head)
+		}
 		if int32(t-c.head) > 0 {
 			// Committed, so stamped: the stamp came before tail.
 			if st := atomic.LoadUint32(sw); !stamped(st, c.head) {

@@ -35,6 +35,10 @@ type end struct {
 	watch   watch
 	closed  bool
 	spin    time.Duration // how long a wait watches the word before it sleeps
+
+	// tail and head as this end found them, once, when it made or opened
+	// the ring, and checked: where it starts.
+	startTail, startHead uint32
 }
 
 // create makes a new ring with this end as kind.
@@ -54,7 +58,7 @@ func create(capacity int, kind uint32) (*end, error) {
 		shmmap.Release(key)
 		return nil, err
 	}
-	return newEnd(key, seg, c, kind, true, w), nil
+	return newEnd(key, seg, c, kind, true, w, 0, 0), nil
 }
 
 // open maps ring key and takes its end kind, which must not be the
@@ -73,6 +77,12 @@ func open(key string, kind uint32) (*end, error) {
 	}
 	c, creatorEnd, err := checkHeader(seg)
 	if err != nil {
+		return fail(err)
+	}
+	// Loaded once: the peer may write them again at any moment, and the
+	// end starts from the values checked.
+	tail, head := atomic.LoadUint32(word(seg, offTail)), atomic.LoadUint32(word(seg, offHead))
+	if err := checkPositions(tail, head, c); err != nil {
 		return fail(err)
 	}
 	if creatorEnd == kind {
@@ -94,10 +104,10 @@ func open(key string, kind uint32) (*end, error) {
 			break
 		}
 	}
-	return newEnd(key, seg, c, kind, false, w), nil
+	return newEnd(key, seg, c, kind, false, w, tail, head), nil
 }
 
-func newEnd(key string, seg []byte, capacity int, kind uint32, creator bool, w watch) *end {
+func newEnd(key string, seg []byte, capacity int, kind uint32, creator bool, w watch, tail, head uint32) *end {
 	return &end{
 		key:     key,
 		seg:     seg,
@@ -109,6 +119,9 @@ func newEnd(key string, seg []byte, capacity int, kind uint32, creator bool, w w
 		tail:    word(seg, offTail),
 		head:    word(seg, offHead),
 		watch:   w,
+
+		startTail: tail,
+		startHead: head,
 	}
 }
 

@@ -114,6 +114,21 @@ func checkHeader(seg []byte) (capacity int, creatorEnd uint32, err error) {
 	return int(c), e, nil
 }
 
+// checkPositions returns an error wrapping ErrCorrupt unless tail and head,
+// read from a ring of capacity bytes, can be its positions: multiples of
+// 8, with tail - head (mod 2^32) from 0 to capacity.
+func checkPositions(tail, head uint32, capacity int) error {
+	if tail%recordAlign != 0 || head%recordAlign != 0 || tail-head > uint32(capacity) {
+		return badPositions(tail, head)
+	}
+	return nil
+}
+
+// badPositions is the error for tail and head that cannot be a ring's.
+func badPositions(tail, head uint32) error {
+	return fmt.Errorf("%w: tail %d and head %d", ErrCorrupt, tail, head)
+}
+
 // stampOf returns the stamp of a record at position pos, without its kind:
 // the value that a stamp word with its kind bit cleared holds when the
 // record at pos is committed.

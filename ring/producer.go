@@ -54,8 +54,8 @@ func OpenProducer(key string) (*Producer, error) {
 func newProducer(e *end) *Producer {
 	return &Producer{
 		e:         e,
-		tail:      atomic.LoadUint32(e.tail),
-		head:      atomic.LoadUint32(e.head),
+		tail:      e.startTail,
+		head:      e.startHead,
 		pending:   -1,
 		consSleep: word(e.seg, offConsSleep),
 		prodSleep: word(e.seg, offProdSleep),
@@ -84,8 +84,10 @@ func (p *Producer) MaxMessage() int { return len(p.e.buf) - recordHead }
 //
 // The error wraps ErrTooLarge if n is negative or more than MaxMessage; is
 // ctx.Err() if ctx ends while Reserve waits; wraps ErrPeerGone if, while
-// it waits, the consumer closes its end or its process dies; and is
-// ErrClosed after Close.
+// it waits, the consumer closes its end or its process dies; wraps
+// ErrCorrupt if the consumer's head is not a multiple of 8, is past tail
+// or is behind it by more than the capacity (see Layout); and is ErrClosed
+// after Close.
 func (p *Producer) Reserve(ctx context.Context, n int) ([]byte, error) {
 	e := p.e
 	if e.closed {
@@ -155,6 +157,12 @@ func (p *Producer) room(ctx context.Context, rec int) error {
 	for uint32(len(e.buf))-(p.tail-p.head) < uint32(rec) {
 		h := atomic.LoadUint32(e.head)
 		if h != p.head {
+			// A consumer's head is never past tail, nor behind it by more
+			// than the capacity: such a head would count bytes the consumer
+			// has not released as free.
+			if h%recordAlign != 0 || p.tail-h > uint32(len(e.buf)) {
+				return badPositions(p.tail, h)
+			}
 			p.head = h
 			continue
 		}

@@ -182,10 +182,20 @@
 // does not fit between its offset + 8 and the buffer's end, or if tail has
 // passed its position and it has no stamp.
 //
+// The positions are corrupt, and the error wraps ErrCorrupt, if tail or
+// head is not a multiple of 8, or if tail - head, as a signed 32-bit
+// number, is below 0 or above the capacity. The opener checks both (see
+// Opening), the producer each head it loads, and the consumer each tail it
+// loads, which may be behind its head, by the records it has taken by
+// their stamps, but by no more than the capacity. With these checks, no
+// value a peer writes into the segment, at any moment, makes an end read
+// or write outside the ring.
+//
 // Opening, in this order. The opener takes its liveness lock (on Linux,
 // flock LOCK_SH on an fd of the segment's file, kept until it closes) and
-// maps the segment; checks magic, version, header size, alignment and
-// capacity (else ErrCorrupt or ErrVersion), and that the creator's end is
+// maps the segment; checks magic, version, header size, alignment,
+// capacity, then tail and head, each loaded once (else ErrCorrupt or
+// ErrVersion), and that the creator's end is
 // not the one it wants (else ErrBusy); checks that the creator is alive,
 // on Linux that its lock is held (else ErrPeerGone); writes its pid and
 // start time (offsets 36 and 48); and last sets bit 0 of state with a
@@ -235,7 +245,8 @@
 // ErrVersion (a ring of another layout version) and ErrBusy (the end asked
 // for is taken). Reserve's is ErrTooLarge for a message longer than
 // MaxMessage. Waiting calls return ctx.Err(), ErrPeerGone or, from Next,
-// io.EOF. Any call on a closed end returns ErrClosed.
+// io.EOF. Reserve and Next wrap ErrCorrupt for a ring whose positions or
+// records a peer has damaged. Any call on a closed end returns ErrClosed.
 package ring
 
 import (
@@ -255,8 +266,9 @@ var (
 	// ErrClosed is returned by every call on an end after its Close.
 	ErrClosed = errors.New("ring: use of a closed end")
 	// ErrCorrupt is wrapped by Open's error for a segment that is not a
-	// ring, or whose header is damaged or truncated, and by Next's for a
-	// record that does not fit the ring.
+	// ring, or whose header is damaged or truncated; by Next's for a
+	// record that does not fit the ring; and by Reserve's and Next's for
+	// a head or tail that a peer has damaged (see Layout).
 	ErrCorrupt = errors.New("ring: not a ring, or a corrupt one")
 	// ErrVersion is wrapped by Open's error for a ring of another layout
 	// version.
