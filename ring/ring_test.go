@@ -122,33 +122,36 @@ func TestWrapAround(t *testing.T) {
 
 // TestPaddingWithMessage: a message that wraps goes to the consumer in one
 // store of tail with its padding record, when both fit (one wake-up at
-// most, not two); nothing is published before Commit, neither tail nor a
-// stamp that a consumer would take.
+// most, not two), up to a message that exactly fills the ring after its
+// padding; nothing is published before Commit, neither tail nor a stamp
+// that a consumer would take.
 func TestPaddingWithMessage(t *testing.T) {
-	p, c := pair(t, 256)
-	send(t, p, 200, 0) // a record of 208
-	receive(t, c, 200, 0)
-	b, err := p.Reserve(context.Background(), 100) // 48 left: padding, then 112 at 0
-	if err != nil {
-		t.Fatal(err)
+	for _, n := range []int{100, 200} { // 48 bytes left: padding, then 8+n at 0
+		p, c := pair(t, 256)
+		send(t, p, 200, 0) // a record of 208
+		receive(t, c, 200, 0)
+		b, err := p.Reserve(context.Background(), n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := atomic.LoadUint32(p.e.tail); got != 208 {
+			t.Fatalf("Reserve(%d): tail %d, want 208: published before Commit", n, got)
+		}
+		done, cancel := context.WithCancel(context.Background())
+		cancel()
+		if m, err := c.Next(done); !errors.Is(err, context.Canceled) {
+			t.Fatalf("Next after Reserve(%d): %d bytes, %v; want nothing before Commit", n, len(m), err)
+		}
+		if c.head != 208 {
+			t.Fatalf("the consumer took records up to %d after Reserve(%d), want none past 208", c.head, n)
+		}
+		fill(b, 1)
+		p.Commit()
+		if got, want := atomic.LoadUint32(p.e.tail), uint32(256+recordHead+align(n)); got != want {
+			t.Fatalf("tail %d after Commit of %d bytes, want %d", got, n, want)
+		}
+		receive(t, c, n, 1)
 	}
-	if got := atomic.LoadUint32(p.e.tail); got != 208 {
-		t.Fatalf("tail %d after Reserve, want 208: published before Commit", got)
-	}
-	done, cancel := context.WithCancel(context.Background())
-	cancel()
-	if m, err := c.Next(done); !errors.Is(err, context.Canceled) {
-		t.Fatalf("Next after Reserve: %d bytes, %v; want nothing before Commit", len(m), err)
-	}
-	if c.head != 208 {
-		t.Fatalf("the consumer took records up to %d after Reserve, want none past 208", c.head)
-	}
-	fill(b, 1)
-	p.Commit()
-	if got := atomic.LoadUint32(p.e.tail); got != 256+112 {
-		t.Fatalf("tail %d after Commit, want %d", got, 256+112)
-	}
-	receive(t, c, 100, 1)
 }
 
 // noPoll makes waiting ends sleep without a limit for the rest of t, so
