@@ -208,31 +208,45 @@ func TestCommitAfterFailedReserve(t *testing.T) {
 
 // TestCorruptRecord: a record whose length runs past the buffer's end, and a
 // tail that has passed a record without a stamp, are ErrCorrupt from Next,
-// at once: not a message, a fault or a wait.
+// at once: not a message, a fault or a wait; at offset 0, and at a later
+// offset, where a length that would fit at 0 runs past the end.
 func TestCorruptRecord(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
-		damage func(p *Producer)
+		off    int // of the damaged record
+		damage func(buf []byte, off int)
 	}{
-		{"length", func(p *Producer) {
-			putHead(p.e.buf, 0, uint32(len(p.e.buf)-recordHead+1), stampOf(0)|kindMessage)
+		{"length", 0, func(buf []byte, off int) {
+			putHead(buf, off, uint32(len(buf)-off-recordHead+1), stampOf(uint32(off))|kindMessage)
 		}},
-		{"padding-length", func(p *Producer) { putHead(p.e.buf, 0, 1<<31, stampOf(0)|kindPadding) }},
-		{"no-stamp", func(p *Producer) { *word(p.e.buf, 4) = 0 }},
-		{"stamp-of-another-position", func(p *Producer) { *word(p.e.buf, 4) = stampOf(64) }},
-		{"stamp-low-bits", func(p *Producer) { *word(p.e.buf, 4) = stampOf(0) | 2 }},
+		{"length-later", 24, func(buf []byte, off int) {
+			putHead(buf, off, uint32(len(buf)-recordHead), stampOf(uint32(off))|kindMessage)
+		}},
+		{"padding-length", 0, func(buf []byte, off int) { putHead(buf, off, 1<<31, stampOf(uint32(off))|kindPadding) }},
+		{"no-stamp", 0, func(buf []byte, off int) { *word(buf, off+4) = 0 }},
+		{"stamp-of-another-position", 0, func(buf []byte, off int) { *word(buf, off+4) = stampOf(uint32(off) + 64) }},
+		{"stamp-low-bits", 0, func(buf []byte, off int) { *word(buf, off+4) = stampOf(uint32(off)) | 2 }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			checkLeaks(t)
 			p, c := pair(t, 256)
+			for i := 0; p.tail != uint32(tc.off); i++ { // records of 24 bytes up to off
+				send(t, p, 10, uint64(i))
+				receive(t, c, 10, uint64(i))
+			}
 			send(t, p, 10, 0)
-			tc.damage(p)
+			tc.damage(p.e.buf, tc.off)
 			ctx, cancel := context.WithTimeout(context.Background(), prompt)
 			defer cancel()
 			got := make(chan error, 1)
 			go func() {
-				_, err := c.Next(ctx)
-				got <- err
+				err := noPanic(func() {
+					_, err := c.Next(ctx)
+					got <- err
+				})
+				if err != nil {
+					got <- err
+				}
 			}()
 			select {
 			case err := <-got:
