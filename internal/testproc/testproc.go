@@ -166,3 +166,18 @@ func (c *Child) Kill(t testing.TB) {
 	c.Cmd.Wait()
 	c.waited = true
 }
+
+// KillNoWait kills the child with SIGKILL and does not reap it: once dead,
+// it stays a zombie (dead, its pid kept until its parent waits) until Kill
+// or the test's cleanup reaps it. Go reaps no child on its own.
+func (c *Child) KillNoWait(t testing.TB) {
+	t.Helper()
+	if err := c.Cmd.Process.Kill(); err != nil {
+		t.Fatalf("kill helper %v: %v", c.Cmd.Args[1:], err)
+	}
+}
+
+// Zombie reports whether the child has died and is not yet reaped, as the
+// kernel tells: /proc on Linux, sysctl on macOS. A child already reaped is
+// an error, as the kernel no longer knows its pid.
+func (c *Child) Zombie() (bool, error) { return zombie(c.Cmd.Process.Pid) }
