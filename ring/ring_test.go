@@ -398,6 +398,44 @@ func TestContext(t *testing.T) {
 	receive(t, c, 200, 2)
 }
 
+// TestCreatorWaitsForOpener: a creator's wait that outlasts several
+// liveness polls before anyone has opened the ring ends with its context,
+// not ErrPeerGone: a peer that has not come yet has not died.
+func TestCreatorWaitsForOpener(t *testing.T) {
+	keys := checkLeaks(t)
+	old := pollInterval
+	pollInterval = 5 * time.Millisecond
+	t.Cleanup(func() { pollInterval = old })
+	wait := func() (context.Context, context.CancelFunc) {
+		return context.WithTimeout(context.Background(), 100*time.Millisecond)
+	}
+
+	c, err := CreateConsumer(256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	*keys = append(*keys, c.Key())
+	defer c.Close()
+	ctx, cancel := wait()
+	defer cancel()
+	if _, err := c.Next(ctx); err != context.DeadlineExceeded {
+		t.Errorf("Next of a creator that nobody joined: %v, want %v", err, context.DeadlineExceeded)
+	}
+
+	p, err := CreateProducer(256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	*keys = append(*keys, p.Key())
+	defer p.Close()
+	send(t, p, 200, 0) // full
+	ctx, cancel = wait()
+	defer cancel()
+	if _, err := p.Reserve(ctx, 200); err != context.DeadlineExceeded {
+		t.Errorf("Reserve of a creator that nobody joined: %v, want %v", err, context.DeadlineExceeded)
+	}
+}
+
 // TestTooLarge: a message longer than MaxMessage, or of negative length, is
 // ErrTooLarge at once; so is a capacity out of range.
 func TestTooLarge(t *testing.T) {
