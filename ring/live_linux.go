@@ -97,7 +97,8 @@ func (w watch) close(key string, seg []byte, creator bool) error {
 }
 
 // flock applies how (a flock(2) operation) to f, again if a signal
-// interrupts it.
+// interrupts it. Go installs its handlers with SA_RESTART, under which the
+// kernel restarts flock itself; a handler that C code installs may lack it.
 func flock(f *os.File, how int) error {
 	rc, err := f.SyscallConn()
 	if err != nil {
@@ -105,13 +106,16 @@ func flock(f *os.File, how int) error {
 	}
 	cerr := rc.Control(func(fd uintptr) {
 		for {
-			if err = unix.Flock(int(fd), how); err != unix.EINTR {
+			if err = flockFD(int(fd), how); err != unix.EINTR {
 				return
 			}
 		}
 	})
 	return errors.Join(cerr, err)
 }
+
+// flockFD is flock(2): a variable so that tests can interrupt it.
+var flockFD = unix.Flock
 
 // self returns this process' pid and, where liveness needs it, its start
 // time (not on Linux).
