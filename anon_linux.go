@@ -40,14 +40,14 @@ const anonTmpfileName = shmDir + " (O_TMPFILE)"
 // against /dev/shm's size, and not sealable.
 func openAnon(key string) (fd int, name, op string, err error) {
 	name, op = "memfd:shmmap", "memfd_create"
-	if !noNoexecSeal.Load() {
-		fd, err = memfdCreate(memfdFlags | unix.MFD_NOEXEC_SEAL)
-		if err != unix.EINVAL {
-			return fd, name, op, err
-		}
+	if noNoexecSeal.Load() {
+		fd, err = memfdCreate(memfdFlags)
+	} else if fd, err = memfdCreate(memfdFlags | unix.MFD_NOEXEC_SEAL); err == unix.EINVAL {
 		noNoexecSeal.Store(true)
+		fd, err = memfdCreate(memfdFlags)
 	}
-	fd, err = memfdCreate(memfdFlags)
+	// Where there is no memfd_create, the first call says so, whichever it
+	// was.
 	if err == unix.ENOSYS && !noTmpfile.Load() {
 		if tfd, terr := openTmpfile(); terr == nil {
 			return tfd, anonTmpfileName, "", nil

@@ -18,11 +18,13 @@ import (
 	"io/fs"
 	"net"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -31,6 +33,7 @@ func init() {
 	registerHelper("anon-child", helperAnonChild)
 	registerHelper("anon-truncate", helperAnonTruncate)
 	registerHelper("anon-creator", helperAnonCreator)
+	registerHelper("anon-no-memfd", helperAnonNoMemfd)
 }
 
 // sumMod251 is the sum of fill's bytes over n bytes.
@@ -536,29 +539,74 @@ func openDir(t *testing.T) *os.File {
 	return d
 }
 
+// fakeMemfd makes memfdCreate fn until t ends, and starts from a process
+// that has not yet tried MFD_NOEXEC_SEAL: each caller is a phase of its
+// own, which no earlier phase's memory can pass for it.
+func fakeMemfd(t *testing.T, fn func(flags int) (int, error)) {
+	t.Helper()
+	orig, origNoexec := memfdCreate, noNoexecSeal.Load()
+	t.Cleanup(func() { memfdCreate = orig; noNoexecSeal.Store(origNoexec) })
+	memfdCreate = fn
+	noNoexecSeal.Store(false)
+}
+
 // TestAnonymousFallbacks: where memfd_create refuses MFD_NOEXEC_SEAL
 // (before Linux 6.3) the segment is made without it, and where there is no
 // memfd_create at all, it is an unnamed O_TMPFILE in /dev/shm, unsealed.
-// Other errors of memfd_create are CreateAnonymous's.
+// Other errors of memfd_create are CreateAnonymous's. Each phase starts
+// afresh; TestAnonymousWithoutMemfd has the fallback in a process where
+// the kernel itself refuses memfd_create.
 func TestAnonymousFallbacks(t *testing.T) {
 	checkLeaks(t)
 	orig := memfdCreate
-	t.Cleanup(func() { memfdCreate = orig; noNoexecSeal.Store(false) })
 
-	memfdCreate = func(flags int) (int, error) {
-		if flags&unix.MFD_NOEXEC_SEAL != 0 {
-			return -1, unix.EINVAL
+	t.Run("EINVAL for MFD_NOEXEC_SEAL", func(t *testing.T) {
+		var calls []int
+		fakeMemfd(t, func(flags int) (int, error) {
+			calls = append(calls, flags)
+			if flags&unix.MFD_NOEXEC_SEAL != 0 {
+				return -1, unix.EINVAL
+			}
+			return orig(flags)
+		})
+		m := newAnonymous(t, 4096)
+		if !m.Sealed() || !noNoexecSeal.Load() {
+			t.Errorf("without MFD_NOEXEC_SEAL: sealed %v, remembered %v; want both", m.Sealed(), noNoexecSeal.Load())
 		}
-		return orig(flags)
-	}
-	m := newAnonymous(t, 4096)
-	if !m.Sealed() || !noNoexecSeal.Load() {
-		t.Errorf("without MFD_NOEXEC_SEAL: sealed %v, remembered %v; want both", m.Sealed(), noNoexecSeal.Load())
-	}
+		newAnonymous(t, 4096)
+		if len(calls) != 3 || calls[2]&unix.MFD_NOEXEC_SEAL != 0 {
+			t.Errorf("memfd_create's flags: %#x, want MFD_NOEXEC_SEAL tried once, then not again", calls)
+		}
+	})
 
-	memfdCreate = func(int) (int, error) { return -1, unix.ENOSYS }
-	const size = 1 << 20
-	m = newAnonymous(t, size)
+	t.Run("ENOSYS", func(t *testing.T) {
+		if noTmpfile.Load() {
+			t.Skip("/dev/shm has no O_TMPFILE here: there is no fallback")
+		}
+		fakeMemfd(t, func(int) (int, error) { return -1, unix.ENOSYS })
+		const size = 1 << 20
+		m := newAnonymous(t, size)
+		checkTmpfile(t, m, size)
+	})
+
+	t.Run("EMFILE", func(t *testing.T) {
+		fakeMemfd(t, func(int) (int, error) { return -1, unix.EMFILE })
+		m, err := CreateAnonymous(4096)
+		if m != nil {
+			m.Close()
+		}
+		var pe *fs.PathError
+		if !errors.Is(err, syscall.EMFILE) || !errors.As(err, &pe) || pe.Op != "memfd_create" || pe.Path != "memfd:shmmap" {
+			t.Errorf("memfd_create failing: %v, want a memfd_create *fs.PathError naming memfd:shmmap, wrapping EMFILE", err)
+		}
+	})
+}
+
+// checkTmpfile checks that m is the fallback of a process without
+// memfd_create, of size bytes: an unsealed O_TMPFILE with no name, mode
+// 0600, which a second mapping of its file sees.
+func checkTmpfile(t *testing.T, m *Mapping, size int) {
+	t.Helper()
 	if m.Sealed() || m.File().Name() != anonTmpfileName {
 		t.Errorf("without memfd_create: sealed %v, named %q; want false, %q", m.Sealed(), m.File().Name(), anonTmpfileName)
 	}
@@ -566,7 +614,7 @@ func TestAnonymousFallbacks(t *testing.T) {
 	if err := unix.Fstat(int(m.File().Fd()), &st); err != nil {
 		t.Fatal(err)
 	}
-	if st.Nlink != 0 || st.Size != size || st.Mode&0o777 != 0o600 {
+	if st.Nlink != 0 || st.Size != int64(size) || st.Mode&0o777 != 0o600 {
 		t.Errorf("without memfd_create: %d links, %d bytes, mode %#o; want 0, %d, 0600", st.Nlink, st.Size, st.Mode&0o777, size)
 	}
 	fill(m.Bytes())
@@ -578,12 +626,95 @@ func TestAnonymousFallbacks(t *testing.T) {
 		t.Error(err)
 	}
 	other.Close()
+}
 
-	memfdCreate = func(int) (int, error) { return -1, unix.EMFILE }
-	_, err = CreateAnonymous(4096)
-	var pe *fs.PathError
-	if !errors.Is(err, syscall.EMFILE) || !errors.As(err, &pe) || pe.Op != "memfd_create" || pe.Path != "memfd:shmmap" {
-		t.Errorf("memfd_create failing: %v, want a memfd_create *fs.PathError naming memfd:shmmap, wrapping EMFILE", err)
+// denySyscall installs a seccomp filter, on every thread of this process
+// and for good, that fails system call nr with errno: what a container's
+// filter does to a call it does not know.
+func denySyscall(nr int, errno unix.Errno) error {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+		return fmt.Errorf("no_new_privs: %w", err)
+	}
+	prog := []unix.SockFilter{
+		{Code: unix.BPF_LD | unix.BPF_W | unix.BPF_ABS, K: 0}, // seccomp_data.nr
+		{Code: unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K, K: uint32(nr), Jt: 0, Jf: 1},
+		{Code: unix.BPF_RET | unix.BPF_K, K: unix.SECCOMP_RET_ERRNO | uint32(errno)},
+		{Code: unix.BPF_RET | unix.BPF_K, K: unix.SECCOMP_RET_ALLOW},
+	}
+	fprog := unix.SockFprog{Len: uint16(len(prog)), Filter: &prog[0]}
+	_, _, e := unix.Syscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, unix.SECCOMP_FILTER_FLAG_TSYNC, uintptr(unsafe.Pointer(&fprog)))
+	runtime.KeepAlive(prog)
+	if e != 0 {
+		return fmt.Errorf("seccomp: %w", e)
+	}
+	return nil
+}
+
+// helperAnonNoMemfd: makes memfd_create fail with ENOSYS in this process,
+// as a seccomp filter or an old kernel does, then makes an anonymous
+// segment of 1 MiB and prints what the test checks of it: Sealed, its
+// name, links, size and mode, the sum of a second mapping's bytes, and
+// how many names in /dev/shm lead to its file.
+func helperAnonNoMemfd(args ...string) error {
+	if err := denySyscall(unix.SYS_MEMFD_CREATE, unix.ENOSYS); err != nil {
+		return err
+	}
+	if _, err := unix.MemfdCreate("x", 0); err != unix.ENOSYS {
+		return fmt.Errorf("memfd_create under the filter: %v, want ENOSYS", err)
+	}
+	const size = 1 << 20
+	m, err := CreateAnonymous(size)
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	fill(m.Bytes())
+	other, err := ReadFile(m.File(), 0)
+	if err != nil {
+		return err
+	}
+	defer other.Close()
+	sum := 0
+	for _, b := range other.Bytes() {
+		sum += int(b)
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(int(m.File().Fd()), &st); err != nil {
+		return err
+	}
+	ents, err := os.ReadDir(shmDir)
+	if err != nil {
+		return err
+	}
+	names := 0
+	for _, e := range ents {
+		var est unix.Stat_t
+		if unix.Lstat(shmDir+"/"+e.Name(), &est) == nil && est.Ino == st.Ino && est.Dev == st.Dev {
+			names++
+		}
+	}
+	fmt.Printf("sealed %v, %q, %d links, %d bytes, mode %#o, sum %d, %d names\n",
+		m.Sealed(), m.File().Name(), st.Nlink, st.Size, st.Mode&0o777, sum, names)
+	return nil
+}
+
+// TestAnonymousWithoutMemfd: in a process where the kernel refuses
+// memfd_create (ENOSYS, here from a seccomp filter, as gVisor, an old
+// kernel or a strict container gives it), CreateAnonymous falls back to an
+// unnamed O_TMPFILE in /dev/shm: unsealed, with no name in /dev/shm at any
+// time, and mapped by others as any segment. The process is fresh: nothing
+// that an earlier call in it learnt helps the fallback along.
+func TestAnonymousWithoutMemfd(t *testing.T) {
+	checkLeaks(t)
+	if noTmpfile.Load() {
+		t.Skip("/dev/shm has no O_TMPFILE here: there is no fallback")
+	}
+	out := runHelper(t, "anon-no-memfd")
+	want := fmt.Sprintf("sealed false, %q, 0 links, %d bytes, mode 0600, sum %d, 0 names\n", anonTmpfileName, 1<<20, sumMod251(1<<20))
+	if out != want {
+		t.Errorf("the helper without memfd_create printed\n%s\nwant\n%s", out, want)
 	}
 }
 
