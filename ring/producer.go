@@ -82,6 +82,13 @@ func (p *Producer) MaxMessage() int { return len(p.e.buf) - recordHead }
 // without Commit replaces its reservation (with the same bytes if n is the
 // same); a Reserve that fails leaves none, and Commit then panics.
 //
+// A message that does not fit before the buffer's end goes at its start,
+// after a padding record to the end (see Layout). When the padding and the
+// message do not fit in the free space together, Reserve publishes the
+// padding alone and waits until the consumer has passed it, even on an
+// empty ring: a goroutine that sends on a ring and only then receives from
+// it can wait there for ever (until ctx ends).
+//
 // The error wraps ErrTooLarge if n is negative or more than MaxMessage; is
 // ctx.Err() if ctx ends while Reserve waits; wraps ErrPeerGone if, while
 // it waits, the consumer closes its end or its process dies; wraps

@@ -79,12 +79,14 @@
 //
 // If the other end's process dies, however it dies (SIGKILL included, in
 // the middle of writing a message), a waiting Reserve or Next returns an
-// error wrapping ErrPeerGone within about 200 ms; Next first delivers every
-// message that was committed before the death (stamped: see Layout), never
-// a part of one. If the other end closes, Next returns io.EOF once it has
-// delivered everything, and Reserve returns an error wrapping ErrPeerGone.
-// Until the opening end has opened the ring, the creating end waits for it
-// without a limit.
+// error wrapping ErrPeerGone up to about 200 ms after the death: an end
+// asks every 200 ms, and how long it takes depends on where in that
+// interval the death lands. Next first delivers every message that was
+// committed before the death (stamped: see Layout), never a part of one.
+// If the other end closes, Next returns io.EOF once it has delivered
+// everything, and Reserve returns an error wrapping ErrPeerGone. Until the
+// opening end has opened the ring, the creating end waits for it without a
+// limit.
 //
 // On Linux the kernel vouches for liveness, not a pid: the creating process
 // holds the lock that shmmap.Create takes on every segment (an open file
