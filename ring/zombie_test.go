@@ -70,31 +70,21 @@ func TestZombiePeer(t *testing.T) {
 			t.Fatalf("child: %q", got)
 		}
 		c.KillNoWait(t)
-		for end := time.Now().Add(prompt); ; time.Sleep(time.Millisecond) {
-			if z, err := c.Zombie(); err != nil {
-				t.Fatal(err)
-			} else if z {
-				break
-			}
-			if time.Now().After(end) {
-				t.Fatalf("the killed child is not a zombie after %v", prompt)
-			}
-		}
+		waitZombie(t, c)
 		if cons, err := OpenConsumer(key); !errors.Is(err, ErrPeerGone) {
 			if err == nil {
 				cons.Close()
 			}
 			t.Fatalf("OpenConsumer of a ring whose creator is a zombie: %v, want ErrPeerGone", err)
 		}
-		mustBeZombie(t, c)
 	})
 }
 
 // expectGoneUnreaped runs call, which must be waiting, kills c's process
 // without reaping it, and checks that call returns ErrPeerGone within
-// peerGoneWithin, with the child still a zombie. call's context ends when
-// this returns, so that a call still waiting after a failure returns before
-// the caller closes its end.
+// peerGoneWithin, and that the child was not reaped meanwhile. call's
+// context ends when this returns, so that a call still waiting after a
+// failure returns before the caller closes its end.
 func expectGoneUnreaped(t *testing.T, c *child, call func(context.Context) error) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -130,13 +120,24 @@ func expectGoneUnreaped(t *testing.T, c *child, call func(context.Context) error
 	case <-time.After(prompt):
 		t.Fatalf("still waiting %v after the peer died (not reaped)", prompt)
 	}
-	mustBeZombie(t, c)
+	waitZombie(t, c)
 }
 
-// mustBeZombie fails t unless c's process is a zombie: dead, not reaped.
-func mustBeZombie(t *testing.T, c *child) {
+// waitZombie waits until c's process, killed and not reaped, is a zombie
+// (testproc's Zombie: every thread gone). A child that is no longer there
+// was reaped: the case tested something else.
+func waitZombie(t *testing.T, c *child) {
 	t.Helper()
-	if z, err := c.Zombie(); err != nil || !z {
-		t.Fatalf("the child is not a zombie (%v, %v): the case tested something else", z, err)
+	for end := time.Now().Add(prompt); ; time.Sleep(time.Millisecond) {
+		z, err := c.Zombie()
+		if err != nil {
+			t.Fatalf("the killed child is not a zombie: %v", err)
+		}
+		if z {
+			return
+		}
+		if time.Now().After(end) {
+			t.Fatalf("the killed child is not a zombie after %v", prompt)
+		}
 	}
 }

@@ -177,7 +177,7 @@ func (c *Child) KillNoWait(t testing.TB) {
 	}
 }
 
-// Zombie reports whether the child has died and is not yet reaped, as the
-// kernel tells: /proc on Linux, sysctl on macOS. A child already reaped is
-// an error, as the kernel no longer knows its pid.
+// Zombie reports whether the child has exited, every thread of it, and is
+// not yet reaped, as the kernel tells: /proc on Linux, sysctl on macOS. A
+// child already reaped is an error, as the kernel no longer knows its pid.
 func (c *Child) Zombie() (bool, error) { return zombie(c.Cmd.Process.Pid) }
