@@ -2,6 +2,9 @@ package shmmap
 
 import (
 	"errors"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -75,6 +78,33 @@ func FuzzKey(f *testing.F) {
 			t.Fatalf("Unlink(%q) of a missing name succeeded", key)
 		}
 	})
+}
+
+// TestEscapeVictims: each of the escapes that FuzzKey and TestBadKeys try,
+// taken as a path under the shm directory, names a victim, both with Linux's
+// directory and with none (macOS's: the escapes are then paths from the
+// root), so that the keys aim at something on every system.
+func TestEscapeVictims(t *testing.T) {
+	for _, dir := range []string{shmDir, ""} {
+		v := escapeVictimsFrom(t, dir)
+		base := "/"
+		if dir != "" {
+			b, err := filepath.EvalSymlinks(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			base = b
+		}
+		for _, k := range v.keys {
+			fi, err := os.Lstat(filepath.Join(base, k))
+			if err != nil || !slices.ContainsFunc(v.infos, func(own os.FileInfo) bool { return os.SameFile(fi, own) }) {
+				t.Errorf("shm directory %q: key %q reaches %s (%v), not a victim", dir, k, filepath.Join(base, k), err)
+			}
+		}
+		if err := v.intact(); err != nil {
+			t.Error(err)
+		}
+	}
 }
 
 // fuzzCreateLimit bounds the sizes FuzzSize creates for real: between it

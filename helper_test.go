@@ -220,8 +220,8 @@ func bigInt(t testing.TB, x int64) int {
 
 // victims are files of a test's own that its path escapes aim at, so that
 // a regression in key validation, with the suite running as root, harms
-// nothing but them: one in t.TempDir() and, on Linux, one in the shm
-// directory reached through "..".
+// nothing but them: one in t.TempDir() and, where there is a shm
+// directory, one in it reached through "..".
 type victims struct {
 	keys  []string // escapes that reach the victims if taken as paths
 	paths []string
@@ -231,11 +231,19 @@ type victims struct {
 // victimContent is what every victim holds.
 const victimContent = "a file of the test's own, aimed at by path escapes: it must stay as it is\n"
 
-// escapeVictims makes t's victims and the keys that reach them from the
-// shm directory, computed after resolving the symlinks of both, as the
-// kernel would: "../../tmp/TestBadKeys123/001/victim". Cleanup removes
-// them.
+// escapeVictims makes t's victims and the keys that reach them from the shm
+// directory, computed after resolving the symlinks of both, as the kernel
+// would: "../../tmp/TestBadKeys123/001/victim". Cleanup removes them.
 func escapeVictims(t testing.TB) *victims {
+	t.Helper()
+	return escapeVictimsFrom(t, shmDir)
+}
+
+// escapeVictimsFrom is escapeVictims with the shm directory dir. macOS has
+// none (dir ""): its shm names are not paths (shm_darwin.go), so a key with
+// a slash names no file there, and the keys are the victim's path from the
+// root, which a key must still be refused as.
+func escapeVictimsFrom(t testing.TB, dir string) *victims {
 	t.Helper()
 	v := &victims{}
 	plant := func(path string) {
@@ -263,9 +271,12 @@ func escapeVictims(t testing.TB) *victims {
 		if r, err := filepath.EvalSymlinks(p); err == nil {
 			return r
 		}
-		return p // no /dev/shm (macOS): as written
+		return p
 	}
-	shm := resolve(shmDir)
+	shm := "/"
+	if dir != "" {
+		shm = resolve(dir)
+	}
 
 	victim := filepath.Join(t.TempDir(), "victim")
 	plant(victim)
@@ -279,11 +290,11 @@ func escapeVictims(t testing.TB) *victims {
 		"/"+rel,
 		"/../../../../../../../.."+to, // more ".." than there are directories
 	)
-	if runtime.GOOS == "linux" {
+	if dir != "" {
 		// Out of the shm directory and back in, to a name of the test's
 		// own (not of Create's form, so that no Sweep takes it).
 		name := fmt.Sprintf("shmmap_test_victim_%d_%d", os.Getpid(), time.Now().UnixNano())
-		plant(filepath.Join(shmDir, name))
+		plant(filepath.Join(dir, name))
 		v.keys = append(v.keys,
 			"/../"+filepath.Base(shm)+"/"+name,
 			"../../../../../../../.."+shm+"/"+name,
