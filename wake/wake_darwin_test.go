@@ -8,6 +8,10 @@ import (
 
 func gettid() int { return 0 }
 
+// cancelWakesAll: a canceller wakes every waiter on the word (wakeTag: xnu
+// has no bitsets), so a Wait that cannot be cancelled may see it.
+const cancelWakesAll = true
+
 // waitAsleep gives thread tid of process pid time to fall asleep: macOS
 // shows no other process' system calls, so it only waits.
 func waitAsleep(t testing.TB, pid, tid int, w *uint32) { time.Sleep(200 * time.Millisecond) }

@@ -16,6 +16,10 @@ import (
 
 func gettid() int { return unix.Gettid() }
 
+// cancelWakesAll: a canceller wakes only the waiters of its own futex
+// bitset tag (wakeTag), so never a Wait that cannot be cancelled.
+const cancelWakesAll = false
+
 // allowedCPUs returns the CPUs this process may run on, in order.
 func allowedCPUs() ([]int, error) {
 	var set unix.CPUSet

@@ -392,6 +392,12 @@ func TestCancelBeforeSleep(t *testing.T) {
 // moment is not lost: that waiter returns ctx.Err() and hands the wake-up
 // on to the other waiter. The kernel wakes the earliest sleeper first, so
 // the Wake goes to the cancellable one.
+//
+// Where a canceller wakes every sleeper on the word (cancelWakesAll: macOS),
+// a cancel that comes after the first waiter took the Wake but before it
+// stopped its canceller also wakes the second, which a last Wake then
+// finds gone; and there the second would be woken without the hand-on too,
+// so the test shows only that no waiter is left asleep.
 func TestPassOn(t *testing.T) {
 	noLeaks(t)
 	_, words := segment(t, 4096)
@@ -408,7 +414,7 @@ func TestPassOn(t *testing.T) {
 		cancel()
 		if err := first.result(t); err == nil {
 			// The first waiter ran before cancel: it had the wake-up.
-			if n, err := Wake(w, 1); n != 1 || err != nil {
+			if n, err := Wake(w, 1); err != nil || n != 1 && !cancelWakesAll {
 				t.Fatalf("Wake of the second waiter: %d, %v; want 1, nil", n, err)
 			}
 		} else if err != context.Canceled {
