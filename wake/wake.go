@@ -79,8 +79,10 @@
 // function, before any system call or memory access. The end of a context is
 // ctx.Err(); the end of WaitUntil's own deadline is os.ErrDeadlineExceeded.
 // A system call that fails returns an *os.SyscallError naming the call, such
-// as EFAULT from Wake for an address that is not mapped (Wait reads the word
-// first, which faults).
+// as Wake's for an address that is not mapped: EFAULT on Linux, EINVAL on
+// macOS, whose ulock_wake finds no VM object for it (xnu
+// bsd/kern/sys_ulock.c, uaddr_findobj). Wait reads the word first, which
+// faults.
 package wake
 
 import (
@@ -185,8 +187,8 @@ func WaitUntil(ctx context.Context, addr *uint32, old uint32, deadline time.Time
 // waiter woken a moment before still holds until it has left. So the count
 // may be too high there, never too low, and no waiter is missed.
 //
-// The error wraps ErrAddress, or is an *os.SyscallError: EFAULT if addr is
-// not mapped.
+// The error wraps ErrAddress, or is an *os.SyscallError: if addr is not
+// mapped, EFAULT on Linux and EINVAL on macOS.
 func Wake(addr *uint32, n int) (woken int, err error) {
 	if err := check(addr); err != nil {
 		return 0, err

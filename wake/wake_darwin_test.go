@@ -4,6 +4,8 @@ import (
 	"errors"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 func gettid() int { return 0 }
@@ -11,6 +13,11 @@ func gettid() int { return 0 }
 // cancelWakesAll: a canceller wakes every waiter on the word (wakeTag: xnu
 // has no bitsets), so a Wait that cannot be cancelled may see it.
 const cancelWakesAll = true
+
+// unmappedErr is Wake's error for an address not mapped: __ulock_wake, and
+// os_sync_wake_by_address_* above it, find no VM object for a SHARED word
+// there (bsd/kern/sys_ulock.c: ulock_wake, uaddr_findobj).
+const unmappedErr = unix.EINVAL
 
 // waitAsleep gives thread tid of process pid time to fall asleep: macOS
 // shows no other process' system calls, so it only waits.

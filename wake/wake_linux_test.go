@@ -20,6 +20,10 @@ func gettid() int { return unix.Gettid() }
 // bitset tag (wakeTag), so never a Wait that cannot be cancelled.
 const cancelWakesAll = false
 
+// unmappedErr is Wake's error for an address not mapped: the futex call
+// cannot find the page (get_futex_key).
+const unmappedErr = unix.EFAULT
+
 // allowedCPUs returns the CPUs this process may run on, in order.
 func allowedCPUs() ([]int, error) {
 	var set unix.CPUSet

@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 	"unsafe"
+
+	"golang.org/x/sys/unix"
 )
 
 // prompt is how soon a waiter must return once it has cause to: generous,
@@ -510,6 +512,27 @@ func TestBadAddress(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestWakeUnmapped: Wake of an aligned address that is not mapped is an
+// *os.SyscallError wrapping unmappedErr, as Wake's doc says: EFAULT on
+// Linux, EINVAL on macOS. (Wait reads the word first, which faults.)
+func TestWakeUnmapped(t *testing.T) {
+	b, err := unix.Mmap(-1, 0, os.Getpagesize(), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_ANON|unix.MAP_PRIVATE)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := (*uint32)(unsafe.Pointer(&b[0]))
+	if err := unix.Munmap(b); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []int{1, 0} {
+		k, err := Wake(w, n)
+		var se *os.SyscallError
+		if k != 0 || !errors.As(err, &se) || !errors.Is(err, unmappedErr) {
+			t.Errorf("Wake(unmapped, %d): %d, %v; want 0 and an *os.SyscallError wrapping %v", n, k, err, unmappedErr)
+		}
 	}
 }
 
