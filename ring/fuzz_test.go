@@ -1,0 +1,335 @@
+package ring
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"io"
+	"sync/atomic"
+	"testing"
+	"unsafe"
+)
+
+// The fuzz targets put one end, consumer or producer, in a ring in a plain
+// byte slice with guard bytes on both sides, and let the input play its
+// peer: the header's words at open, then a script that calls the end and,
+// between its calls, writes anything anywhere in the segment. The end must
+// never panic, never change a byte outside the segment, never write the
+// segment outside its own words and (for the producer) the buffer, and
+// fail only with errors its documentation names for what the input can do
+// (no peer dies here, and no call waits).
+
+// fuzzGuard is the number of bytes watched on each side of the segment.
+const fuzzGuard = 64
+
+// The script's operations: an opcode byte, then its operands. Those of the
+// peer write the segment; the others call the end.
+const (
+	opWord    = iota // offset uint16, value uint32: a word anywhere in the segment
+	opByte           // offset uint16, value byte: a byte anywhere in the segment
+	opAddTail        // delta int8: tail += delta (times 8 if the opcode's bit 7 is set)
+	opAddHead        // delta int8: head += delta (idem)
+	opCall           // n uint16: Next, or Reserve of a length made of n
+	opDone           // Release, or Commit, of the last call's message, if any
+	opPeer           // n uint16, flags byte: the peer's own step (see the targets)
+	numOps
+)
+
+// fuzzMaxOps bounds the operations run per input, so that each is quick.
+const fuzzMaxOps = 256
+
+// A fuzzRing is a ring of a fuzz input, in a plain byte slice.
+type fuzzRing struct {
+	t     *testing.T
+	arena []byte // guard, segment, guard
+	guard byte   // the guards' every byte
+	seg   []byte
+	snap  []byte // for writesOnly
+	e     *end
+	ctx   context.Context // ended: a call never waits
+	in    []byte          // the script left to run
+}
+
+// newFuzzRing makes a ring of 64 << shift%7 bytes, between guards of
+// bytes guard, whose header holds tail, head and state, with the end kind
+// at the given side: as the opener, it checks and starts from tail and
+// head as Open does, and nil is returned if they are corrupt; as the
+// creator it starts at 0, and the header's words are the peer's writes.
+func newFuzzRing(t *testing.T, kind uint32, shift, guard uint8, opener bool, tail, head, state uint32, script []byte) *fuzzRing {
+	capacity := minCapacity << (shift % 7)
+	size := HeaderSize + capacity
+	r := &fuzzRing{t: t, arena: make([]byte, fuzzGuard+size+fuzzGuard), guard: guard, ctx: ended(), in: script}
+	r.seg = r.arena[fuzzGuard : fuzzGuard+size : fuzzGuard+size]
+	r.snap = make([]byte, size)
+	for i := range r.arena[:fuzzGuard] {
+		r.arena[i], r.arena[fuzzGuard+size+i] = guard, guard
+	}
+	creatorEnd := uint32(endProducer + endConsumer - kind)
+	if !opener {
+		creatorEnd = kind
+	}
+	initHeader(r.seg, capacity, creatorEnd, 1, 0)
+	*word(r.seg, offTail), *word(r.seg, offHead), *word(r.seg, offState) = tail, head, state
+	var startTail, startHead uint32
+	if opener {
+		if err := checkPositions(tail, head, capacity); err != nil {
+			if !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("checkPositions(%d, %d): %v, want ErrCorrupt", tail, head, err)
+			}
+			return nil
+		}
+		startTail, startHead = tail, head
+	}
+	r.e = newEnd("", r.seg, capacity, kind, !opener, watch{}, startTail, startHead)
+	return r
+}
+
+// u8, u16 and u32 take the script's next number, little-endian, zero
+// past its end.
+func (r *fuzzRing) u8() uint8   { return uint8(r.take(1)) }
+func (r *fuzzRing) u16() uint16 { return uint16(r.take(2)) }
+func (r *fuzzRing) u32() uint32 { return r.take(4) }
+
+func (r *fuzzRing) take(n int) (v uint32) {
+	for i := range n {
+		if i < len(r.in) {
+			v |= uint32(r.in[i]) << (8 * i)
+		}
+	}
+	r.in = r.in[min(n, len(r.in)):]
+	return v
+}
+
+// run runs the script: the peer's writes here, the end's calls and the
+// peer's steps by call, done and peer.
+func (r *fuzzRing) run(call func(n uint16), done func(), peer func(n uint16, flags uint8)) {
+	for ops := 0; len(r.in) > 0 && ops < fuzzMaxOps; ops++ {
+		op := r.u8()
+		switch (op &^ 0x80) % numOps {
+		case opWord:
+			off, v := int(r.u16())%(len(r.seg)/4)*4, r.u32()
+			atomic.StoreUint32(word(r.seg, off), v)
+		case opByte:
+			off, v := int(r.u16())%len(r.seg), r.u8()
+			r.seg[off] = v
+		case opAddTail, opAddHead:
+			d := uint32(int32(int8(r.u8())))
+			if op&0x80 != 0 {
+				d *= recordAlign
+			}
+			w := r.e.tail
+			if (op&^0x80)%numOps == opAddHead {
+				w = r.e.head
+			}
+			atomic.AddUint32(w, d)
+		case opCall:
+			call(r.u16())
+		case opDone:
+			done()
+		case opPeer:
+			peer(r.u16(), r.u8())
+		}
+	}
+}
+
+// checkGuards fails the test if a byte outside the segment changed.
+func (r *fuzzRing) checkGuards() {
+	r.t.Helper()
+	for i, b := range r.arena[:fuzzGuard] {
+		if b != r.guard {
+			r.t.Fatalf("byte %d before the segment changed", fuzzGuard-i)
+		}
+	}
+	for i, b := range r.arena[fuzzGuard+len(r.seg):] {
+		if b != r.guard {
+			r.t.Fatalf("byte %d after the segment changed", i)
+		}
+	}
+}
+
+// writesOnly returns a check, for after a call of the end, that the call
+// changed no byte outside the segment, and no byte of the segment below
+// limit but those of the words at mine, in increasing order.
+func (r *fuzzRing) writesOnly(limit int, mine ...int) func(call string) {
+	was := r.snap[:limit]
+	copy(was, r.seg)
+	return func(call string) {
+		r.t.Helper()
+		r.checkGuards()
+		from := 0
+		for _, to := range append(mine, limit) {
+			if !bytes.Equal(was[from:to], r.seg[from:to]) {
+				for i := from; i < to; i++ {
+					if was[i] != r.seg[i] {
+						r.t.Fatalf("%s wrote byte %d of the segment, not its to write", call, i)
+					}
+				}
+			}
+			from = to + 4
+		}
+	}
+}
+
+// within fails the test unless s lies in the ring's buffer.
+func (r *fuzzRing) within(call string, s []byte) {
+	r.t.Helper()
+	base := uintptr(unsafe.Pointer(unsafe.SliceData(r.e.buf)))
+	p := uintptr(unsafe.Pointer(unsafe.SliceData(s)))
+	if cap(s) > 0 && (p < base || p+uintptr(cap(s)) > base+uintptr(len(r.e.buf))) {
+		r.t.Fatalf("%s returned %d bytes at %d from the buffer's start, outside it", call, cap(s), int(p-base))
+	}
+}
+
+// expect fails the test unless err is nil or one of want.
+func (r *fuzzRing) expect(call string, err error, want ...error) {
+	r.t.Helper()
+	if err == nil {
+		return
+	}
+	for _, w := range want {
+		if errors.Is(err, w) {
+			return
+		}
+	}
+	r.t.Fatalf("%s: %v, not an error it documents", call, err)
+}
+
+// FuzzConsumer: a consumer in a ring whose producer writes anything. The
+// peer's step writes a record at the shared tail: a length made of n, then
+// a stamp, its kind and low bits from flags&3; an exact stamp if flags&4,
+// and a length that fits if flags&8; and stores the new tail if flags&16.
+func FuzzConsumer(f *testing.F) {
+	at := func(off uint16) []byte { return binary.LittleEndian.AppendUint16(nil, off) }
+	seed := func(shift uint8, opener bool, tail, head uint32, ops ...[]byte) {
+		f.Add(shift, uint8(0xA5), opener, tail, head, uint32(stateOpened), bytes.Join(ops, nil))
+	}
+	next, release := []byte{opCall, 0, 0}, []byte{opDone}
+	record := func(n uint16, flags uint8) []byte { return append([]byte{opPeer}, append(at(n), flags)...) }
+	// The head that straddled the buffer's end, and its stamp, with zeros
+	// after the segment as in a page's slack (issue 17).
+	f.Add(uint8(6), uint8(0), true, uint32(4106), uint32(4090), uint32(stateOpened), bytes.Join([][]byte{
+		{opByte}, at(HeaderSize + 4094), {0xFE}, {opByte}, at(HeaderSize + 4095), {0x0F}, next}, nil))
+	seed(6, true, 4092, 4092, next)
+	// A stream of records, through the buffer's end twice.
+	var stream [][]byte
+	for i := range 12 {
+		stream = append(stream, record(uint16(i*37), 4|8|16), next, release)
+	}
+	seed(2, false, 0, 0, stream...)
+	seed(2, true, 1<<32-256, 1<<32-256, stream...)
+	// A padding record, a record of the whole ring, a tail far off.
+	seed(0, false, 0, 0, record(0, 4|8|16|kindPadding), next, release, record(56, 4|8|16), next, release)
+	seed(0, false, 0, 0, record(100, 4|16), next)
+	seed(0, false, 0, 0, []byte{opAddTail | 0x80, 100}, next)
+	seed(0, false, 0, 0, []byte{opAddTail, 0xFD}, next)
+	f.Fuzz(func(t *testing.T, shift, guard uint8, opener bool, tail, head, state uint32, script []byte) {
+		r := newFuzzRing(t, endConsumer, shift, guard, opener, tail, head, state, script)
+		if r == nil {
+			return
+		}
+		c := newConsumer(r.e)
+		// The consumer writes its head and its sleeper flag, nothing else.
+		onlyOwn := func() func(string) { return r.writesOnly(len(r.seg), offConsSleep, offHead) }
+		r.run(func(uint16) {
+			check := onlyOwn()
+			m, err := c.Next(r.ctx)
+			check("Next")
+			r.expect("Next", err, ErrCorrupt, io.EOF, context.Canceled)
+			r.within("Next", m)
+		}, func() {
+			if c.pending >= 0 {
+				check := onlyOwn()
+				c.Release()
+				check("Release")
+			}
+		}, func(n uint16, flags uint8) {
+			pos := atomic.LoadUint32(r.e.tail)
+			off := int(pos&r.e.mask) &^ (recordAlign - 1)
+			length := uint32(n)
+			if flags&8 != 0 {
+				length %= uint32(len(r.e.buf) - off - recordHead + 1)
+			}
+			st := uint32(flags & 3)
+			if flags&4 != 0 {
+				st |= stampOf(pos)
+			}
+			putHead(r.e.buf, off, length, st)
+			if flags&16 != 0 {
+				atomic.StoreUint32(r.e.tail, pos+recordHead+uint32(align(int(length))))
+			}
+		})
+	})
+}
+
+// FuzzProducer: a producer in a ring whose consumer writes anything.
+// Reserve's length is n mod (capacity + 9), less 1: from -1 to past
+// MaxMessage. The peer's step stores head: tail's value, less 8*n if
+// flags&1.
+func FuzzProducer(f *testing.F) {
+	at := func(n uint16) []byte { return binary.LittleEndian.AppendUint16(nil, n) }
+	seed := func(shift uint8, opener bool, tail, head uint32, ops ...[]byte) {
+		f.Add(shift, uint8(0xA5), opener, tail, head, uint32(stateOpened), bytes.Join(ops, nil))
+	}
+	reserve := func(n uint16) []byte { return append([]byte{opCall}, at(n+1)...) }
+	commit, consume := []byte{opDone}, []byte{opPeer, 0, 0, 0}
+	// The positions that made the producer panic or write past the buffer
+	// (issue 17), as opener and as creator.
+	for _, pos := range []uint32{4, 4094, 4092, 1<<32 - 4, 2} {
+		for _, opener := range []bool{true, false} {
+			ops := [][]byte{reserve(4080), commit, reserve(0), commit, reserve(100), commit, consume, reserve(4088), commit}
+			if !opener {
+				ops = append([][]byte{{opWord}, at(offTail / 4), binary.LittleEndian.AppendUint32(nil, pos),
+					{opWord}, at(offHead / 4), binary.LittleEndian.AppendUint32(nil, pos)}, ops...)
+			}
+			seed(6, opener, pos, pos, ops...)
+		}
+	}
+	// A stream through the buffer's end, padding included, and a message
+	// that fills the ring after its padding.
+	var stream [][]byte
+	for i := range 12 {
+		stream = append(stream, reserve(uint16(i*37)), commit, consume)
+	}
+	seed(2, false, 0, 0, stream...)
+	seed(0, false, 0, 0, reserve(40), commit, consume, reserve(40), commit, consume, reserve(48), commit)
+	// A head past tail, one too far behind, one unaligned.
+	seed(0, false, 0, 0, reserve(40), commit, []byte{opAddHead | 0x80, 7}, reserve(40))
+	seed(0, false, 0, 0, reserve(40), commit, []byte{opAddHead | 0x80, 0xF0}, reserve(40))
+	seed(0, false, 0, 0, reserve(40), commit, []byte{opAddHead, 3}, reserve(40))
+	f.Fuzz(func(t *testing.T, shift, guard uint8, opener bool, tail, head, state uint32, script []byte) {
+		r := newFuzzRing(t, endProducer, shift, guard, opener, tail, head, state, script)
+		if r == nil {
+			return
+		}
+		p := newProducer(r.e)
+		// The producer writes the buffer, its tail and its sleeper flag.
+		onlyOwn := func() func(string) { return r.writesOnly(HeaderSize, offTail, offProdSleep) }
+		r.run(func(n uint16) {
+			check := onlyOwn()
+			size := int(n)%(len(r.e.buf)+9) - 1
+			b, err := p.Reserve(r.ctx, size)
+			check("Reserve")
+			r.expect("Reserve", err, ErrCorrupt, ErrTooLarge, ErrPeerGone, context.Canceled)
+			if err == nil {
+				if len(b) != size {
+					t.Fatalf("Reserve(%d): %d bytes", size, len(b))
+				}
+				r.within("Reserve", b)
+				fill(b, uint64(n))
+			}
+		}, func() {
+			if p.pending >= 0 {
+				check := onlyOwn()
+				p.Commit()
+				check("Commit")
+			}
+		}, func(n uint16, flags uint8) {
+			h := atomic.LoadUint32(r.e.tail)
+			if flags&1 != 0 {
+				h -= uint32(n) * recordAlign
+			}
+			atomic.StoreUint32(r.e.head, h)
+		})
+	})
+}
