@@ -2,8 +2,11 @@
 
 // func pause()
 //
-// YIELD hints that this is a spin-wait loop (Arm ARM, YIELD), as the Go
-// runtime's own spin (runtime.procyield) does on arm64.
+// ISB SY ($15), as Go 1.26's own spin does between its reads of the
+// counter (runtime·procyieldAsm in src/runtime/asm_arm64.s, after the Arm
+// advice it cites): YIELD is a hint that cores without SMT ignore, while
+// ISB holds the core until its pipeline refills, so the spin issues fewer
+// loads of the line that the other core is about to write.
 TEXT ·pause(SB), NOSPLIT|NOFRAME, $0-0
-	YIELD
+	ISB	$15
 	RET
