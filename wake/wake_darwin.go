@@ -30,17 +30,18 @@ import (
 //     placing the @addr ... in a shared memory region".
 //   - __ulock_wait2 and __ulock_wake with UL_COMPARE_AND_WAIT_SHARED, the
 //     calls beneath, in libSystem since macOS 11 (xnu bsd/sys/ulock.h;
-//     libc++'s std::atomic wait and Rust's std use them too). Every Go 1.25+
-//     program needs macOS 12, so they are always there.
+//     libc++'s std::atomic wait uses __ulock_wait and __ulock_wake). Every
+//     Go 1.25+ program needs macOS 12, so they are always there.
 //
 // os_sync_* may be missing at run time, and a symbol that cgo_import_dynamic
 // binds must exist or dyld refuses to start the program: the directive has
-// no weak form (the Go linker marks a bind weak only for a weak reference
-// in a host object file, loadmacho's N_WEAK_REF, and not even then under
-// internal linking: golang/go#76023). So they are looked up once, with
-// dlsym(RTLD_DEFAULT, name), as Rust's std does for the same functions and
-// Go's race runtime for its own: dlsym is in libSystem on every macOS. The
-// __ulock_* calls are bound directly.
+// no weak form. (The Go linker marks a bind weak only for a weak reference
+// in a host object file, loadmacho's N_WEAK_REF; since golang/go#76023 the
+// internal linker does so too.) So they are looked up once, with
+// dlsym(RTLD_DEFAULT, name), as Rust's std looks up the libSystem functions
+// an older macOS lacks (its weak! macro, library/std/src/sys/pal/unix/weak/
+// dlsym.rs) and Go's race runtime its own: dlsym is in libSystem on every
+// macOS. The __ulock_* calls are bound directly.
 //
 // With SHARED, xnu finds a word's waiters by the VM object and offset
 // behind it (sys_ulock.c: uaddr_findobj, key type ULK_XPROC), so processes
