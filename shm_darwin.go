@@ -48,9 +48,11 @@ var (
 //go:cgo_import_dynamic libc_shm_unlink shm_unlink "/usr/lib/libSystem.B.dylib"
 
 // shmOpen opens segment name (canonical form). The fd is close-on-exec from
-// the kernel itself: shm_open in bsd/kern/posix_shm.c sets UF_EXCLOSE on it
-// under proc_fdlock, before procfdtbl_releasefd makes it visible, so no
-// fork can see it without (no fcntl, and no syscall.ForkLock, needed).
+// the kernel itself: shm_open in bsd/kern/posix_shm.c sets FP_CLOEXEC in its
+// fileproc's fp_flags while the slot is still reserved (fdt_fork in
+// bsd/kern/kern_descrip.c copies no UF_RESERVED slot), and only then does
+// procfdtbl_releasefd, under proc_fdlock, make it visible; so no fork can
+// see it without (no fcntl, and no syscall.ForkLock, needed).
 //
 // shm_open is variadic, and on darwin/arm64 a variadic argument goes on the
 // stack, not in a register. syscall.syscall copies its third argument onto
