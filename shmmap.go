@@ -93,12 +93,13 @@
 // On macOS, names are at most 31 bytes with the slash (Create's have 30;
 // another program's longer name cannot be opened there), a segment's size
 // can be set only once, and fstat reports it rounded up to the page size
-// (16 KiB on Apple silicon), so Read(key, 0) maps whole pages. The kernel
-// keeps names verbatim, so "x" and "/x" are two segments there: a key
-// always means its slashed form, as Python's SharedMemory does, and a
-// segment that a C program named "x" cannot be reached. No umask applies
-// (the mode is exactly 0600), Populate has no effect, and List and Sweep
-// are unsupported.
+// of the process that set it (xnu's pshm_truncate: 16 KiB for an arm64
+// process on Apple silicon, 4 KiB for an x86_64 one, Rosetta's included),
+// so Read(key, 0) maps whole pages. The kernel keeps names verbatim, so
+// "x" and "/x" are two segments there: a key always means its slashed
+// form, as Python's SharedMemory does, and a segment that a C program
+// named "x" cannot be reached. No umask applies (the mode is exactly
+// 0600), Populate has no effect, and List and Sweep are unsupported.
 //
 // # Anonymous segments
 //
