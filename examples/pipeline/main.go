@@ -10,9 +10,11 @@
 //
 //	worker: 1000 frames, 1523500 bytes, checksum 0e83d2a61344bf6d
 //
-// If the worker dies, the parent's next Reserve that has to wait returns
-// ring.ErrPeerGone within a second instead of hanging, and the other way
-// round.
+// If the worker dies, or exits before it has read every frame, the parent
+// stops with an error instead of hanging: its next Reserve that has to wait
+// returns ring.ErrPeerGone within a second once the worker has opened the
+// ring, and ends with the worker's exit (the context) before that. The
+// worker gets ring.ErrPeerGone if the parent dies.
 package main
 
 import (
@@ -62,22 +64,43 @@ func parent() error {
 	}
 	cmd := exec.Command(exe, "worker", p.Key())
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	return stream(p, cmd)
+}
+
+// stream starts the worker cmd and writes the frames to it through p,
+// which it closes. A ring tells the producer of a consumer that died, but
+// not of one that never opened it: the worker's exit ends the context.
+func stream(p *ring.Producer, cmd *exec.Cmd) error {
 	if err := cmd.Start(); err != nil {
 		return err
 	}
-	ctx := context.Background()
+	ctx, cancel := context.WithCancelCause(context.Background())
+	defer cancel(nil)
+	exited := make(chan error, 1)
+	go func() {
+		err := cmd.Wait()
+		if err == nil {
+			cancel(errors.New("the worker exited before the last frame"))
+		} else {
+			cancel(fmt.Errorf("the worker exited before the last frame: %w", err))
+		}
+		exited <- err
+	}()
 	for i := range frames {
 		frame, err := p.Reserve(ctx, frameSize(i))
 		if err != nil {
 			cmd.Process.Kill()
-			cmd.Wait()
+			<-exited
+			if ctx.Err() != nil {
+				return context.Cause(ctx)
+			}
 			return err // ring.ErrPeerGone if the worker died
 		}
 		render(frame, i) // written in place, in shared memory
 		p.Commit()
 	}
 	p.Close() // the worker sees io.EOF after the last frame
-	return cmd.Wait()
+	return <-exited
 }
 
 // worker opens the ring by key and checksums every frame in place.
