@@ -184,26 +184,25 @@
 // does not fit between its offset + 8 and the buffer's end, or if tail has
 // passed its position and it has no stamp.
 //
-// The positions are corrupt, and the error wraps ErrCorrupt, if tail or
-// head is not a multiple of 8, or if tail - head, as a signed 32-bit
-// number, is below 0 or above the capacity. The opener checks both (see
-// Opening), the producer each head it loads, and the consumer each tail it
-// loads, which may be behind its head, by the records it has taken by
-// their stamps, but by no more than the capacity. With these checks, no
-// value a peer writes into the segment, at any moment, makes an end read
-// or write outside the ring.
+// The positions are corrupt, and Open's, Reserve's or Next's error wraps
+// ErrCorrupt, if tail or head is not a multiple of 8, or if tail - head,
+// as a signed 32-bit number, is below 0 or above the capacity. The opener
+// checks both (see Opening), the producer each head it loads, and the
+// consumer each tail it loads, which may be behind its head, by the
+// records it has taken by their stamps, but by no more than the capacity.
+// With these checks, no value a peer writes into the segment, at any
+// moment, makes an end read or write outside the ring.
 //
 // Opening, in this order. The opener takes its liveness lock (on Linux,
 // flock LOCK_SH on an fd of the segment's file, kept until it closes) and
 // maps the segment; checks magic, version, header size, alignment,
 // capacity, then tail and head, each loaded once (else ErrCorrupt or
-// ErrVersion), and that the creator's end is
-// not the one it wants (else ErrBusy); checks that the creator is alive,
-// on Linux that its lock is held (else ErrPeerGone); writes its pid and
-// start time (offsets 36 and 48); and last sets bit 0 of state with a
-// compare-and-swap that fails, with ErrBusy, if bit 0 is already set: one
-// opener only. Until bit 0 is set, a creator that waits does not ask
-// whether its peer is alive.
+// ErrVersion), and that the creator's end is not the one it wants (else
+// ErrBusy); checks that the creator is alive, on Linux that its lock is
+// held (else ErrPeerGone); writes its pid and start time (offsets 36 and
+// 48); and last sets bit 0 of state with a compare-and-swap that fails,
+// with ErrBusy, if bit 0 is already set: one opener only. Until bit 0 is
+// set, a creator that waits does not ask whether its peer is alive.
 //
 // Closing. An end that closes sets its bit of state (bit 1 the producer,
 // bit 2 the consumer) with a compare-and-swap loop, then wakes every
