@@ -47,9 +47,11 @@ type Mapping struct {
 // mapping of it can ever fault for a truncation, and Sealed reports true.
 // Its file is named "memfd:shmmap" (/proc/PID/maps shows
 // "/memfd:shmmap (deleted)"). Where
-// memfd_create does not exist (ENOSYS), the segment is an unnamed file in
-// /dev/shm (O_TMPFILE) instead, which counts against /dev/shm's size and
-// cannot be sealed; its file is named "/dev/shm (O_TMPFILE)".
+// memfd_create does not exist (ENOSYS: an old kernel, gVisor, a seccomp
+// filter), the segment is an unnamed file in /dev/shm (O_TMPFILE) instead,
+// which counts against /dev/shm's size and cannot be sealed; its file is
+// named "/dev/shm (O_TMPFILE)". With RequireSealed, that is an error
+// wrapping ErrNotSealed instead.
 //
 // On macOS it is a segment made as Create makes it, under a random key
 // that is removed at once, before CreateAnonymous returns; its file is
@@ -70,7 +72,7 @@ func CreateAnonymous(size int, opts ...Option) (*Mapping, error) {
 		if anonNeedsKey {
 			key = newKey()
 		}
-		data, fd, name, sealed, err := createAnon(key, size, mapFlags(opts))
+		data, fd, name, sealed, err := createAnon(key, size, parseOptions(opts))
 		if err == nil {
 			return &Mapping{data: data, file: os.NewFile(uintptr(fd), name), owns: true, sealed: sealed}, nil
 		}
@@ -104,26 +106,32 @@ func CreateAnonymous(size int, opts ...Option) (*Mapping, error) {
 // Linux, F_SEAL_SHRINK: CreateAnonymous's segments are, and so are memfds
 // that other programs seal so). If it is, no process can ftruncate it
 // below its size, so no access to the mapping can fault because another
-// process shrank the segment; if it is not, one can, as with keys.
+// process shrank the segment; if it is not, one can, as with keys: an
+// access past the new end is a fault that kills this process (see
+// Bytes). The seals are read before the size, so a segment shrunk while
+// ReadFile runs is never Sealed over a mapping past its end. A file from
+// a process that is not trusted is best mapped with RequireSealed, which
+// refuses one that is not sealed (ErrNotSealed) before mapping anything.
 //
 // m.Bytes() is valid until m.Close(). If there is an error, it will be of
 // type *fs.PathError naming f.Name().
 func ReadFile(f *os.File, size int, opts ...Option) (*Mapping, error) {
-	return mapOf(f, size, false, mapFlags(opts))
+	return mapOf(f, size, false, parseOptions(opts))
 }
 
 // ReadWriteFile maps the segment that f is a file of read-write and
 // returns its first size bytes; size 0 maps the whole segment. Files,
 // sizes, seals and errors are as for ReadFile; a file opened without write
 // access, or a segment sealed against writing (F_SEAL_WRITE), is an error
-// wrapping fs.ErrPermission. f stays the caller's, and m.Bytes() is valid
-// until m.Close(). If there is an error, it will be of type *fs.PathError
-// naming f.Name().
+// wrapping fs.ErrPermission, and with RequireSealed a segment must be
+// sealed against growing too (F_SEAL_GROW). f stays the caller's, and
+// m.Bytes() is valid until m.Close(). If there is an error, it will be of
+// type *fs.PathError naming f.Name().
 func ReadWriteFile(f *os.File, size int, opts ...Option) (*Mapping, error) {
-	return mapOf(f, size, true, mapFlags(opts))
+	return mapOf(f, size, true, parseOptions(opts))
 }
 
-func mapOf(f *os.File, size int, writable bool, flags int) (*Mapping, error) {
+func mapOf(f *os.File, size int, writable bool, o options) (*Mapping, error) {
 	if size < 0 || size > maxSize {
 		return nil, &fs.PathError{Op: "mmap", Path: fileName(f), Err: attachSizeError(size)}
 	}
@@ -132,7 +140,7 @@ func mapOf(f *os.File, size int, writable bool, flags int) (*Mapping, error) {
 	if ferr := withFD(f, func(fd int) {
 		var data []byte
 		var sealed bool
-		data, sealed, err = mapFile(fd, f.Name(), size, writable, flags)
+		data, sealed, err = mapFile(fd, f.Name(), size, writable, o)
 		if err == nil {
 			m = &Mapping{data: data, file: f, sealed: sealed}
 		}
@@ -171,10 +179,12 @@ func fileName(f *os.File) string {
 // Bytes returns the mapped memory: all of the segment for CreateAnonymous,
 // size bytes (or all) for ReadFile and ReadWriteFile. It points outside the
 // Go heap, at memory that other processes may change at any moment, and is
-// valid until Close: any access after that, or a write to the bytes of a
-// ReadFile mapping, kills the process with a fault, not a recoverable
-// panic (see the package documentation). After Close, and of a nil
-// Mapping, Bytes returns nil.
+// valid until Close. Any access after that, a write to the bytes of a
+// ReadFile mapping, and an access past the end of a segment that another
+// process shrank (possible unless Sealed) kill the process with a fault,
+// which recover cannot take unless the goroutine has called
+// debug.SetPanicOnFault(true): see the package documentation. After Close,
+// and of a nil Mapping, Bytes returns nil.
 func (m *Mapping) Bytes() []byte {
 	if m == nil {
 		return nil
@@ -206,7 +216,8 @@ func (m *Mapping) File() *os.File {
 // F_SEAL_SHRINK, which every segment of CreateAnonymous has (unless
 // memfd_create did not exist) and ReadFile and ReadWriteFile look for. On
 // macOS, which has no seals, Sealed is always false, although no segment
-// can shrink there once its size is set. A nil Mapping is not sealed.
+// can shrink there once its size is set (RequireSealed takes every
+// segment there). A nil Mapping is not sealed.
 func (m *Mapping) Sealed() bool { return m != nil && m.sealed }
 
 // Close unmaps the segment and, for CreateAnonymous, closes its file. The

@@ -42,8 +42,18 @@ func openAnon(key string) (fd int, name, op string, err error) {
 // seal does nothing: macOS has no seals (and no shrinking; see above).
 func seal(fd int) (bool, error) { return false, nil }
 
+// fileSeals is 0: macOS has no seals.
+func fileSeals(fd int) int { return 0 }
+
 // sealedShrink is false: macOS has no seals.
-func sealedShrink(fd int) bool { return false }
+func sealedShrink(seals int) bool { return false }
+
+// checkSealed is nil: every segment's size is fixed as RequireSealed
+// demands. xnu's pshm_truncate allows one ftruncate in a shm object's life
+// (a second, or one while the first runs, is EINVAL: PSHM_ALLOCATED,
+// PSHM_ALLOCATING), and pshm_mmap maps nothing past pshm_length, nor an
+// object whose size is not yet set; so no mapping can outgrow its object.
+func checkSealed(seals int, writable bool) error { return nil }
 
 // statFile fills st with fstat of fd, a file that a caller or a peer handed
 // over, and reports whether it is a segment. xnu's pshm_stat fills st_mode

@@ -6,12 +6,16 @@ package shmmap
 // what it cannot.
 
 import (
+	"errors"
+	"io/fs"
 	"math/rand/v2"
 	"os"
 	"runtime"
+	"runtime/debug"
 	"sync/atomic"
 	"testing"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -103,4 +107,163 @@ func TestSealedWhileMapped(t *testing.T) {
 	if refused == 0 || overhang == 0 {
 		t.Fatalf("in %d tries over %v the attack never landed on both sides of ReadFile's fstat: the test proves nothing", tries, limit)
 	}
+}
+
+// sealedMemfd makes a memfd of size bytes carrying exactly the seals
+// given, as another program could hand one over; closed in cleanup.
+func sealedMemfd(t *testing.T, size int64, seals int) *os.File {
+	t.Helper()
+	fd, err := unix.MemfdCreate("shmmap-test", unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := os.NewFile(uintptr(fd), "memfd:shmmap-test")
+	t.Cleanup(func() { f.Close() })
+	if err := f.Truncate(size); err != nil {
+		t.Fatal(err)
+	}
+	if seals != 0 {
+		if _, err := unix.FcntlInt(uintptr(fd), unix.F_ADD_SEALS, seals); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return f
+}
+
+// TestRequireSealed: what Sealed says of files with each set of seals, and
+// which of them ReadFile and ReadWriteFile take with RequireSealed:
+// F_SEAL_SHRINK for reading, and F_SEAL_GROW too for writing. A file in
+// /dev/shm, which the kernel gives F_SEAL_SEAL alone, is not sealed, and
+// no segment with a key is: Create, Read and ReadWrite with RequireSealed
+// fail, leaving nothing. Every refusal is ErrNotSealed, naming the file,
+// and maps nothing.
+func TestRequireSealed(t *testing.T) {
+	keys := checkLeaks(t)
+	const (
+		seal   = unix.F_SEAL_SEAL
+		shrink = unix.F_SEAL_SHRINK
+		grow   = unix.F_SEAL_GROW
+	)
+	key, _ := newSegment(t, keys, 8192)
+	named, err := OpenFile(key, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { named.Close() })
+	var got int
+	if got, err = unix.FcntlInt(named.Fd(), unix.F_GET_SEALS, 0); err != nil || got != seal {
+		t.Fatalf("a file in /dev/shm has seals %#x (%v), want F_SEAL_SEAL alone", got, err)
+	}
+	anon := newAnonymous(t, 8192)
+
+	for _, c := range []struct {
+		name          string
+		f             *os.File
+		sealed        bool // Sealed()
+		read, written bool // taken with RequireSealed
+	}{
+		{"no seals", sealedMemfd(t, 8192, 0), false, false, false},
+		{"F_SEAL_SEAL", sealedMemfd(t, 8192, seal), false, false, false},
+		{"F_SEAL_GROW", sealedMemfd(t, 8192, grow), false, false, false},
+		{"F_SEAL_GROW|F_SEAL_SEAL", sealedMemfd(t, 8192, grow|seal), false, false, false},
+		{"F_SEAL_SHRINK", sealedMemfd(t, 8192, shrink), true, true, false},
+		{"F_SEAL_SHRINK|F_SEAL_GROW", sealedMemfd(t, 8192, shrink|grow), true, true, true},
+		{"a file in /dev/shm", named, false, false, false},
+		{"CreateAnonymous's", anon.File(), true, true, true},
+	} {
+		for _, try := range []struct {
+			op     string
+			mapper func(*os.File, int, ...Option) (*Mapping, error)
+			taken  bool
+		}{
+			{"ReadFile", ReadFile, c.read},
+			{"ReadWriteFile", ReadWriteFile, c.written},
+		} {
+			what := try.op + " of " + c.name
+			m, err := try.mapper(c.f, 0)
+			if err != nil {
+				t.Fatalf("%s: %v", what, err)
+			}
+			if m.Sealed() != c.sealed {
+				t.Errorf("%s: Sealed() is %v, want %v", what, m.Sealed(), c.sealed)
+			}
+			m.Close()
+			m, err = try.mapper(c.f, 0, Populate(), RequireSealed())
+			if m != nil {
+				if !m.Sealed() {
+					t.Errorf("%s with RequireSealed: Sealed() is false", what)
+				}
+				m.Close()
+			}
+			if try.taken {
+				if err != nil {
+					t.Errorf("%s with RequireSealed: %v", what, err)
+				}
+				continue
+			}
+			isPathError(t, what+" with RequireSealed", err, c.f.Name(), ErrNotSealed)
+		}
+	}
+
+	for _, try := range []struct {
+		op string
+		do func() error
+	}{
+		{"Read", func() error { _, err := Read(key, 0, RequireSealed()); return err }},
+		{"ReadWrite", func() error { _, err := ReadWrite(key, 0, RequireSealed()); return err }},
+	} {
+		isPathError(t, try.op+" with RequireSealed", try.do(), key, ErrNotSealed)
+	}
+	k, data, err := Create(4096, RequireSealed())
+	if k != "" || data != nil {
+		keys.add(k)
+		Release(k)
+		t.Errorf("Create with RequireSealed made %q", k)
+	}
+	var pe *fs.PathError
+	if !errors.Is(err, ErrNotSealed) || !errors.As(err, &pe) {
+		t.Errorf("Create with RequireSealed: %v, want an *fs.PathError wrapping ErrNotSealed", err)
+	}
+}
+
+// TestFaultRecoverable: what the docs promise of a peer that truncates an
+// unsealed segment under a mapping. An access past the new end faults,
+// which kills the process unless debug.SetPanicOnFault is set; with it,
+// the fault is a panic that recover takes, a runtime.Error with the
+// address. RequireSealed refuses such a file before it is mapped.
+func TestFaultRecoverable(t *testing.T) {
+	checkLeaks(t)
+	f := sealedMemfd(t, 8192, 0)
+	m, err := ReadFile(f, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if refused, err := ReadFile(f, 0, RequireSealed()); !errors.Is(err, ErrNotSealed) {
+		refused.Close()
+		t.Errorf("ReadFile of an unsealed memfd with RequireSealed: %v, want ErrNotSealed", err)
+	}
+	if err := f.Truncate(4096); err != nil { // the peer
+		t.Fatal(err)
+	}
+	data := m.Bytes()
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	var last byte
+	err = func() (err error) {
+		defer func() {
+			if e, ok := recover().(runtime.Error); ok {
+				err = e
+			}
+		}()
+		last = data[4095] // still there
+		last += data[4096]
+		return nil
+	}()
+	if err == nil {
+		t.Fatal("a read past the end of a truncated segment did not fault")
+	}
+	if a, ok := err.(interface{ Addr() uintptr }); !ok || a.Addr() != uintptr(unsafe.Pointer(&data[4096])) {
+		t.Fatalf("fault %v, want one at the first byte past the new end", err)
+	}
+	t.Logf("recovered: %v (byte before it: %d)", err, last)
 }

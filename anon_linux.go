@@ -3,7 +3,9 @@
 package shmmap
 
 import (
+	"fmt"
 	"strconv"
+	"strings"
 	"sync/atomic"
 
 	"golang.org/x/sys/unix"
@@ -75,12 +77,61 @@ func seal(fd int) (bool, error) {
 	}
 }
 
-// sealedShrink reports whether fd is sealed against shrinking
-// (F_SEAL_SHRINK): then no ftruncate, by any process, can make it smaller
-// than it is. Files that cannot be sealed are EINVAL: not sealed.
-func sealedShrink(fd int) bool {
+// fileSeals returns the seals of fd (F_GET_SEALS). A file that cannot be
+// sealed (EINVAL) has none, and so, to this package, has an O_PATH
+// descriptor (EBADF), which it never maps.
+func fileSeals(fd int) int {
 	seals, err := fcntlInt(fd, unix.F_GET_SEALS, 0)
-	return err == nil && seals&unix.F_SEAL_SHRINK != 0
+	if err != nil {
+		return 0
+	}
+	return seals
+}
+
+// sealedShrink reports whether seals hold F_SEAL_SHRINK: then no
+// ftruncate, by any process, can make the file smaller than it is.
+func sealedShrink(seals int) bool { return seals&unix.F_SEAL_SHRINK != 0 }
+
+// checkSealed returns nil if seals fix the size as RequireSealed demands
+// (F_SEAL_SHRINK, and for a writable mapping F_SEAL_GROW), else an error
+// wrapping ErrNotSealed that names the seals there are.
+func checkSealed(seals int, writable bool) error {
+	want := unix.F_SEAL_SHRINK
+	if writable {
+		want |= unix.F_SEAL_GROW
+	}
+	if seals&want == want {
+		return nil
+	}
+	return fmt.Errorf("%w: it has %s, RequireSealed wants %s", ErrNotSealed, sealNames(seals), sealNames(want))
+}
+
+// sealNames spells seals out: "F_SEAL_SHRINK|F_SEAL_GROW", or "no seals".
+func sealNames(seals int) string {
+	var names []string
+	for _, s := range []struct {
+		bit  int
+		name string
+	}{
+		{unix.F_SEAL_SEAL, "F_SEAL_SEAL"},
+		{unix.F_SEAL_SHRINK, "F_SEAL_SHRINK"},
+		{unix.F_SEAL_GROW, "F_SEAL_GROW"},
+		{unix.F_SEAL_WRITE, "F_SEAL_WRITE"},
+		{unix.F_SEAL_FUTURE_WRITE, "F_SEAL_FUTURE_WRITE"},
+		{unix.F_SEAL_EXEC, "F_SEAL_EXEC"},
+	} {
+		if seals&s.bit != 0 {
+			names = append(names, s.name)
+			seals &^= s.bit
+		}
+	}
+	if seals != 0 {
+		names = append(names, fmt.Sprintf("%#x", seals))
+	}
+	if len(names) == 0 {
+		return "no seals"
+	}
+	return strings.Join(names, "|")
 }
 
 // statFile fills st with fstat of fd, a file that a caller or a peer handed

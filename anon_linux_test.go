@@ -587,6 +587,12 @@ func TestAnonymousFallbacks(t *testing.T) {
 		const size = 1 << 20
 		m := newAnonymous(t, size)
 		checkTmpfile(t, m, size)
+		m, err := CreateAnonymous(size, RequireSealed())
+		if m != nil {
+			m.Close()
+			t.Error("without memfd_create, CreateAnonymous with RequireSealed made an unsealed segment")
+		}
+		isPathError(t, "CreateAnonymous with RequireSealed", err, anonTmpfileName, ErrNotSealed)
 	})
 
 	t.Run("EMFILE", func(t *testing.T) {

@@ -5,6 +5,7 @@ import (
 	"io/fs"
 	"net"
 	"os"
+	"runtime"
 	"strconv"
 	"testing"
 
@@ -237,4 +238,36 @@ func TestSendReceiveFile(t *testing.T) {
 	if got.Sealed() != m.Sealed() {
 		t.Errorf("the received segment's Sealed: %v, the sender's %v", got.Sealed(), m.Sealed())
 	}
+}
+
+// TestRequireSealedAnonymous: CreateAnonymous's segments meet RequireSealed
+// on every system, mapped read-only or read-write, and keys meet it only
+// where every segment's size is fixed by the kernel (macOS): never on
+// Linux, where a file in /dev/shm cannot be sealed.
+func TestRequireSealedAnonymous(t *testing.T) {
+	keys := checkLeaks(t)
+	m, err := CreateAnonymous(8192, RequireSealed(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	for _, mapper := range []func(*os.File, int, ...Option) (*Mapping, error){ReadFile, ReadWriteFile} {
+		other, err := mapper(m.File(), 0, RequireSealed())
+		if err != nil {
+			t.Fatalf("the file of CreateAnonymous with RequireSealed: %v", err)
+		}
+		other.Close()
+	}
+
+	key, _ := newSegment(t, keys, 4096)
+	_, rerr := Read(key, 0, RequireSealed())
+	_, werr := ReadWrite(key, 0, RequireSealed())
+	if runtime.GOOS == "darwin" {
+		if rerr != nil || werr != nil {
+			t.Errorf("Read and ReadWrite of a key with RequireSealed on macOS: %v, %v; want both to work", rerr, werr)
+		}
+		return
+	}
+	isPathError(t, "Read of a key with RequireSealed", rerr, key, ErrNotSealed)
+	isPathError(t, "ReadWrite of a key with RequireSealed", werr, key, ErrNotSealed)
 }

@@ -33,6 +33,11 @@ var (
 	// (cut short by the kernel). Every descriptor that came with it has
 	// been closed.
 	ErrBadMessage = errors.New("shmmap: message does not carry exactly one file")
+	// ErrNotSealed: RequireSealed was given, and another process could
+	// change the segment's size under the mapping: on Linux, it lacks
+	// F_SEAL_SHRINK, or for a writable mapping F_SEAL_GROW (a segment
+	// with a key never has them). Nothing was mapped or made.
+	ErrNotSealed = errors.New("shmmap: segment not sealed against size changes")
 )
 
 // errCannotLink: an unnamed file (O_TMPFILE) cannot be given a name in this

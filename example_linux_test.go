@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/shmmap-go/shmmap"
+	"golang.org/x/sys/unix"
 )
 
 // List shows every segment on the machine, whoever made it; for keys made
@@ -123,6 +124,42 @@ func ExampleMapping_Sealed() {
 	// What a careless or hostile peer would try:
 	err = m.File().Truncate(4096)
 	fmt.Println(errors.Is(err, fs.ErrPermission))
+	// Output:
+	// true
+	// true
+}
+
+// A receiver that does not trust the sender maps with RequireSealed: a
+// memfd that the sender could still shrink is refused before anything is
+// mapped, where a mapping of it would kill the receiver with SIGBUS at the
+// first access past a truncation.
+func ExampleRequireSealed() {
+	// What a careless or hostile sender could hand over: a memfd that it
+	// can truncate at any moment.
+	fd, err := unix.MemfdCreate("unsealed", unix.MFD_CLOEXEC)
+	if err != nil {
+		log.Fatal(err)
+	}
+	unsealed := os.NewFile(uintptr(fd), "unsealed")
+	defer unsealed.Close()
+	if err := unsealed.Truncate(4096); err != nil {
+		log.Fatal(err)
+	}
+	_, err = shmmap.ReadFile(unsealed, 0, shmmap.RequireSealed())
+	fmt.Println(errors.Is(err, shmmap.ErrNotSealed))
+
+	// CreateAnonymous's segments are sealed.
+	m, err := shmmap.CreateAnonymous(4096)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer m.Close()
+	seg, err := shmmap.ReadWriteFile(m.File(), 0, shmmap.RequireSealed())
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer seg.Close()
+	fmt.Println(seg.Sealed())
 	// Output:
 	// true
 	// true

@@ -250,7 +250,7 @@ func ExampleNumber() {
 	// Output: [21.5 -4]
 }
 
-// Options go last; Populate is the one there is. They can be chosen at run
+// Options go last: Populate and RequireSealed. They can be chosen at run
 // time.
 func ExampleOption() {
 	size := 16 << 20

@@ -20,20 +20,25 @@ const maxSize = min(1<<47, math.MaxInt)
 // segment gets its name only once it is locked, sized and mapped, where the
 // system allows (Linux's O_TMPFILE): then no other process, a sweeper
 // included, ever sees it half made, and a failure leaves no name to remove.
-// On failure nothing is left behind: no name, fd or mapping.
-func create(name string, size, flags int) (data []byte, fd int, err error) {
+// With RequireSealed, a file that cannot be sealed (every file of a key, on
+// Linux) is refused before it is sized. On failure nothing is left behind:
+// no name, fd or mapping.
+func create(name string, size int, o options) (data []byte, fd int, err error) {
 	fd, named, err := openNew(name)
 	if err != nil {
 		return nil, -1, &fs.PathError{Op: "shm_open", Path: name, Err: err}
 	}
 	op := "fcntl"
 	err = lockCreator(fd)
+	if err == nil && o.sealed {
+		err = checkSealed(fileSeals(fd), true)
+	}
 	if err == nil {
 		op, err = initSegment(fd, size)
 	}
 	if err == nil {
 		op = "mmap"
-		data, err = mmap(fd, size, true, flags)
+		data, err = mmap(fd, size, true, o.flags)
 	}
 	if err == nil && !named {
 		op = "linkat"
@@ -47,7 +52,7 @@ func create(name string, size, flags int) (data []byte, fd int, err error) {
 		}
 		closeFile(fd, int64(size)) // the last reference: it frees what initSegment reserved
 		if err == errCannotLink {
-			return create(name, size, flags) // named from the start, this time
+			return create(name, size, o) // named from the start, this time
 		}
 		return nil, -1, &fs.PathError{Op: op, Path: name, Err: err}
 	}
@@ -60,15 +65,25 @@ func create(name string, size, flags int) (data []byte, fd int, err error) {
 
 // open maps size bytes of the existing segment name (canonical form), or
 // all of it if size is 0, after checking with fstat that it is a segment
-// and has them. Errors name key, the caller's spelling.
-func open(name, key string, size int, writable bool, flags int) ([]byte, error) {
+// and has them, and for RequireSealed that it is sealed. Errors name key,
+// the caller's spelling.
+func open(name, key string, size int, writable bool, o options) ([]byte, error) {
 	var st unix.Stat_t
 	fd, err := openSegment(name, key, writable, &st)
 	if err != nil {
 		return nil, err
 	}
 	defer closeFD(fd)
-	return mapSegment(fd, &st, key, size, writable, flags)
+	if o.sealed {
+		// The size again, after the seals: see mapFile.
+		if err := checkSealed(fileSeals(fd), writable); err != nil {
+			return nil, &fs.PathError{Op: "fcntl", Path: key, Err: err}
+		}
+		if err := fstat(fd, &st); err != nil {
+			return nil, &fs.PathError{Op: "fstat", Path: key, Err: err}
+		}
+	}
+	return mapSegment(fd, &st, key, size, writable, o.flags)
 }
 
 // openSegment opens the existing segment name (canonical form), read-only
@@ -122,24 +137,30 @@ func mapSegment(fd int, st *unix.Stat_t, path string, size int, writable bool, f
 }
 
 // mapFile maps size bytes of fd, a file that a caller gave, or all of it if
-// size is 0, once checkFile has found it a segment; it reports whether the
-// segment is sealed against shrinking. Errors name path, the file's name.
+// size is 0, once checkFile has found it a segment, and for RequireSealed
+// checkSealed its seals; it reports whether the segment is sealed against
+// shrinking. Errors name path, the file's name.
 //
 // The seals are read before the size: a seal, once added, is never removed,
 // so a size read after F_SEAL_SHRINK is one the file keeps. Read after the
 // size, a seal that a peer added just after shrinking the file would vouch
 // for a mapping past its end.
-func mapFile(fd int, path string, size int, writable bool, flags int) (data []byte, sealed bool, err error) {
-	sealed = sealedShrink(fd)
+func mapFile(fd int, path string, size int, writable bool, o options) (data []byte, sealed bool, err error) {
+	seals := fileSeals(fd)
 	var st unix.Stat_t
 	if err := checkFile(fd, path, "mmap", &st); err != nil {
 		return nil, false, err
 	}
-	data, err = mapSegment(fd, &st, path, size, writable, flags)
+	if o.sealed {
+		if err := checkSealed(seals, writable); err != nil {
+			return nil, false, &fs.PathError{Op: "fcntl", Path: path, Err: err}
+		}
+	}
+	data, err = mapSegment(fd, &st, path, size, writable, o.flags)
 	if err != nil {
 		return nil, false, err
 	}
-	return data, sealed, nil
+	return data, sealedShrink(seals), nil
 }
 
 // checkFile fills st with fstat of fd, a file that a caller or a peer
@@ -159,11 +180,12 @@ func checkFile(fd int, path, op string, st *unix.Stat_t) error {
 // createAnon makes an anonymous segment of size bytes: openAnon makes it
 // without a name, or with one that it removes at once (key, on systems
 // that need one: anonNeedsKey). initSegment gives it its mode and reserves
-// its memory as Create does, seal seals it where the system can, and it is
-// mapped read-write. It returns the mapping, the fd (close-on-exec), the
+// its memory as Create does, seal seals it where the system can (for
+// RequireSealed, checkSealed then checks it was), and it is mapped
+// read-write. It returns the mapping, the fd (close-on-exec), the
 // name the file goes by, and whether it is sealed. On failure nothing is
 // left behind: no name, fd or mapping.
-func createAnon(key string, size, flags int) (data []byte, fd int, name string, sealed bool, err error) {
+func createAnon(key string, size int, o options) (data []byte, fd int, name string, sealed bool, err error) {
 	fd, name, op, err := openAnon(key)
 	if err != nil {
 		return nil, -1, "", false, &fs.PathError{Op: op, Path: name, Err: err}
@@ -173,9 +195,12 @@ func createAnon(key string, size, flags int) (data []byte, fd int, name string, 
 		op = "fcntl"
 		sealed, err = seal(fd)
 	}
+	if err == nil && o.sealed {
+		err = checkSealed(fileSeals(fd), true)
+	}
 	if err == nil {
 		op = "mmap"
-		data, err = mmap(fd, size, true, flags)
+		data, err = mmap(fd, size, true, o.flags)
 	}
 	if err != nil {
 		closeFile(fd, int64(size)) // the last reference: it frees what initSegment reserved

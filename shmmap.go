@@ -26,11 +26,33 @@
 // processes may change at any moment: synchronise through other means (a
 // pipe, a lock, sync/atomic on aligned words). A slice is valid until Release
 // of its key in this process, which unmaps every slice of that key in the
-// process at once; any access after that, and any write to a slice from
-// Read, kills the process with a fault, not a recoverable panic: SIGSEGV,
-// and on macOS SIGBUS for the write (xnu signals a protection failure so).
-// append past a slice's capacity silently copies it to the Go heap, where
-// other processes no longer see it.
+// process at once. Any access after that, any write to a slice from Read,
+// and any access past the end of a segment that another process has shrunk
+// (ftruncate) is a fault: SIGSEGV, or SIGBUS past the end, and on macOS for
+// the write too (xnu signals a protection failure so). A fault kills the
+// process, and recover cannot take it, unless the goroutine that faults has
+// called debug.SetPanicOnFault(true): then it is a panic with a
+// runtime.Error, which recover takes. Code that must survive a peer that
+// shrinks a segment under it reads it so:
+//
+//	func sum(data []byte) (sum int, err error) {
+//		defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+//		defer func() {
+//			if r := recover(); r != nil {
+//				err = fmt.Errorf("the segment shrank under us: %v", r)
+//			}
+//		}()
+//		for _, b := range data {
+//			sum += int(b)
+//		}
+//		return sum, nil
+//	}
+//
+// SetPanicOnFault covers only the goroutine that calls it, and the
+// function that faults stops there, as for any panic. A segment handed
+// over by file is better taken with RequireSealed, which refuses one that
+// could shrink. append past a slice's capacity silently copies it to the Go
+// heap, where other processes no longer see it.
 //
 // # Other runtimes
 //
@@ -114,6 +136,9 @@
 // that no process it is handed to can change its size (Sealed reports
 // that); on macOS it is a segment whose random name is removed the moment
 // it is made, which cannot be sealed (nor shrunk: xnu sets a size once).
+// A process that receives a file from one it does not trust maps it with
+// RequireSealed: a file that the sender could still shrink under the
+// mapping, killing the receiver at its next access, is then refused.
 //
 // An anonymous segment, or any segment handed over as a file, comes as a
 // handle, a *Mapping, that its owner closes, as an *os.File: its bytes are
@@ -130,20 +155,22 @@
 // for a missing segment, fs.ErrPermission for one the caller may not open,
 // syscall.ENOSPC for a full shm filesystem, syscall.ENOMEM when the address
 // space or the map count (vm.max_map_count) runs out, and this package's
-// ErrInvalidKey, ErrInvalidSize, ErrNotMapped and ErrNotSegment. View takes
-// no key: its errors wrap ErrInvalidSize or ErrAlignment and are not
-// *fs.PathError. Keys are checked before any system call, so that no key
-// reaches a file outside the shm namespace.
+// ErrInvalidKey, ErrInvalidSize, ErrNotMapped, ErrNotSegment and, with
+// RequireSealed, ErrNotSealed. View takes no key: its errors wrap
+// ErrInvalidSize or ErrAlignment and are not *fs.PathError. Keys are
+// checked before any system call, so that no key reaches a file outside
+// the shm namespace.
 //
 // The errors of CreateAnonymous, ReadFile, ReadWriteFile and Mapping.Close
 // are *fs.PathError too, naming the file as its Name() gives it
 // ("memfd:shmmap" for CreateAnonymous's on Linux): ErrNotSegment for a file
 // that is not shared memory (a pipe, a socket, a directory, a regular file
 // on disk), fs.ErrInvalid for a nil *os.File and fs.ErrClosed for a closed
-// one. SendFile and ReceiveFile return such an error for a file, and an
-// *net.OpError, as net's own methods do, for the socket and for a message
-// that does not carry exactly one descriptor (ErrBadMessage); ReceiveFile
-// returns io.EOF once the other end has closed.
+// one, and ErrNotSealed for one that RequireSealed refuses. SendFile and
+// ReceiveFile return such an error for a file, and an *net.OpError, as
+// net's own methods do, for the socket and for a message that does not
+// carry exactly one descriptor (ErrBadMessage); ReceiveFile returns io.EOF
+// once the other end has closed.
 package shmmap
 
 import (
@@ -176,8 +203,10 @@ const maxCreateTries = 100
 // data is valid until Release(key); see the package documentation for what
 // that means. Release also removes the segment's name; so does Unlink, at
 // once. If size <= 0 or past what a process can map, the error wraps
-// ErrInvalidSize. On failure nothing is left behind: no name, fd or mapping.
-// If there is an error, it will be of type *fs.PathError.
+// ErrInvalidSize; with RequireSealed it wraps ErrNotSealed on Linux, where
+// a segment with a key cannot be sealed. On failure nothing is left behind:
+// no name, fd or mapping. If there is an error, it will be of type
+// *fs.PathError.
 func Create(size int, opts ...Option) (key string, data []byte, err error) {
 	if size <= 0 || size > maxSize {
 		return "", nil, createSizeError(size)
@@ -185,7 +214,7 @@ func Create(size int, opts ...Option) (key string, data []byte, err error) {
 	for try := 1; ; try++ {
 		key = newKey()
 		var fd int
-		data, fd, err = create(key, size, mapFlags(opts))
+		data, fd, err = create(key, size, parseOptions(opts))
 		if err == nil {
 			table.add(key, data, true, fd)
 			return key, data, nil
@@ -222,11 +251,12 @@ func keyTaken(err error, try int) bool {
 // size is negative or larger than the segment (checked with fstat before
 // mapping: a mapping past the end would fault on first touch) or if size is
 // 0 and the segment is larger than a process can map (on 32-bit systems:
-// map a prefix instead).
+// map a prefix instead); with RequireSealed it wraps ErrNotSealed on Linux,
+// where a segment with a key cannot be sealed.
 // data is valid until Release(key). If there is an error, it will be of type
 // *fs.PathError.
 func Read(key string, size int, opts ...Option) ([]byte, error) {
-	return attach(key, size, false, mapFlags(opts))
+	return attach(key, size, false, parseOptions(opts))
 }
 
 // ReadWrite maps the existing segment key read-write and returns its first
@@ -234,10 +264,10 @@ func Read(key string, size int, opts ...Option) ([]byte, error) {
 // for Read. data is valid until Release(key). If there is an error, it will
 // be of type *fs.PathError.
 func ReadWrite(key string, size int, opts ...Option) ([]byte, error) {
-	return attach(key, size, true, mapFlags(opts))
+	return attach(key, size, true, parseOptions(opts))
 }
 
-func attach(key string, size int, writable bool, flags int) ([]byte, error) {
+func attach(key string, size int, writable bool, o options) ([]byte, error) {
 	name, err := normalize(key)
 	if err != nil {
 		return nil, &fs.PathError{Op: "shm_open", Path: key, Err: err}
@@ -245,7 +275,7 @@ func attach(key string, size int, writable bool, flags int) ([]byte, error) {
 	if size < 0 || size > maxSize {
 		return nil, &fs.PathError{Op: "mmap", Path: key, Err: attachSizeError(size)}
 	}
-	data, err := open(name, key, size, writable, flags)
+	data, err := open(name, key, size, writable, o)
 	if err != nil {
 		return nil, err
 	}
@@ -260,11 +290,15 @@ func attachSizeError(size int) error {
 }
 
 // An Option changes how Create, Read, ReadWrite, CreateAnonymous, ReadFile
-// and ReadWriteFile map a segment; Populate is the only one. A nil Option
-// is ignored.
+// and ReadWriteFile map a segment: Populate prefaults it, RequireSealed
+// refuses a segment whose size a peer could change. A nil Option is
+// ignored.
 type Option func(*options)
 
-type options struct{ flags int }
+type options struct {
+	flags  int  // extra mmap flags: Populate
+	sealed bool // RequireSealed
+}
 
 // Populate prefaults the mapping: on Linux, mmap with MAP_POPULATE fills the
 // page tables for the whole segment in one call, instead of one page fault
@@ -280,19 +314,41 @@ type options struct{ flags int }
 // fill are faulted in at first touch as without it.
 func Populate() Option { return func(o *options) { o.flags |= mapPopulate } }
 
-// mapFlags returns the extra mmap flags that opts ask for.
-func mapFlags(opts []Option) int {
-	if len(opts) == 0 {
-		return 0 // without allocating o
-	}
+// RequireSealed refuses a segment whose size another process could change
+// under the mapping: the call fails, mapping nothing, with an error
+// wrapping ErrNotSealed. With it, no access to the mapping can fault
+// because a peer shrank the segment, which would kill this process with
+// SIGBUS. It is for the receiver of a file from a process it does not
+// trust: a sender that keeps an unsealed memfd can truncate it at any
+// moment, before or after the receiver maps it.
+//
+// On Linux it asks for the memfd seals (fcntl(2), "File Sealing"):
+// F_SEAL_SHRINK, and for a writable mapping F_SEAL_GROW as well. Growing
+// cannot make a mapping fault; a writer is asked for a size fixed both
+// ways so that what it maps stays all of the segment, as CreateAnonymous
+// seals it. CreateAnonymous's segments have both, unless memfd_create did
+// not exist (then CreateAnonymous with RequireSealed fails). A file that
+// is not a memfd, in /dev/shm or any other tmpfs, can never be sealed (the
+// kernel gives it F_SEAL_SEAL when it is made): so Create, Read and
+// ReadWrite of a key, and ReadFile of such a file, fail with it there.
+// The seals are read before the size, and a seal is never removed, so a
+// size that passes the check is one the segment keeps.
+//
+// On macOS every segment meets it, although Sealed is false there: xnu
+// sets a shm object's size once (pshm_truncate in bsd/kern/posix_shm.c
+// refuses a second ftruncate with EINVAL) and maps no byte past it
+// (pshm_mmap), so no segment can change size under a mapping.
+func RequireSealed() Option { return func(o *options) { o.sealed = true } }
+
+// parseOptions returns what opts ask for.
+func parseOptions(opts []Option) options {
 	var o options
 	for _, opt := range opts {
-		if opt == nil {
-			continue
+		if opt != nil {
+			opt(&o)
 		}
-		opt(&o)
 	}
-	return o.flags
+	return o
 }
 
 // Release unmaps every mapping of key that this process holds and, if this
