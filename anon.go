@@ -113,6 +113,8 @@ func CreateAnonymous(size int, opts ...Option) (*Mapping, error) {
 // a process that is not trusted is best mapped with RequireSealed, which
 // refuses one that is not sealed (ErrNotSealed) before mapping anything.
 //
+// An O_PATH descriptor, which a peer can send, is an error wrapping
+// fs.ErrPermission: the file can be neither read nor written through it.
 // m.Bytes() is valid until m.Close(). If there is an error, it will be of
 // type *fs.PathError naming f.Name().
 func ReadFile(f *os.File, size int, opts ...Option) (*Mapping, error) {

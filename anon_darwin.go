@@ -55,6 +55,9 @@ func sealedShrink(seals int) bool { return false }
 // object whose size is not yet set; so no mapping can outgrow its object.
 func checkSealed(seals int, writable bool) error { return nil }
 
+// pathOnly is false: macOS has no O_PATH.
+func pathOnly(fd int) bool { return false }
+
 // statFile fills st with fstat of fd, a file that a caller or a peer handed
 // over, and reports whether it is a segment. xnu's pshm_stat fills st_mode
 // with the object's mode alone, which shm_open masked with ALLPERMS: a shm

@@ -7,6 +7,7 @@ package shmmap
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"math/rand/v2"
 	"os"
@@ -266,4 +267,48 @@ func TestFaultRecoverable(t *testing.T) {
 		t.Fatalf("fault %v, want one at the first byte past the new end", err)
 	}
 	t.Logf("recovered: %v (byte before it: %d)", err, last)
+}
+
+// TestOPathFile: an O_PATH descriptor of a segment, which a peer can send
+// (SCM_RIGHTS takes it) and ReceiveFile takes as a segment's, can be
+// neither read nor written through: ReadFile and ReadWriteFile refuse it
+// with fs.ErrPermission, as they refuse a file opened without the access
+// they need, RequireSealed or not (its seals cannot be read through it).
+func TestOPathFile(t *testing.T) {
+	checkLeaks(t)
+	m := newAnonymous(t, 4096)
+	fd, err := unix.Open(fmt.Sprintf("/proc/self/fd/%d", m.File().Fd()), unix.O_PATH|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opath := os.NewFile(uintptr(fd), "O_PATH")
+	t.Cleanup(func() { opath.Close() })
+
+	raw, ours := socketPairFiles(t)
+	if err := unix.Sendmsg(int(raw.Fd()), []byte{0}, unix.UnixRights(fd), nil, 0); err != nil {
+		t.Fatal(err)
+	}
+	received, err := ReceiveFile(fileConn(t, ours))
+	if err != nil {
+		t.Fatalf("ReceiveFile of an O_PATH descriptor: %v", err)
+	}
+	t.Cleanup(func() { received.Close() })
+
+	for _, f := range []*os.File{opath, received} {
+		for _, try := range []struct {
+			op     string
+			mapper func(*os.File, int, ...Option) (*Mapping, error)
+		}{
+			{"ReadFile", ReadFile},
+			{"ReadWriteFile", ReadWriteFile},
+		} {
+			for _, opts := range [][]Option{nil, {RequireSealed()}} {
+				got, err := try.mapper(f, 0, opts...)
+				if got != nil {
+					got.Close()
+				}
+				isPathError(t, fmt.Sprintf("%s of %s with %d options", try.op, f.Name(), len(opts)), err, f.Name(), fs.ErrPermission)
+			}
+		}
+	}
 }

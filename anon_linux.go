@@ -134,6 +134,14 @@ func sealNames(seals int) string {
 	return strings.Join(names, "|")
 }
 
+// pathOnly reports whether fd was opened with O_PATH: a handle that can be
+// passed on (a peer can send one) but not read, written or mapped (mmap
+// says EBADF).
+func pathOnly(fd int) bool {
+	flags, err := fcntlInt(fd, unix.F_GETFL, 0)
+	return err == nil && flags&unix.O_PATH != 0
+}
+
 // statFile fills st with fstat of fd, a file that a caller or a peer handed
 // over, and reports whether it is a segment: a regular file in memory
 // (tmpfs: memfds, /dev/shm, O_TMPFILEs; hugetlbfs). A regular file on disk

@@ -139,7 +139,9 @@ func mapSegment(fd int, st *unix.Stat_t, path string, size int, writable bool, f
 // mapFile maps size bytes of fd, a file that a caller gave, or all of it if
 // size is 0, once checkFile has found it a segment, and for RequireSealed
 // checkSealed its seals; it reports whether the segment is sealed against
-// shrinking. Errors name path, the file's name.
+// shrinking. An O_PATH descriptor, which a peer can send, is
+// fs.ErrPermission: it can be neither read nor written. Errors name path,
+// the file's name.
 //
 // The seals are read before the size: a seal, once added, is never removed,
 // so a size read after F_SEAL_SHRINK is one the file keeps. Read after the
@@ -150,6 +152,9 @@ func mapFile(fd int, path string, size int, writable bool, o options) (data []by
 	var st unix.Stat_t
 	if err := checkFile(fd, path, "mmap", &st); err != nil {
 		return nil, false, err
+	}
+	if pathOnly(fd) {
+		return nil, false, &fs.PathError{Op: "mmap", Path: path, Err: errPathOnly}
 	}
 	if o.sealed {
 		if err := checkSealed(seals, writable); err != nil {
@@ -162,6 +167,9 @@ func mapFile(fd int, path string, size int, writable bool, o options) (data []by
 	}
 	return data, sealedShrink(seals), nil
 }
+
+// errPathOnly is the error of mapping an O_PATH descriptor.
+var errPathOnly = fmt.Errorf("%w: the file is open with O_PATH, for neither reading nor writing", fs.ErrPermission)
 
 // checkFile fills st with fstat of fd, a file that a caller or a peer
 // handed over, and returns an error wrapping ErrNotSegment, for op on path,

@@ -166,11 +166,12 @@
 // ("memfd:shmmap" for CreateAnonymous's on Linux): ErrNotSegment for a file
 // that is not shared memory (a pipe, a socket, a directory, a regular file
 // on disk), fs.ErrInvalid for a nil *os.File and fs.ErrClosed for a closed
-// one, and ErrNotSealed for one that RequireSealed refuses. SendFile and
-// ReceiveFile return such an error for a file, and an *net.OpError, as
-// net's own methods do, for the socket and for a message that does not
-// carry exactly one descriptor (ErrBadMessage); ReceiveFile returns io.EOF
-// once the other end has closed.
+// one, fs.ErrPermission for one without the access needed (an O_PATH
+// descriptor has none), and ErrNotSealed for one that RequireSealed
+// refuses. SendFile and ReceiveFile return such an error for a file, and
+// an *net.OpError, as net's own methods do, for the socket and for a
+// message that does not carry exactly one descriptor (ErrBadMessage);
+// ReceiveFile returns io.EOF once the other end has closed.
 package shmmap
 
 import (
