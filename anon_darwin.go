@@ -101,3 +101,14 @@ func recvFDs(s int, p, oob []byte) (n int, fds []int, truncated bool, err error)
 	}
 	return n, fds, flags&unix.MSG_CTRUNC != 0, nil
 }
+
+// endOfStream reports whether a read of nothing, without a descriptor,
+// from the socket s is the end of the connection rather than an empty
+// message. xnu's local domain has stream and datagram sockets alone
+// (localsw in bsd/kern/uipc_proto.c): a stream carries no empty message,
+// so nothing is its end; a datagram socket has no end that a peer can
+// signal, so nothing is an empty datagram.
+func endOfStream(s int) bool {
+	typ, err := unix.GetsockoptInt(s, unix.SOL_SOCKET, unix.SO_TYPE)
+	return err != nil || typ == unix.SOCK_STREAM
+}

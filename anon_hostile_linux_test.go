@@ -8,8 +8,10 @@ package shmmap
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"math/rand/v2"
+	"net"
 	"os"
 	"runtime"
 	"runtime/debug"
@@ -308,6 +310,73 @@ func TestOPathFile(t *testing.T) {
 					got.Close()
 				}
 				isPathError(t, fmt.Sprintf("%s of %s with %d options", try.op, f.Name(), len(opts)), err, f.Name(), fs.ErrPermission)
+			}
+		}
+	}
+}
+
+// TestReceiveFileEmptyMessage: an empty message, which a datagram or
+// SOCK_SEQPACKET socket carries, is ErrBadMessage, as an *net.OpError,
+// and not io.EOF, so that no peer can end a receiver's loop with it while
+// the connection stays open; the next message is received as ever. On a
+// SOCK_SEQPACKET socket, nothing is the end once the other end has closed,
+// an empty message sent just before included; a datagram socket has no
+// end, and ReceiveFile waits on it for the next message. (A stream
+// socket's end: TestReceiveFileBadMessages.)
+func TestReceiveFileEmptyMessage(t *testing.T) {
+	checkLeaks(t)
+	seg := int(newAnonymous(t, 4096).File().Fd())
+	for _, c := range []struct {
+		name string
+		typ  int
+	}{
+		{"SOCK_DGRAM", unix.SOCK_DGRAM},
+		{"SOCK_SEQPACKET", unix.SOCK_SEQPACKET},
+	} {
+		pair, err := unix.Socketpair(unix.AF_UNIX, c.typ|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, ours := os.NewFile(uintptr(pair[0]), "raw"), os.NewFile(uintptr(pair[1]), "ours")
+		t.Cleanup(func() { raw.Close(); ours.Close() })
+		conn := fileConn(t, ours)
+		send := func(p []byte, fds ...int) {
+			t.Helper()
+			var oob []byte
+			if len(fds) > 0 {
+				oob = unix.UnixRights(fds...)
+			}
+			if err := unix.Sendmsg(int(raw.Fd()), p, oob, nil, 0); err != nil {
+				t.Fatal(err)
+			}
+		}
+
+		send(nil)
+		f, err := ReceiveFile(conn)
+		var oe *net.OpError
+		if f != nil || !errors.Is(err, ErrBadMessage) || !errors.As(err, &oe) {
+			t.Errorf("%s: ReceiveFile of an empty message: %v, %v; want an *net.OpError wrapping ErrBadMessage", c.name, f, err)
+		}
+		send([]byte{0}, seg)
+		f, err = ReceiveFile(conn)
+		if err != nil {
+			t.Fatalf("%s: ReceiveFile after an empty message: %v", c.name, err)
+		}
+		f.Close()
+
+		if c.typ == unix.SOCK_DGRAM {
+			raw.Close()
+			conn.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+			if _, err := ReceiveFile(conn); !errors.Is(err, os.ErrDeadlineExceeded) {
+				t.Errorf("%s: ReceiveFile once the other end is closed: %v, want to wait until the deadline", c.name, err)
+			}
+			continue
+		}
+		send(nil)
+		raw.Close()
+		for range 2 {
+			if f, err := ReceiveFile(conn); f != nil || err != io.EOF {
+				t.Errorf("%s: ReceiveFile at the end: %v, %v; want io.EOF", c.name, f, err)
 			}
 		}
 	}

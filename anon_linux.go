@@ -196,3 +196,26 @@ func recvFDs(s int, p, oob []byte) (n int, fds []int, truncated bool, err error)
 	}
 	return n, rightsFDs(oob[:oobn]), flags&unix.MSG_CTRUNC != 0, nil
 }
+
+// endOfStream reports whether a read of nothing, without a descriptor,
+// from the socket s is the end of the connection rather than an empty
+// message. On a stream socket it is: a stream carries no empty message. A
+// SOCK_SEQPACKET socket carries them, and its non-blocking read also gives
+// nothing once the other end has closed or shut down writing
+// (unix_dgram_recvmsg): there it is the end once the reading side is shut
+// down (POLLRDHUP). A datagram socket has no end (its non-blocking read is
+// EAGAIN, shut down or not): nothing from it is an empty datagram, unless
+// this process shut it down for reading after one came.
+func endOfStream(s int) bool {
+	if typ, err := unix.GetsockoptInt(s, unix.SOL_SOCKET, unix.SO_TYPE); err == nil && typ == unix.SOCK_STREAM {
+		return true
+	}
+	pfd := []unix.PollFd{{Fd: int32(s), Events: unix.POLLRDHUP}}
+	var n int
+	err := ignoringEINTR(func() error {
+		var err error
+		n, err = unix.Poll(pfd, 0)
+		return err
+	})
+	return err == nil && n > 0 && pfd[0].Revents&(unix.POLLRDHUP|unix.POLLHUP) != 0
+}

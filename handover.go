@@ -66,7 +66,23 @@ func SendFile(c *net.UnixConn, f *os.File) error {
 // descriptor that is not of a segment (a pipe, socket, directory, device,
 // a regular file on disk) an *fs.PathError wrapping ErrNotSegment naming
 // it; either way every descriptor that came with the message is closed
-// before ReceiveFile returns, so none leaks. The errors of the socket are
+// before ReceiveFile returns, so none leaks.
+//
+// An empty message, which a datagram or SOCK_SEQPACKET socket can carry,
+// is ErrBadMessage too: no peer can end a receiver's loop with it while the
+// connection stays open. On a stream socket, which carries no empty
+// message, reading nothing is the end. A SOCK_SEQPACKET socket reads
+// nothing both for an empty message and at the end: there it is the end
+// once the other end has closed or shut down writing (an empty message
+// sent just before that counts as the end too), and ErrBadMessage before.
+// A datagram socket has no end: ReceiveFile waits on it for the next
+// message.
+//
+// A segment's descriptor that this process cannot map as it wants is
+// received all the same, and ReadFile and ReadWriteFile say why: one
+// opened read-only is fs.ErrPermission to ReadWriteFile, one opened with
+// O_PATH is fs.ErrPermission to both, and one that is not sealed is
+// ErrNotSealed to either with RequireSealed. The errors of the socket are
 // of type *net.OpError, wrapping net.ErrClosed for a closed c or
 // os.ErrDeadlineExceeded; a nil c is one wrapping fs.ErrInvalid.
 func ReceiveFile(c *net.UnixConn) (*os.File, error) {
@@ -86,10 +102,14 @@ func ReceiveFile(c *net.UnixConn) (*os.File, error) {
 		n         int
 		fds       []int
 		truncated bool
+		eof       bool
 		rerr      error
 	)
 	if err := rc.Read(func(s uintptr) bool {
 		n, fds, truncated, rerr = recvFDs(int(s), p[:], oob[:])
+		if rerr == nil && n == 0 && len(fds) == 0 && !truncated {
+			eof = endOfStream(int(s))
+		}
 		return rerr != unix.EAGAIN
 	}); err != nil {
 		return nil, opError(err)
@@ -101,8 +121,10 @@ func ReceiveFile(c *net.UnixConn) (*os.File, error) {
 	case truncated || len(fds) > 1:
 		closeAll(fds)
 		return nil, opError(fmt.Errorf("%w: it carried %d descriptors (cut short: %v)", ErrBadMessage, len(fds), truncated))
-	case len(fds) == 0 && n == 0:
+	case eof:
 		return nil, io.EOF
+	case len(fds) == 0 && n == 0:
+		return nil, opError(fmt.Errorf("%w: an empty message", ErrBadMessage))
 	case len(fds) == 0:
 		return nil, opError(fmt.Errorf("%w: %d byte of data without a descriptor", ErrBadMessage, n))
 	}
