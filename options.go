@@ -1,0 +1,63 @@
+package shmmap
+
+// An Option changes how Create, Read, ReadWrite, CreateAnonymous, ReadFile
+// and ReadWriteFile map a segment: Populate prefaults it, RequireSealed
+// refuses a segment whose size a peer could change. A nil Option is
+// ignored.
+type Option func(*options)
+
+type options struct {
+	flags  int  // extra mmap flags: Populate
+	sealed bool // RequireSealed
+}
+
+// Populate prefaults the mapping: on Linux, mmap with MAP_POPULATE fills the
+// page tables for the whole segment in one call, instead of one page fault
+// per page at first touch. Use it when the process will touch most of a
+// large segment soon (filling it, or reading all of it); it costs time for
+// pages never touched, and for a segment that Create reserves it makes the
+// whole size resident at once. On a virtual machine, where a page fault
+// costs several microseconds, it can make the first pass over a large
+// segment several times faster: see BENCHMARKS.md. On macOS it has no
+// effect (mmap(2) there has no MAP_POPULATE).
+//
+// Populate adds no error: prefaulting is best effort, and pages it could not
+// fill are faulted in at first touch as without it.
+func Populate() Option { return func(o *options) { o.flags |= mapPopulate } }
+
+// RequireSealed refuses a segment whose size another process could change
+// under the mapping: the call fails, mapping nothing, with an error
+// wrapping ErrNotSealed. With it, no access to the mapping can fault
+// because a peer shrank the segment, which would kill this process with
+// SIGBUS. It is for the receiver of a file from a process it does not
+// trust: a sender that keeps an unsealed memfd can truncate it at any
+// moment, before or after the receiver maps it.
+//
+// On Linux it asks for the memfd seals (fcntl(2), "File Sealing"):
+// F_SEAL_SHRINK, and for a writable mapping F_SEAL_GROW as well. Growing
+// cannot make a mapping fault; a writer is asked for a size fixed both
+// ways so that what it maps stays all of the segment, as CreateAnonymous
+// seals it. CreateAnonymous's segments have both, unless memfd_create did
+// not exist (then CreateAnonymous with RequireSealed fails). A file that
+// is not a memfd, in /dev/shm or any other tmpfs, can never be sealed (the
+// kernel gives it F_SEAL_SEAL when it is made): so Create, Read and
+// ReadWrite of a key, and ReadFile of such a file, fail with it there.
+// The seals are read before the size, and a seal is never removed, so a
+// size that passes the check is one the segment keeps.
+//
+// On macOS every segment meets it, although Sealed is false there: xnu
+// sets a shm object's size once (pshm_truncate in bsd/kern/posix_shm.c
+// refuses a second ftruncate with EINVAL) and maps no byte past it
+// (pshm_mmap), so no segment can change size under a mapping.
+func RequireSealed() Option { return func(o *options) { o.sealed = true } }
+
+// parseOptions returns what opts ask for.
+func parseOptions(opts []Option) options {
+	var o options
+	for _, opt := range opts {
+		if opt != nil {
+			opt(&o)
+		}
+	}
+	return o
+}
