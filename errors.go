@@ -29,9 +29,9 @@ var (
 	// type's size.
 	ErrAlignment = errors.New("shmmap: misaligned")
 	// ErrBadMessage: ReceiveFile got a message that does not carry exactly
-	// one file descriptor: none, several, or more than it has room for
-	// (cut short by the kernel). Every descriptor that came with it has
-	// been closed.
+	// one file descriptor: none (an empty message included), several, or
+	// more than it has room for (cut short by the kernel). Every
+	// descriptor that came with it has been closed.
 	ErrBadMessage = errors.New("shmmap: message does not carry exactly one file")
 	// ErrNotSealed: RequireSealed was given, and another process could
 	// change the segment's size under the mapping: on Linux, it lacks
