@@ -31,7 +31,7 @@ func hangMidMessage(p *Producer, count int) error {
 			return err
 		}
 		fill(b, uint64(i))
-		p.Commit()
+		p.Commit(len(b))
 	}
 	b, err := p.Reserve(context.Background(), 100)
 	if err != nil {
@@ -91,7 +91,7 @@ func helperStampAndHang(args ...string) error {
 		return err
 	}
 	fill(b, 0)
-	p.Commit()
+	p.Commit(len(b))
 	// The consumer has released message 0 and gone to sleep again: the
 	// sleep in which it waits for message 1.
 	for atomic.LoadUint32(p.e.head) != recordHead+uint32(align(100)) || atomic.LoadUint32(p.consSleep) == 0 {
@@ -105,7 +105,7 @@ func helperStampAndHang(args ...string) error {
 		return err
 	}
 	fill(b, 1)
-	p.Commit()
+	p.Commit(len(b))
 	return nil
 }
 

@@ -2,6 +2,7 @@ package ring_test
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -32,7 +33,7 @@ func Example() {
 			log.Fatal(err)
 		}
 		copy(buf, word) // written in place, in the segment
-		p.Commit()
+		p.Commit(len(word))
 	}
 	p.Close()
 
@@ -73,7 +74,7 @@ func Example_errors() {
 	for err == nil {
 		_, err = p.Reserve(context.Background(), 56)
 		if err == nil {
-			p.Commit()
+			p.Commit(56)
 		}
 	}
 	fmt.Println(errors.Is(err, ring.ErrPeerGone))
@@ -142,7 +143,7 @@ func ExampleOpenProducer() {
 	defer p.Close()
 	buf, _ := p.Reserve(context.Background(), 5)
 	copy(buf, "hello")
-	p.Commit()
+	p.Commit(len(buf))
 
 	msg, _ := c.Next(context.Background())
 	fmt.Printf("%s\n", msg)
@@ -162,7 +163,7 @@ func ExampleProducer() {
 		log.Fatal(err)
 	}
 	copy(buf, "frame #1")
-	p.Commit()
+	p.Commit(len(buf))
 	fmt.Println("committed")
 	// Output: committed
 }
@@ -177,12 +178,52 @@ func ExampleProducer_Reserve() {
 	if _, err := p.Reserve(context.Background(), 56); err != nil {
 		log.Fatal(err)
 	}
-	p.Commit() // the ring is full now, and no consumer reads
+	p.Commit(56) // the ring is full now, and no consumer reads
 	ctx, cancel := context.WithTimeout(context.Background(), 10e6)
 	defer cancel()
 	_, err = p.Reserve(ctx, 56)
 	fmt.Println(err)
 	// Output: context deadline exceeded
+}
+
+// An encoder that learns a message's length as it writes reserves the most
+// it may write, writes in place and commits what it wrote; a message it
+// cannot encode, it aborts.
+func ExampleProducer_Commit() {
+	p, err := ring.CreateProducer(4096)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer p.Close()
+	c, err := ring.OpenConsumer(p.Key()) // in the other process
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+
+	ctx := context.Background()
+	for _, in := range []string{"aGVsbG8=", "not base64!", "d29ybGQ="} {
+		buf, err := p.Reserve(ctx, base64.StdEncoding.DecodedLen(len(in)))
+		if err != nil {
+			log.Fatal(err)
+		}
+		n, err := base64.StdEncoding.Decode(buf, []byte(in)) // in place
+		if err != nil {
+			p.Abort() // nothing is sent
+			continue
+		}
+		p.Commit(n) // n bytes, of the 6 reserved
+	}
+	for range 2 {
+		msg, err := c.Next(ctx)
+		if err != nil {
+			log.Fatal(err)
+		}
+		fmt.Printf("%s ", msg)
+		c.Release()
+	}
+	fmt.Println()
+	// Output: hello world
 }
 
 // A Consumer reads each message in place.

@@ -319,9 +319,9 @@ func FuzzProducer(f *testing.F) {
 				fill(b, uint64(n))
 			}
 		}, func() {
-			if p.pending >= 0 {
+			if p.n >= 0 {
 				check := onlyOwn()
-				p.Commit()
+				p.Commit(p.n)
 				check("Commit")
 			}
 		}, func(n uint16, flags uint8) {

@@ -70,7 +70,7 @@ func TestCorruptPositionsAtOpen(t *testing.T) {
 			for _, n := range sizes {
 				if b, err := p.Reserve(ended(), n); err == nil {
 					fill(b, 0)
-					p.Commit()
+					p.Commit(len(b))
 				}
 			}
 		}
@@ -184,7 +184,7 @@ func TestCorruptHeadSeen(t *testing.T) {
 			}
 			if err == nil {
 				fill(b, 1)
-				p.Commit()
+				p.Commit(len(b))
 			}
 		})
 	}

@@ -32,7 +32,8 @@ func pySize(i int) int { return i * 7919 % 1000 }
 // testdata/ring_consumer.py, a consumer written in Python from the package
 // documentation's layout alone (ctypes for the futex and the locks): a
 // small ring, so that it wraps, pads and fills many times over, and both
-// sides sleep and wake each other. The consumer checks every message's
+// sides sleep and wake each other; the producer commits fewer bytes than it
+// reserved, now and then, after writing forged records past them. The consumer checks every message's
 // length and bytes; the test checks its count, total and CRC-32 against
 // what the producer sent. In "eof" the producer closes after the last
 // message and the consumer must see the end of the stream; in "close" the
@@ -89,18 +90,25 @@ func pythonStream(t *testing.T, py string, count int, consumerCloses bool) {
 		sent = 10 * count // until the consumer's close stops the producer
 	}
 	for i := range sent {
+		// Reserve more than the message, now and then, and fill the rest
+		// with the heads that records of this lap would have there: the
+		// consumer must stop at the message that Commit sends.
 		n := pySize(i)
-		b, err := p.Reserve(ctx, n)
+		b, err := p.Reserve(ctx, min(n+i%3*(i%400), p.MaxMessage()))
 		if err != nil {
 			perr = fmt.Errorf("Reserve %d: %w", i, err)
 			break
 		}
-		pyMessage(b, i)
+		pyMessage(b[:n], i)
+		at := p.tail + uint32(p.pad) + recordHead
+		for x := align(n); x+recordHead <= len(b); x += recordHead {
+			putHead(b, x, uint32(x), stampOf(at+uint32(x)))
+		}
 		if i < count {
-			crc = crc32.Update(crc, crc32.IEEETable, b)
+			crc = crc32.Update(crc, crc32.IEEETable, b[:n])
 			total += n
 		}
-		p.Commit()
+		p.Commit(n)
 	}
 	closed = true
 	if err := p.Close(); err != nil {

@@ -14,9 +14,8 @@ type Producer struct {
 	e         *end
 	tail      uint32 // = *e.tail, which only this end writes
 	head      uint32 // the consumer's head, as last seen
-	pending   int    // the reserved records' size (padding and message), or -1
-	pad       int    // of which padding, before the message
-	n         int    // the reserved message's length
+	n         int    // the reserved message's length, or -1: no reservation
+	pad       int    // the padding record's size before it, or 0
 	consSleep *uint32
 	prodSleep *uint32
 }
@@ -56,7 +55,7 @@ func newProducer(e *end) *Producer {
 		e:         e,
 		tail:      e.startTail,
 		head:      e.startHead,
-		pending:   -1,
+		n:         -1,
 		consSleep: word(e.seg, offConsSleep),
 		prodSleep: word(e.seg, offProdSleep),
 	}
@@ -78,9 +77,10 @@ func (p *Producer) MaxMessage() int { return len(p.e.buf) - recordHead }
 // Reserve returns n bytes of the ring for the next message, waiting while
 // the ring is too full to take them, then never again, until Commit. The
 // slice points into the shared segment: write the message there, then
-// Commit it; it is valid until Commit or Close. A Reserve after a Reserve
-// without Commit replaces its reservation (with the same bytes if n is the
-// same); a Reserve that fails leaves none, and Commit then panics.
+// Commit it, or as much of it as was written, or Abort it; the slice is
+// valid until Commit, Abort, the next Reserve or Close. A Reserve after a
+// Reserve without Commit replaces its reservation (with the same bytes if n
+// is the same); a Reserve that fails leaves none, and Commit then panics.
 //
 // A message that does not fit before the buffer's end goes at its start,
 // after a padding record to the end (see Layout). When the padding and the
@@ -100,7 +100,7 @@ func (p *Producer) Reserve(ctx context.Context, n int) ([]byte, error) {
 	if e.closed {
 		return nil, ErrClosed
 	}
-	p.pending = -1 // until this one succeeds: it may move tail (padding) or fail
+	p.n = -1 // until this one succeeds: it may move tail (padding) or fail
 	if n < 0 || n > len(e.buf)-recordHead {
 		return nil, fmt.Errorf("%w: %d bytes, at most %d", ErrTooLarge, n, len(e.buf)-recordHead)
 	}
@@ -126,20 +126,30 @@ func (p *Producer) Reserve(ctx context.Context, n int) ([]byte, error) {
 	if err := p.room(ctx, pad+rec); err != nil {
 		return nil, err
 	}
-	p.pending, p.pad, p.n = pad+rec, pad, n
+	p.n, p.pad = n, pad
 	return e.buf[off+recordHead : off+recordHead+n : off+recordHead+n], nil
 }
 
-// Commit hands the reserved message to the consumer and wakes it if it
-// sleeps. It panics if there is no reservation (no Reserve since the last
-// Commit) or the end is closed.
-func (p *Producer) Commit() {
-	if p.pending < 0 || p.e.closed {
+// Commit hands the first n bytes of the reserved message to the consumer,
+// as the message, and wakes the consumer if it sleeps: an encoder that
+// learns the message's length as it writes writes in place, then commits
+// what it wrote. The bytes after the first n are not sent, and the
+// message takes only the room of n bytes; it stays where Reserve put it,
+// after a padding record if the reserved length needed one. Commit panics
+// if there is no reservation (no Reserve since the last Commit or Abort,
+// or a Reserve that failed), if n is negative or more than the reserved
+// length, or if the end is closed.
+func (p *Producer) Commit(n int) {
+	if p.n < 0 || p.e.closed {
 		panic("ring: Commit without Reserve")
 	}
-	next := p.tail + uint32(p.pending)
+	if uint(n) > uint(p.n) {
+		panic(fmt.Sprintf("ring: Commit(%d) of a reservation of %d bytes: want 0 to %d", n, p.n, p.n))
+	}
+	msg := p.tail + uint32(p.pad)
+	next := msg + uint32(recordHead+align(n))
 	p.clearStamp(next)
-	p.stamp(p.tail+uint32(p.pad), p.n, kindMessage)
+	p.stamp(msg, n, kindMessage)
 	if p.pad > 0 {
 		p.stamp(p.tail, p.pad-recordHead, kindPadding)
 	}
@@ -147,8 +157,15 @@ func (p *Producer) Commit() {
 		testHookStamped()
 	}
 	p.publish(next)
-	p.pending = -1
+	p.n = -1
 }
+
+// Abort drops the reservation: nothing of it reaches the consumer, and the
+// next Reserve starts where this one did. A padding record that Reserve
+// published alone, before the reservation at the buffer's start, stays
+// published (the consumer passes it by), and the next Reserve starts
+// after it. Abort without a reservation, or on a closed end, does nothing.
+func (p *Producer) Abort() { p.n = -1 }
 
 // Close closes the producing end: the consumer receives io.EOF once it has
 // read every committed message; a reserved message is dropped. It unmaps

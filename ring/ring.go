@@ -9,7 +9,7 @@
 //	// pass p.Key() to the other process (argv, environment, a pipe)
 //	buf, err := p.Reserve(ctx, n) // n bytes in the ring
 //	copy(buf, frame)              // or write them in place
-//	p.Commit()                    // the consumer sees the message now
+//	p.Commit(len(frame))          // the consumer sees the message now
 //	p.Close()                     // the consumer gets io.EOF once it has read all
 //
 //	// the other process: the consumer
@@ -24,7 +24,9 @@
 // end, in turn. Messages are byte strings of any length from 0 to
 // MaxMessage (the capacity minus 8), delivered whole, in order, and each one
 // contiguous in memory: a message that does not fit before the end of the
-// buffer starts again at its beginning.
+// buffer starts again at its beginning. Commit(n) sends the first n bytes of
+// what Reserve gave, so that an encoder that learns a message's length as it
+// writes can reserve the most it may write; Abort sends nothing.
 //
 // # Waiting
 //
@@ -160,10 +162,14 @@
 // other store of the record and of the clearing); then stores the new
 // tail, and if the consumer-sleeping word is 1 calls FUTEX_WAKE (shared)
 // on tail. A record is committed once its stamp is stored. The clearing
-// makes a stamp
-// trustworthy: the word a consumer finds at its head either is the stamp
-// of the record there, or was cleared, or is the stamp of the record one
-// lap (capacity bytes) earlier, which differs.
+// makes a stamp trustworthy: the word a consumer finds at its head either
+// is the stamp of the record there, or was cleared, or is the stamp of the
+// record one lap (capacity bytes) earlier, which differs. The position
+// cleared is the one after the records committed, not after the room the
+// producer set aside for them: it may have written anything in free room
+// that it then did not commit (a message shorter than it reserved, or
+// none), stamps of this lap included, and writes nothing at that position
+// until it commits the record there.
 //
 // Consuming. The consumer learns of a record either by its stamp or by
 // tail. By its stamp: it loads the stamp word at head (an acquire at
@@ -231,10 +237,11 @@
 //
 // # Lifetimes
 //
-// A slice from Reserve is valid until Commit, one from Next until Release;
-// either end's slices, and the end itself, are invalid after Close, which
-// unmaps the segment: touching them then faults and kills the process.
-// Close must not run while another call on the same end runs. The ring
+// A slice from Reserve is valid until Commit, Abort or the next Reserve,
+// one from Next until Release; either end's slices, and the end itself,
+// are invalid after Close, which unmaps the segment: touching them then
+// faults and kills the process. Close must not run while another call on
+// the same end runs. The ring
 // owns its segment: do not Release or Unlink its key with package shmmap.
 // The creator's Close removes the segment's name; the memory goes when both
 // ends have closed (or died).

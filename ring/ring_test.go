@@ -48,7 +48,7 @@ func send(t *testing.T, p *Producer, n int, i uint64) {
 		t.Fatalf("Reserve(%d): %v", n, err)
 	}
 	fill(b, i)
-	p.Commit()
+	p.Commit(len(b))
 }
 
 // receive reads, checks and releases message i of n bytes.
@@ -100,7 +100,7 @@ func TestWrapAround(t *testing.T) {
 					return
 				}
 				fill(b, i)
-				p.Commit()
+				p.Commit(len(b))
 				i++
 			}
 		}
@@ -146,7 +146,7 @@ func TestPaddingWithMessage(t *testing.T) {
 			t.Fatalf("the consumer took records up to %d after Reserve(%d), want none past 208", c.head, n)
 		}
 		fill(b, 1)
-		p.Commit()
+		p.Commit(len(b))
 		if got, want := atomic.LoadUint32(p.e.tail), uint32(256+recordHead+align(n)); got != want {
 			t.Fatalf("tail %d after Commit of %d bytes, want %d", got, n, want)
 		}
@@ -330,7 +330,7 @@ func TestFullBlocks(t *testing.T) {
 		b, err := p.Reserve(context.Background(), 200)
 		if err == nil {
 			fill(b, 2)
-			p.Commit()
+			p.Commit(len(b))
 		}
 		got <- err
 	}()
@@ -591,7 +591,7 @@ func TestNoAllocations(t *testing.T) {
 			panic(err)
 		}
 		b[0] = 1
-		p.Commit()
+		p.Commit(len(b))
 		m, err := c.Next(ctx)
 		if err != nil || len(m) != 1000 {
 			panic(fmt.Sprint(len(m), err))

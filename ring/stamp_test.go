@@ -60,7 +60,7 @@ func forge(t *testing.T, p *Producer, c *Consumer, low uint32) {
 	for x := 0; x+8 <= len(b); x += 8 {
 		putHead(b, x, 0, stampOf(lap+uint32(recordHead+x))|low)
 	}
-	p.Commit()
+	p.Commit(len(b))
 	if m, err := c.Next(context.Background()); err != nil || len(m) != p.MaxMessage() {
 		t.Fatalf("Next of the forging message: %d bytes, %v", len(m), err)
 	}
@@ -89,7 +89,7 @@ func TestForgedStamps(t *testing.T) {
 			if _, err := p.Reserve(context.Background(), 0); err != nil {
 				t.Fatal(err)
 			}
-			p.Commit()
+			p.Commit(0)
 		}
 		testHookStamped = nil
 		forge(t, p, c, low)
@@ -100,7 +100,7 @@ func TestForgedStamps(t *testing.T) {
 			t.Fatal(err)
 		}
 		fill(b, 1)
-		p.Commit()
+		p.Commit(len(b))
 		testHookStamped = nil
 	}
 }
@@ -200,7 +200,7 @@ func TestCommitAfterFailedReserve(t *testing.T) {
 					t.Errorf("%s: Commit after a failed Reserve did not panic", tc.name)
 				}
 			}()
-			p.Commit()
+			p.Commit(0)
 		}()
 		noMessage(t, c) // a published padding record aside
 	}

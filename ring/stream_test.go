@@ -64,7 +64,7 @@ func produce(ctx context.Context, p *Producer, count int, seed uint64) error {
 			return fmt.Errorf("Reserve %d: %w", i, err)
 		}
 		fill(b, uint64(i))
-		p.Commit()
+		p.Commit(len(b))
 	}
 	return nil
 }

@@ -97,7 +97,7 @@ func stream(p *ring.Producer, cmd *exec.Cmd) error {
 			return err // ring.ErrPeerGone if the worker died
 		}
 		render(frame, i) // written in place, in shared memory
-		p.Commit()
+		p.Commit(len(frame))
 	}
 	p.Close() // the worker sees io.EOF after the last frame
 	return <-exited

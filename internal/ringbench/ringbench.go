@@ -109,7 +109,7 @@ func (p *Payload) Send(ctx context.Context, w *ring.Producer, i uint64) error {
 	}
 	copyCached(b, p.pattern)
 	stamp(b, i)
-	w.Commit()
+	w.Commit(len(b))
 	return nil
 }
 
