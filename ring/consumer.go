@@ -24,7 +24,8 @@ type Consumer struct {
 // its consuming end; another process takes the producing end with
 // OpenProducer(c.Key()). The ring lives until both ends have closed.
 //
-// The error wraps ErrTooLarge for a capacity out of range, or is one of
+// The error wraps shmmap.ErrInvalidSize for a capacity out of range, below
+// 1 or above 1 GiB, and ErrTooLarge too for one above; or is one of
 // shmmap.Create's (an *fs.PathError).
 func CreateConsumer(capacity int) (*Consumer, error) {
 	e, err := create(capacity, endConsumer)

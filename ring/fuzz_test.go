@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"unsafe"
+
+	"github.com/shmmap-go/shmmap"
 )
 
 // The fuzz targets put one end, consumer or producer, in a ring in a plain
@@ -310,7 +312,7 @@ func FuzzProducer(f *testing.F) {
 			size := int(n)%(len(r.e.buf)+9) - 1
 			b, err := p.Reserve(r.ctx, size)
 			check("Reserve")
-			r.expect("Reserve", err, ErrCorrupt, ErrTooLarge, ErrPeerGone, context.Canceled)
+			r.expect("Reserve", err, ErrCorrupt, shmmap.ErrInvalidSize, ErrPeerGone, context.Canceled)
 			if err == nil {
 				if len(b) != size {
 					t.Fatalf("Reserve(%d): %d bytes", size, len(b))

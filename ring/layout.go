@@ -5,6 +5,8 @@ import (
 	"math/bits"
 	"sync/atomic"
 	"unsafe"
+
+	"github.com/shmmap-go/shmmap"
 )
 
 // HeaderSize is the size of a ring's header, the offset of its buffer.
@@ -61,8 +63,11 @@ func word(seg []byte, off int) *uint32 {
 // segmentSize returns the size of a segment for a ring of at least
 // capacity bytes, and that capacity rounded up to a power of two.
 func segmentSize(capacity int) (size, rounded int, err error) {
-	if capacity <= 0 || capacity > maxCapacity {
-		return 0, 0, fmt.Errorf("%w: capacity %d, want 1 to %d", ErrTooLarge, capacity, maxCapacity)
+	switch {
+	case capacity <= 0:
+		return 0, 0, fmt.Errorf("ring: capacity %d, want 1 to %d: %w", capacity, maxCapacity, shmmap.ErrInvalidSize)
+	case capacity > maxCapacity:
+		return 0, 0, fmt.Errorf("%w: capacity %d, at most %d (%w)", ErrTooLarge, capacity, maxCapacity, shmmap.ErrInvalidSize)
 	}
 	rounded = max(minCapacity, 1<<bits.Len(uint(capacity-1)))
 	return HeaderSize + rounded, rounded, nil

@@ -6,6 +6,8 @@ import (
 	"sync/atomic"
 	"time"
 	"unsafe"
+
+	"github.com/shmmap-go/shmmap"
 )
 
 // A Producer is the writing end of a ring. Its methods must be called from
@@ -25,7 +27,8 @@ type Producer struct {
 // its producing end; another process takes the consuming end with
 // OpenConsumer(p.Key()). The ring lives until both ends have closed.
 //
-// The error wraps ErrTooLarge for a capacity out of range, or is one of
+// The error wraps shmmap.ErrInvalidSize for a capacity out of range, below
+// 1 or above 1 GiB, and ErrTooLarge too for one above; or is one of
 // shmmap.Create's (an *fs.PathError).
 func CreateProducer(capacity int) (*Producer, error) {
 	e, err := create(capacity, endProducer)
@@ -89,12 +92,12 @@ func (p *Producer) MaxMessage() int { return len(p.e.buf) - recordHead }
 // empty ring: a goroutine that sends on a ring and only then receives from
 // it can wait there for ever (until ctx ends).
 //
-// The error wraps ErrTooLarge if n is negative or more than MaxMessage; is
-// ctx.Err() if ctx ends while Reserve waits; wraps ErrPeerGone if, while
-// it waits, the consumer closes its end or its process dies; wraps
-// ErrCorrupt if the consumer's head is not a multiple of 8, is past tail
-// or is behind it by more than the capacity (see Layout); and is ErrClosed
-// after Close.
+// The error wraps shmmap.ErrInvalidSize if n is negative or more than
+// MaxMessage, and ErrTooLarge too if it is more; is ctx.Err() if ctx ends
+// while Reserve waits; wraps ErrPeerGone if, while it waits, the consumer
+// closes its end or its process dies; wraps ErrCorrupt if the consumer's
+// head is not a multiple of 8, is past tail or is behind it by more than
+// the capacity (see Layout); and is ErrClosed after Close.
 func (p *Producer) Reserve(ctx context.Context, n int) ([]byte, error) {
 	e := p.e
 	if e.closed {
@@ -102,7 +105,7 @@ func (p *Producer) Reserve(ctx context.Context, n int) ([]byte, error) {
 	}
 	p.n = -1 // until this one succeeds: it may move tail (padding) or fail
 	if n < 0 || n > len(e.buf)-recordHead {
-		return nil, fmt.Errorf("%w: %d bytes, at most %d", ErrTooLarge, n, len(e.buf)-recordHead)
+		return nil, messageSizeError(n, len(e.buf)-recordHead)
 	}
 	rec := recordHead + align(n)
 	off := int(p.tail & e.mask)
@@ -238,4 +241,13 @@ func (p *Producer) publish(tail uint32) {
 	if atomic.LoadUint32(p.consSleep) != 0 {
 		wakePeer(p.e.tail)
 	}
+}
+
+// messageSizeError is Reserve's error for a message length n out of 0 to
+// max.
+func messageSizeError(n, max int) error {
+	if n < 0 {
+		return fmt.Errorf("ring: message of %d bytes: %w", n, shmmap.ErrInvalidSize)
+	}
+	return fmt.Errorf("%w: message of %d bytes, at most %d (%w)", ErrTooLarge, n, max, shmmap.ErrInvalidSize)
 }

@@ -251,10 +251,13 @@
 // Create's and Open's errors wrap package shmmap's (an *fs.PathError) or
 // this package's ErrCorrupt (not a ring, or a damaged or truncated one),
 // ErrVersion (a ring of another layout version) and ErrBusy (the end asked
-// for is taken). Reserve's is ErrTooLarge for a message longer than
-// MaxMessage. Waiting calls return ctx.Err(), ErrPeerGone or, from Next,
-// io.EOF. Reserve and Next wrap ErrCorrupt for a ring whose positions or
-// records a peer has damaged. Any call on a closed end returns ErrClosed.
+// for is taken). A size out of range, a capacity below 1 or a message
+// length below 0, is an error wrapping shmmap.ErrInvalidSize; one too
+// large, a capacity above 1 GiB or a message longer than MaxMessage, wraps
+// ErrTooLarge too. Waiting calls return ctx.Err(), ErrPeerGone or, from
+// Next, io.EOF. Reserve and Next wrap ErrCorrupt for a ring whose
+// positions or records a peer has damaged. Any call on a closed end
+// returns ErrClosed.
 package ring
 
 import (
@@ -265,8 +268,10 @@ import (
 // methods as their documentation says; test them with errors.Is.
 var (
 	// ErrTooLarge is wrapped by Reserve's error for a message that the ring
-	// could never hold: longer than MaxMessage.
-	ErrTooLarge = errors.New("ring: message larger than the ring can hold")
+	// could never hold, longer than MaxMessage, and by CreateProducer's
+	// and CreateConsumer's for a capacity above 1 GiB; both errors wrap
+	// shmmap.ErrInvalidSize too.
+	ErrTooLarge = errors.New("ring: too large")
 	// ErrPeerGone is wrapped by the error of a waiting Reserve or Next when
 	// the other end's process has died, and of Reserve when the consumer
 	// has closed its end.

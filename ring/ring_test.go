@@ -436,9 +436,11 @@ func TestCreatorWaitsForOpener(t *testing.T) {
 	}
 }
 
-// TestTooLarge: a message longer than MaxMessage, or of negative length, is
-// ErrTooLarge at once; so is a capacity out of range.
-func TestTooLarge(t *testing.T) {
+// TestSizes: a size out of range is an error at once, wrapping
+// shmmap.ErrInvalidSize, and ErrTooLarge too if and only if it is too
+// large: a message longer than MaxMessage, a capacity above 1 GiB; not a
+// negative length, or a capacity of 0 or below.
+func TestSizes(t *testing.T) {
 	checkLeaks(t)
 	p, _ := pair(t, 1000) // rounded up to 1024
 	if p.MaxMessage() != 1016 {
@@ -446,18 +448,27 @@ func TestTooLarge(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), prompt)
 	defer cancel()
-	for _, n := range []int{1017, math.MaxInt, -1} {
-		if _, err := p.Reserve(ctx, n); !errors.Is(err, ErrTooLarge) {
-			t.Errorf("Reserve(%d): got %v, want ErrTooLarge", n, err)
+	check := func(call string, err error, tooLarge bool) {
+		t.Helper()
+		if !errors.Is(err, shmmap.ErrInvalidSize) || errors.Is(err, ErrTooLarge) != tooLarge {
+			t.Errorf("%s: got %v; want shmmap.ErrInvalidSize, and ErrTooLarge: %v", call, err, tooLarge)
 		}
 	}
-	for _, n := range []int{0, -1, 1<<30 + 1} {
-		if p, err := CreateProducer(n); !errors.Is(err, ErrTooLarge) {
-			if err == nil {
-				p.Close()
-			}
-			t.Errorf("CreateProducer(%d): got %v, want ErrTooLarge", n, err)
+	for _, n := range []int{1017, math.MaxInt, -1, math.MinInt} {
+		_, err := p.Reserve(ctx, n)
+		check(fmt.Sprintf("Reserve(%d)", n), err, n > 0)
+	}
+	for _, n := range []int{0, -1, math.MinInt, 1<<30 + 1, math.MaxInt} {
+		p, err := CreateProducer(n)
+		if err == nil {
+			p.Close()
 		}
+		check(fmt.Sprintf("CreateProducer(%d)", n), err, n > 0)
+		c, err := CreateConsumer(n)
+		if err == nil {
+			c.Close()
+		}
+		check(fmt.Sprintf("CreateConsumer(%d)", n), err, n > 0)
 	}
 }
 

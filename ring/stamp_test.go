@@ -6,6 +6,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/shmmap-go/shmmap"
 )
 
 // putHead writes a record head at offset off of buf: what a payload, or a
@@ -184,7 +186,7 @@ func TestCommitAfterFailedReserve(t *testing.T) {
 	}{
 		{"padding-then-no-room", done, 248, context.Canceled},
 		{"too-large", context.Background(), 249, ErrTooLarge},
-		{"negative", context.Background(), -1, ErrTooLarge},
+		{"negative", context.Background(), -1, shmmap.ErrInvalidSize},
 	} {
 		b, err := p.Reserve(context.Background(), 10)
 		if err != nil {
