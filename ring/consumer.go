@@ -14,7 +14,7 @@ import (
 type Consumer struct {
 	e         *end
 	head      uint32 // = *e.head, which only this end writes
-	pending   int    // the current message's record size, or -1
+	next      uint32 // the position after the records taken: head, or past it
 	consSleep *uint32
 	prodSleep *uint32
 }
@@ -54,7 +54,7 @@ func newConsumer(e *end) *Consumer {
 	return &Consumer{
 		e:         e,
 		head:      e.startHead,
-		pending:   -1,
+		next:      e.startHead,
 		consSleep: word(e.seg, offConsSleep),
 		prodSleep: word(e.seg, offProdSleep),
 	}
@@ -73,27 +73,34 @@ func (c *Consumer) Key() string { return c.e.key }
 // its capacity minus 8.
 func (c *Consumer) MaxMessage() int { return len(c.e.buf) - recordHead }
 
-// Next returns the next message, waiting while the ring is empty. The
-// slice points into the shared segment: read it in place (the producer does
-// not touch it), then Release it; it is valid until Release or Close. A Next
-// after a Next without Release returns the same message again.
+// Next takes the next message, waiting while the ring has none, and
+// returns it. The slice points into the shared segment: read it in place
+// (the producer does not touch it). A Next after a Next without Release
+// takes the message after: a consumer may take several and free them all
+// with one Release. Every slice that Next returned stays valid until the
+// Release that frees it, or Close. Messages taken and not released keep
+// their room in the ring: a producer that needs it waits, and a Next that
+// waits for a message that only that room can hold waits until ctx ends.
+// A Next that fails takes nothing.
 //
 // The error is io.EOF once the producer has closed and every message has
-// been read; ctx.Err() if ctx ends while Next waits; wraps ErrPeerGone if
+// been taken; ctx.Err() if ctx ends while Next waits (with an ended ctx,
+// Next takes a message that is there and never waits); wraps ErrPeerGone if
 // the producer's process died (after every message it committed has been
-// read), ErrCorrupt if a record does not fit the ring, tail has passed a
+// taken), ErrCorrupt if a record does not fit the ring, tail has passed a
 // record without a stamp, or tail is not a multiple of 8 or further than
-// the capacity from head (see Layout); and is ErrClosed after Close.
+// the capacity from the position after the messages taken (see Layout);
+// and is ErrClosed after Close.
 func (c *Consumer) Next(ctx context.Context) ([]byte, error) {
 	e := c.e
 	if e.closed {
 		return nil, ErrClosed
 	}
 	for {
-		off := int(c.head & e.mask)
+		off := int(c.next & e.mask)
 		h := (*[2]uint32)(unsafe.Pointer(&e.buf[off]))
 		st := atomic.LoadUint32(&h[1])
-		if !stamped(st, c.head) {
+		if !stamped(st, c.next) {
 			if err := c.wait(ctx, &h[1], st); err != nil {
 				return nil, err
 			}
@@ -104,25 +111,32 @@ func (c *Consumer) Next(ctx context.Context) ([]byte, error) {
 			return nil, fmt.Errorf("%w: record of %d bytes at %d", ErrCorrupt, n32, off)
 		}
 		n := int(n32)
-		rec := recordHead + align(n)
+		at := c.next
+		c.next += uint32(recordHead + align(n))
 		if st&stampKind == kindPadding {
-			c.publish(c.head + uint32(rec))
+			if at == c.head {
+				// Given back at once when no message is taken: a producer
+				// may wait for the consumer to pass a padding record that
+				// it published alone. Else with the messages, by Release.
+				c.publish()
+			}
 			continue
 		}
-		c.pending = rec
 		return e.buf[off+recordHead : off+recordHead+n : off+recordHead+n], nil
 	}
 }
 
-// Release gives the bytes of the message that Next returned back to the
-// producer, waking it if it waits for room. It panics if there is no
-// message (no Next since the last Release) or the end is closed.
+// Release gives back to the producer the bytes of every message taken
+// since the last Release (by one Next or several), in one store, and
+// wakes the producer if it waits for room: the slices that those Nexts
+// returned are invalid from then on. It panics if there is no message
+// taken (no Next that returned one since the last Release) or the end is
+// closed.
 func (c *Consumer) Release() {
-	if c.pending < 0 || c.e.closed {
+	if c.next == c.head || c.e.closed {
 		panic("ring: Release without Next")
 	}
-	c.publish(c.head + uint32(c.pending))
-	c.pending = -1
+	c.publish()
 }
 
 // Close closes the consuming end: a producer waiting for room, or waiting
@@ -133,7 +147,7 @@ func (c *Consumer) Release() {
 // segment.
 func (c *Consumer) Close() error { return c.e.close() }
 
-// wait waits while the stamp word of the record at head, sw, holds old,
+// wait waits while the stamp word of the record at next, sw, holds old,
 // which is no stamp of that record: it watches sw while it spins, and
 // sleeps on tail, which the producer stores after its stamps.
 func (c *Consumer) wait(ctx context.Context, sw *uint32, old uint32) error {
@@ -144,15 +158,17 @@ func (c *Consumer) wait(ctx context.Context, sw *uint32, old uint32) error {
 	for {
 		closed := atomic.LoadUint32(e.state)&stateProdClosed != 0
 		t := atomic.LoadUint32(e.tail)
-		// tail may be behind head, by the records of the commit whose
-		// stamps this end has taken, but by no more than the capacity.
-		if capacity := uint32(len(e.buf)); t%recordAlign != 0 || t-c.head+capacity > 2*capacity {
-			return badPositions(t, c.head)
+		// tail may be behind next, by the records of the commit whose
+		// stamps this end has taken, but by no more than the capacity;
+		// nor ahead of it by more, since tail is at most the capacity
+		// ahead of head, which next never is behind.
+		if capacity := uint32(len(e.buf)); t%recordAlign != 0 || t-c.next+capacity > 2*capacity {
+			return badPositions(t, c.next)
 		}
-		if int32(t-c.head) > 0 {
+		if int32(t-c.next) > 0 {
 			// Committed, so stamped: the stamp came before tail.
-			if st := atomic.LoadUint32(sw); !stamped(st, c.head) {
-				return fmt.Errorf("%w: no record at %d, before tail %d (stamp %#x)", ErrCorrupt, c.head, t, st)
+			if st := atomic.LoadUint32(sw); !stamped(st, c.next) {
+				return fmt.Errorf("%w: no record at %d, before tail %d (stamp %#x)", ErrCorrupt, c.next, t, st)
 			}
 			return nil
 		}
@@ -173,10 +189,11 @@ func (c *Consumer) wait(ctx context.Context, sw *uint32, old uint32) error {
 	}
 }
 
-// publish stores the new head and wakes a sleeping producer.
-func (c *Consumer) publish(head uint32) {
-	c.head = head
-	atomic.StoreUint32(c.e.head, head)
+// publish stores next as the new head, releasing every record taken, and
+// wakes a sleeping producer.
+func (c *Consumer) publish() {
+	c.head = c.next
+	atomic.StoreUint32(c.e.head, c.next)
 	if atomic.LoadUint32(c.prodSleep) != 0 {
 		wakePeer(c.e.head)
 	}

@@ -1,6 +1,7 @@
 package ring_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"errors"
@@ -235,6 +236,42 @@ func ExampleConsumer() {
 	defer c.Close()
 	fmt.Println(len(c.Key()) > 1)
 	// Output: true
+}
+
+// A consumer may take several messages and release them all at once: one
+// store, and at most one wake-up of the producer, for the batch.
+func ExampleConsumer_Release() {
+	p, err := ring.CreateProducer(4096)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer p.Close()
+	c, err := ring.OpenConsumer(p.Key()) // in the other process
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+
+	ctx := context.Background()
+	for _, word := range []string{"one", "two", "three"} {
+		buf, err := p.Reserve(ctx, len(word))
+		if err != nil {
+			log.Fatal(err)
+		}
+		copy(buf, word)
+		p.Commit(len(word))
+	}
+	var batch [][]byte
+	for range 3 {
+		msg, err := c.Next(ctx) // the message after the last one taken
+		if err != nil {
+			log.Fatal(err)
+		}
+		batch = append(batch, msg) // valid until the Release
+	}
+	fmt.Printf("%s\n", bytes.Join(batch, []byte(" ")))
+	c.Release() // all three
+	// Output: one two three
 }
 
 // Next waits while the ring is empty, until its context ends.

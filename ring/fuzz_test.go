@@ -240,7 +240,7 @@ func FuzzConsumer(f *testing.F) {
 			r.expect("Next", err, ErrCorrupt, io.EOF, context.Canceled)
 			r.within("Next", m)
 		}, func() {
-			if c.pending >= 0 {
+			if c.next != c.head {
 				check := onlyOwn()
 				c.Release()
 				check("Release")

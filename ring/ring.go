@@ -26,15 +26,18 @@
 // contiguous in memory: a message that does not fit before the end of the
 // buffer starts again at its beginning. Commit(n) sends the first n bytes of
 // what Reserve gave, so that an encoder that learns a message's length as it
-// writes can reserve the most it may write; Abort sends nothing.
+// writes can reserve the most it may write; Abort sends nothing. A consumer
+// may take several messages, one Next each, and then release them all with
+// one Release: one store of its position and at most one wake-up of the
+// producer, for the batch.
 //
 // # Waiting
 //
-// Reserve waits while the ring is full, Next while it is empty. A waiting
-// end publishes that it sleeps and sleeps on a word of the segment (package
-// wake: the futex on Linux); the other end makes the wake-up system call
-// only when the sleeper flag is set, so that two ends that keep up with
-// each other make no system call at all. By default neither end spins;
+// Reserve waits while the ring is full, Next while it has no message to
+// take. A waiting end publishes that it sleeps and sleeps on a word of the
+// segment (package wake: the futex on Linux); the other end makes the
+// wake-up system call only when the sleeper flag is set, so that two ends
+// that keep up with each other make no system call at all. By default neither end spins;
 // SetSpin makes an end watch the ring for a while before it sleeps (see
 // Spinning). While it waits, an end wakes every 200 ms to ask the kernel
 // whether its peer is still alive (see Dead peers); a wait ends with
@@ -49,10 +52,10 @@
 // up to d (at most 10 ms), without a system call, and sleep only after
 // that: when the peer answers within d, on another CPU, neither side makes
 // a system call and the hand-over costs a few cache lines' transfers. A
-// spinning consumer watches the stamp of the record at its head (see
+// spinning consumer watches the stamp of the record it reads next (see
 // Layout), which lies on the record's own first line, so that the message
-// reaches it with the lines that carry it and no other. The
-// price is a CPU kept busy for up to d by each wait, so spin only with a
+// reaches it with the lines that carry it and no other. The price is a CPU
+// kept busy for up to d by each wait, so spin only with a
 // CPU to spare for each end: two spinning ends on one CPU take turns at
 // wasting it.
 //
@@ -162,8 +165,8 @@
 // other store of the record and of the clearing); then stores the new
 // tail, and if the consumer-sleeping word is 1 calls FUTEX_WAKE (shared)
 // on tail. A record is committed once its stamp is stored. The clearing
-// makes a stamp trustworthy: the word a consumer finds at its head either
-// is the stamp of the record there, or was cleared, or is the stamp of the
+// makes a stamp trustworthy: the word a consumer finds at next (see
+// Consuming) either is the stamp of the record there, or was cleared, or is the stamp of the
 // record one lap (capacity bytes) earlier, which differs. The position
 // cleared is the one after the records committed, not after the room the
 // producer set aside for them: it may have written anything in free room
@@ -171,20 +174,27 @@
 // none), stamps of this lap included, and writes nothing at that position
 // until it commits the record there.
 //
-// Consuming. The consumer learns of a record either by its stamp or by
-// tail. By its stamp: it loads the stamp word at head (an acquire at
-// least); the record is committed when the word, less its kind bit, is
-// head | 4, and then its length and bytes are there to read (after that
-// load). By tail: every record before tail (tail past head) is committed
-// and stamped. While neither says so, it stores 1 in
-// consumer-sleeping, loads tail again and, if still the value it saw,
-// calls FUTEX_WAIT on tail with that value, then stores 0. A consumer that
-// learns by stamps may be ahead of tail for a moment, between a stamp and
-// the store of tail. It releases a record by storing the new head and
-// waking the producer the same way through producer-sleeping. Because the
-// stores and loads of the shared words are sequentially consistent, a
-// sleeper either sees the new value or is seen sleeping: no wake-up is
-// lost.
+// Consuming. The consumer reads the record at next, a position of its
+// own: the position after the records it has taken, which is head, or
+// past it by the records it has taken and not yet released. It learns of
+// a record either by its stamp or by tail. By its stamp: it loads the
+// stamp word at next (an acquire at least); the record is committed when
+// the word, less its kind bit, is next | 4, and then its length and bytes
+// are there to read (after that load). By tail: every record before tail
+// (tail past next) is committed and stamped. While neither says so, it
+// stores 1 in consumer-sleeping, loads tail again and, if still the value
+// it saw, calls FUTEX_WAIT on tail with that value, then stores 0. A
+// consumer that learns by stamps may be ahead of tail for a moment,
+// between a stamp and the store of tail. It takes a record by moving next
+// past it, and releases every record it has taken by storing next as the
+// new head, in one store, and waking the producer the same way through
+// producer-sleeping. Records between head and next are the consumer's
+// until it releases them: the producer counts free space from head, and
+// does not write them. A padding record that it takes with no message
+// taken it releases at once, since the producer may wait for the consumer
+// to pass a padding record that it committed alone. Because the stores and loads of the shared words
+// are sequentially consistent, a sleeper either sees the new value or is
+// seen sleeping: no wake-up is lost.
 //
 // A record is corrupt, and Next's error wraps ErrCorrupt, if its length
 // does not fit between its offset + 8 and the buffer's end, or if tail has
@@ -194,8 +204,9 @@
 // ErrCorrupt, if tail or head is not a multiple of 8, or if tail - head,
 // as a signed 32-bit number, is below 0 or above the capacity. The opener
 // checks both (see Opening), the producer each head it loads, and the
-// consumer each tail it loads, which may be behind its head, by the
-// records it has taken by their stamps, but by no more than the capacity.
+// consumer each tail it loads, which may be behind its next, by the
+// records it has taken by their stamps, but by no more than the capacity,
+// and may be ahead of next by no more than the capacity.
 // With these checks, no value a peer writes into the segment, at any
 // moment, makes an end read or write outside the ring.
 //
@@ -221,11 +232,11 @@
 // the word, with the value it saw, for at most 200 ms), stores 0 in its
 // sleeping word, and loops. After a timeout it asks whether the peer is
 // alive; a dead peer's last store may still be there to read first: a
-// consumer that waits on tail looks at the stamp at head too, since a
+// consumer that waits on tail looks at the stamp at next too, since a
 // producer may die between a stamp and its store of tail.
 //
 // End of stream. The consumer loads state, then tail: if tail has passed
-// head (or the stamp at head has come) it reads on; only if not, and the
+// next (or the stamp at next has come) it reads on; only if not, and the
 // producer's closed bit was set in the state it loaded first, is it the
 // end (io.EOF). In the other order, a producer that committed and closed
 // between the two loads would lose its last messages.
@@ -238,7 +249,7 @@
 // # Lifetimes
 //
 // A slice from Reserve is valid until Commit, Abort or the next Reserve,
-// one from Next until Release; either end's slices, and the end itself,
+// one from Next until the next Release; either end's slices, and the end itself,
 // are invalid after Close, which unmaps the segment: touching them then
 // faults and kills the process. Close must not run while another call on
 // the same end runs. The ring

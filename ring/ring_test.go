@@ -142,8 +142,8 @@ func TestPaddingWithMessage(t *testing.T) {
 		if m, err := c.Next(done); !errors.Is(err, context.Canceled) {
 			t.Fatalf("Next after Reserve(%d): %d bytes, %v; want nothing before Commit", n, len(m), err)
 		}
-		if c.head != 208 {
-			t.Fatalf("the consumer took records up to %d after Reserve(%d), want none past 208", c.head, n)
+		if c.next != 208 {
+			t.Fatalf("the consumer took records up to %d after Reserve(%d), want none past 208", c.next, n)
 		}
 		fill(b, 1)
 		p.Commit(len(b))

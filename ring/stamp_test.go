@@ -30,9 +30,9 @@ func noMessage(t *testing.T, c *Consumer) {
 	t.Helper()
 	done, cancel := context.WithCancel(context.Background())
 	cancel()
-	head := c.head
+	next := c.next
 	if m, err := c.Next(done); !errors.Is(err, context.Canceled) {
-		t.Fatalf("Next from position %d: %q, %v; want no message", head, m, err)
+		t.Fatalf("Next from position %d: %q, %v; want no message", next, m, err)
 	}
 }
 
@@ -40,10 +40,10 @@ func noMessage(t *testing.T, c *Consumer) {
 // looking for one.
 func nothingNext(t *testing.T, c *Consumer) {
 	t.Helper()
-	head := c.head
+	next := c.next
 	noMessage(t, c)
-	if c.head != head {
-		t.Fatalf("Next took records from %d to %d; want none", head, c.head)
+	if c.next != next {
+		t.Fatalf("Next took records from %d to %d; want none", next, c.next)
 	}
 }
 
@@ -115,8 +115,8 @@ func TestAheadOfTail(t *testing.T) {
 	p, c := pair(t, 256)
 	onStamped(t, func() {
 		receive(t, c, 10, 0)
-		if got := atomic.LoadUint32(p.e.tail); int32(got-c.head) >= 0 {
-			t.Fatalf("tail %d, head %d: the consumer is not ahead of tail", got, c.head)
+		if got := atomic.LoadUint32(p.e.tail); int32(got-c.next) >= 0 {
+			t.Fatalf("tail %d, next %d: the consumer is not ahead of tail", got, c.next)
 		}
 		nothingNext(t, c)
 	})
