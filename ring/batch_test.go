@@ -214,6 +214,8 @@ func TestReleasePanics(t *testing.T) {
 // checks hold at the position after them: tail passed an unstamped record
 // there, or a tail further than the capacity from it, is ErrCorrupt; a tail
 // behind it by up to the capacity (a commit whose stamps it took) is not.
+// A stamped record that would overlap the messages taken, a lap on, is
+// ErrCorrupt too, not a message.
 func TestBatchCorrupt(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
@@ -233,6 +235,15 @@ func TestBatchCorrupt(t *testing.T) {
 		{"tail-ahead-by-more-than-capacity", func(p *Producer, next uint32) {
 			atomic.StoreUint32(p.e.tail, next+256+8)
 		}, ErrCorrupt},
+		{"overlap-taken", func(p *Producer, next uint32) {
+			// Head is at 0: padding to the end, then a message at 256,
+			// whose record ends past 256.
+			putHead(p.e.buf, int(next), uint32(256-next-recordHead), stampOf(next)|kindPadding)
+			putHead(p.e.buf, 0, 0, stampOf(256)|kindMessage)
+		}, ErrCorrupt},
+		{"up-to-capacity", func(p *Producer, next uint32) { // a message that ends at 256
+			putHead(p.e.buf, int(next), uint32(256-next-recordHead), stampOf(next)|kindMessage)
+		}, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			checkLeaks(t)

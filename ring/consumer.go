@@ -87,10 +87,11 @@ func (c *Consumer) MaxMessage() int { return len(c.e.buf) - recordHead }
 // been taken; ctx.Err() if ctx ends while Next waits (with an ended ctx,
 // Next takes a message that is there and never waits); wraps ErrPeerGone if
 // the producer's process died (after every message it committed has been
-// taken), ErrCorrupt if a record does not fit the ring, tail has passed a
-// record without a stamp, or tail is not a multiple of 8 or further than
-// the capacity from the position after the messages taken (see Layout);
-// and is ErrClosed after Close.
+// taken), ErrCorrupt if a record does not fit the ring (it runs past the
+// buffer's end, or with the records taken more than the capacity past
+// head), tail has passed a record without a stamp, or tail is not a
+// multiple of 8 or further than the capacity from the position after the
+// records taken (see Layout); and is ErrClosed after Close.
 func (c *Consumer) Next(ctx context.Context) ([]byte, error) {
 	e := c.e
 	if e.closed {
@@ -111,8 +112,12 @@ func (c *Consumer) Next(ctx context.Context) ([]byte, error) {
 			return nil, fmt.Errorf("%w: record of %d bytes at %d", ErrCorrupt, n32, off)
 		}
 		n := int(n32)
+		rec := uint32(recordHead + align(n))
+		if c.next+rec-c.head > uint32(len(e.buf)) { // with those taken, more than a lap
+			return nil, fmt.Errorf("%w: record of %d bytes at %d, more than the capacity past head %d", ErrCorrupt, n32, c.next, c.head)
+		}
 		at := c.next
-		c.next += uint32(recordHead + align(n))
+		c.next += rec
 		if st&stampKind == kindPadding {
 			if at == c.head {
 				// Given back at once when no message is taken: a producer

@@ -197,8 +197,10 @@
 // seen sleeping: no wake-up is lost.
 //
 // A record is corrupt, and Next's error wraps ErrCorrupt, if its length
-// does not fit between its offset + 8 and the buffer's end, or if tail has
-// passed its position and it has no stamp.
+// does not fit between its offset + 8 and the buffer's end, if it ends
+// more than the capacity past head (it would overlap the records taken
+// and not released, a lap earlier), or if tail has passed its position and
+// it has no stamp.
 //
 // The positions are corrupt, and Open's, Reserve's or Next's error wraps
 // ErrCorrupt, if tail or head is not a multiple of 8, or if tail - head,
