@@ -31,10 +31,10 @@ import (
 // are done.
 //
 // The attacker spins on another thread until the receiver is about to
-// call ReadFile; then, after a random delay on one side or the other, it
+// call MapFileReadOnly; then, after a random delay on one side or the other, it
 // truncates and seals. The run lasts a few seconds (less with
 // -short), and goes on, up to a limit, until it has seen the attack land
-// both before ReadFile's fstat (an empty file: refused) and after it (a
+// both before MapFileReadOnly's fstat (an empty file: refused) and after it (a
 // mapping, which the truncation then leaves longer than the file): short
 // of that it proves nothing, and fails.
 func TestSealedWhileMapped(t *testing.T) {
@@ -82,7 +82,7 @@ func TestSealedWhileMapped(t *testing.T) {
 		for i := 0; i < -delay; i++ {
 			ready.Store(true)
 		}
-		m, err := ReadFile(f, 0)
+		m, err := MapFileReadOnly(f, 0)
 		aerr := <-done
 		var st unix.Stat_t
 		serr := unix.Fstat(fd, &st)
@@ -108,7 +108,7 @@ func TestSealedWhileMapped(t *testing.T) {
 	}
 	t.Logf("%d tries: %d refused as empty, %d mapped and then truncated, none sealed", tries, refused, overhang)
 	if refused == 0 || overhang == 0 {
-		t.Fatalf("in %d tries over %v the attack never landed on both sides of ReadFile's fstat: the test proves nothing", tries, limit)
+		t.Fatalf("in %d tries over %v the attack never landed on both sides of MapFileReadOnly's fstat: the test proves nothing", tries, limit)
 	}
 }
 
@@ -134,7 +134,7 @@ func sealedMemfd(t *testing.T, size int64, seals int) *os.File {
 }
 
 // TestRequireSealed: what Sealed says of files with each set of seals, and
-// which of them ReadFile and ReadWriteFile take with RequireSealed:
+// which of them MapFileReadOnly and MapFile take with RequireSealed:
 // F_SEAL_SHRINK for reading, and F_SEAL_GROW too for writing. A file in
 // /dev/shm, which the kernel gives F_SEAL_SEAL alone, is not sealed, and
 // no segment with a key is: Create, Read and ReadWrite with RequireSealed
@@ -179,8 +179,8 @@ func TestRequireSealed(t *testing.T) {
 			mapper func(*os.File, int, ...Option) (*Mapping, error)
 			taken  bool
 		}{
-			{"ReadFile", ReadFile, c.read},
-			{"ReadWriteFile", ReadWriteFile, c.written},
+			{"MapFileReadOnly", MapFileReadOnly, c.read},
+			{"MapFile", MapFile, c.written},
 		} {
 			what := try.op + " of " + c.name
 			m, err := try.mapper(c.f, 0)
@@ -237,14 +237,14 @@ func TestRequireSealed(t *testing.T) {
 func TestFaultRecoverable(t *testing.T) {
 	checkLeaks(t)
 	f := sealedMemfd(t, 8192, 0)
-	m, err := ReadFile(f, 0)
+	m, err := MapFileReadOnly(f, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer m.Close()
-	if refused, err := ReadFile(f, 0, RequireSealed()); !errors.Is(err, ErrNotSealed) {
+	if refused, err := MapFileReadOnly(f, 0, RequireSealed()); !errors.Is(err, ErrNotSealed) {
 		refused.Close()
-		t.Errorf("ReadFile of an unsealed memfd with RequireSealed: %v, want ErrNotSealed", err)
+		t.Errorf("MapFileReadOnly of an unsealed memfd with RequireSealed: %v, want ErrNotSealed", err)
 	}
 	if err := f.Truncate(4096); err != nil { // the peer
 		t.Fatal(err)
@@ -272,8 +272,8 @@ func TestFaultRecoverable(t *testing.T) {
 }
 
 // TestOPathFile: an O_PATH descriptor of a segment, which a peer can send
-// (SCM_RIGHTS takes it) and ReceiveFile takes as a segment's, can be
-// neither read nor written through: ReadFile and ReadWriteFile refuse it
+// (SCM_RIGHTS takes it) and ReceiveSegment takes as a segment's, can be
+// neither read nor written through: MapFileReadOnly and MapFile refuse it
 // with fs.ErrPermission, as they refuse a file opened without the access
 // they need, RequireSealed or not (its seals cannot be read through it).
 func TestOPathFile(t *testing.T) {
@@ -290,9 +290,9 @@ func TestOPathFile(t *testing.T) {
 	if err := unix.Sendmsg(int(raw.Fd()), []byte{0}, unix.UnixRights(fd), nil, 0); err != nil {
 		t.Fatal(err)
 	}
-	received, err := ReceiveFile(fileConn(t, ours))
+	received, err := ReceiveSegment(fileConn(t, ours))
 	if err != nil {
-		t.Fatalf("ReceiveFile of an O_PATH descriptor: %v", err)
+		t.Fatalf("ReceiveSegment of an O_PATH descriptor: %v", err)
 	}
 	t.Cleanup(func() { received.Close() })
 
@@ -301,8 +301,8 @@ func TestOPathFile(t *testing.T) {
 			op     string
 			mapper func(*os.File, int, ...Option) (*Mapping, error)
 		}{
-			{"ReadFile", ReadFile},
-			{"ReadWriteFile", ReadWriteFile},
+			{"MapFileReadOnly", MapFileReadOnly},
+			{"MapFile", MapFile},
 		} {
 			for _, opts := range [][]Option{nil, {RequireSealed()}} {
 				got, err := try.mapper(f, 0, opts...)
@@ -315,15 +315,15 @@ func TestOPathFile(t *testing.T) {
 	}
 }
 
-// TestReceiveFileEmptyMessage: an empty message, which a datagram or
+// TestReceiveSegmentEmptyMessage: an empty message, which a datagram or
 // SOCK_SEQPACKET socket carries, is ErrBadMessage, as an *net.OpError,
 // and not io.EOF, so that no peer can end a receiver's loop with it while
 // the connection stays open; the next message is received as ever. On a
 // SOCK_SEQPACKET socket, nothing is the end once the other end has closed,
 // an empty message sent just before included; a datagram socket has no
-// end, and ReceiveFile waits on it for the next message. (A stream
-// socket's end: TestReceiveFileBadMessages.)
-func TestReceiveFileEmptyMessage(t *testing.T) {
+// end, and ReceiveSegment waits on it for the next message. (A stream
+// socket's end: TestReceiveSegmentBadMessages.)
+func TestReceiveSegmentEmptyMessage(t *testing.T) {
 	checkLeaks(t)
 	seg := int(newAnonymous(t, 4096).File().Fd())
 	for _, c := range []struct {
@@ -352,31 +352,31 @@ func TestReceiveFileEmptyMessage(t *testing.T) {
 		}
 
 		send(nil)
-		f, err := ReceiveFile(conn)
+		f, err := ReceiveSegment(conn)
 		var oe *net.OpError
 		if f != nil || !errors.Is(err, ErrBadMessage) || !errors.As(err, &oe) {
-			t.Errorf("%s: ReceiveFile of an empty message: %v, %v; want an *net.OpError wrapping ErrBadMessage", c.name, f, err)
+			t.Errorf("%s: ReceiveSegment of an empty message: %v, %v; want an *net.OpError wrapping ErrBadMessage", c.name, f, err)
 		}
 		send([]byte{0}, seg)
-		f, err = ReceiveFile(conn)
+		f, err = ReceiveSegment(conn)
 		if err != nil {
-			t.Fatalf("%s: ReceiveFile after an empty message: %v", c.name, err)
+			t.Fatalf("%s: ReceiveSegment after an empty message: %v", c.name, err)
 		}
 		f.Close()
 
 		if c.typ == unix.SOCK_DGRAM {
 			raw.Close()
 			conn.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
-			if _, err := ReceiveFile(conn); !errors.Is(err, os.ErrDeadlineExceeded) {
-				t.Errorf("%s: ReceiveFile once the other end is closed: %v, want to wait until the deadline", c.name, err)
+			if _, err := ReceiveSegment(conn); !errors.Is(err, os.ErrDeadlineExceeded) {
+				t.Errorf("%s: ReceiveSegment once the other end is closed: %v, want to wait until the deadline", c.name, err)
 			}
 			continue
 		}
 		send(nil)
 		raw.Close()
 		for range 2 {
-			if f, err := ReceiveFile(conn); f != nil || err != io.EOF {
-				t.Errorf("%s: ReceiveFile at the end: %v, %v; want io.EOF", c.name, f, err)
+			if f, err := ReceiveSegment(conn); f != nil || err != io.EOF {
+				t.Errorf("%s: ReceiveSegment at the end: %v, %v; want io.EOF", c.name, f, err)
 			}
 		}
 	}

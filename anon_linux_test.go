@@ -50,7 +50,7 @@ func sumMod251(n int) int {
 // 100 at index 0, unmaps it, and prints every fd and mapping of shared
 // memory it has left (helperFDs): fd 3 alone, which stays its own.
 func helperAnonChild(args ...string) error {
-	seg, err := ReadWriteFile(os.NewFile(3, "segment"), 0)
+	seg, err := MapFile(os.NewFile(3, "segment"), 0)
 	if err != nil {
 		return err
 	}
@@ -187,7 +187,7 @@ func helperAnonCreator(args ...string) error {
 		return err
 	}
 	fill(m.Bytes())
-	if err := SendFile(c.(*net.UnixConn), m.File()); err != nil {
+	if err := SendSegment(c.(*net.UnixConn), m.File()); err != nil {
 		return err
 	}
 	fmt.Println("sent")
@@ -255,7 +255,7 @@ func creatorKilled(t *testing.T, size int) (drop int64) {
 	if line := readLine(t, stdout); line != "sent" {
 		t.Fatalf("the creator printed %q", line)
 	}
-	f, err := ReceiveFile(conn)
+	f, err := ReceiveSegment(conn)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -270,7 +270,7 @@ func creatorKilled(t *testing.T, size int) (drop int64) {
 		}
 	}
 	noName("while the creator lives")
-	m, err := ReadWriteFile(f, 0)
+	m, err := MapFile(f, 0)
 	if err != nil {
 		f.Close()
 		t.Fatal(err)
@@ -297,7 +297,7 @@ func creatorKilled(t *testing.T, size int) (drop int64) {
 	return before - shmemBytes(t)
 }
 
-// TestAnonymousBadFiles: what ReadFile, ReadWriteFile and SendFile make of
+// TestAnonymousBadFiles: what MapFileReadOnly, MapFile and SendSegment make of
 // what a careless caller would pass: a nil or closed file, things that are
 // not segments (a regular file on disk, a pipe, a directory, a socket, a
 // device), an empty segment, a file opened read-only, a segment sealed
@@ -347,8 +347,8 @@ func TestAnonymousBadFiles(t *testing.T) {
 	type bad struct {
 		name     string
 		f        *os.File
-		read     error // of ReadFile(f, 0); nil if it works
-		write    error // of ReadWriteFile(f, 0)
+		read     error // of MapFileReadOnly(f, 0); nil if it works
+		write    error // of MapFile(f, 0)
 		sendable bool
 	}
 	cases := []bad{
@@ -383,8 +383,8 @@ func TestAnonymousBadFiles(t *testing.T) {
 			want error
 			do   func() (*Mapping, error)
 		}{
-			{"ReadFile", c.read, func() (*Mapping, error) { return ReadFile(c.f, 0) }},
-			{"ReadWriteFile", c.write, func() (*Mapping, error) { return ReadWriteFile(c.f, 0) }},
+			{"MapFileReadOnly", c.read, func() (*Mapping, error) { return MapFileReadOnly(c.f, 0) }},
+			{"MapFile", c.write, func() (*Mapping, error) { return MapFile(c.f, 0) }},
 		} {
 			m, err := try.do()
 			if m != nil {
@@ -399,14 +399,14 @@ func TestAnonymousBadFiles(t *testing.T) {
 			}
 			isPathError(t, what, err, fileName(c.f), try.want)
 		}
-		err := SendFile(a, c.f)
+		err := SendSegment(a, c.f)
 		if c.sendable {
 			if err != nil {
-				t.Errorf("SendFile of %s: %v", c.name, err)
+				t.Errorf("SendSegment of %s: %v", c.name, err)
 			}
 			continue
 		}
-		isPathError(t, "SendFile of "+c.name, err, fileName(c.f), c.read)
+		isPathError(t, "SendSegment of "+c.name, err, fileName(c.f), c.read)
 	}
 }
 
@@ -420,11 +420,11 @@ func countFDs(t *testing.T) int {
 	return len(ents) - 1 // ReadDir's own
 }
 
-// TestReceiveFileBadMessages: what ReceiveFile makes of what a careless or
+// TestReceiveSegmentBadMessages: what ReceiveSegment makes of what a careless or
 // hostile peer sends: data alone, several fds, more fds than it has room
 // for, a fd that is not a segment; then the end of the connection, a
 // deadline and a closed connection. No fd that came is left open.
-func TestReceiveFileBadMessages(t *testing.T) {
+func TestReceiveSegmentBadMessages(t *testing.T) {
 	checkLeaks(t)
 	raw, ours := socketPairFiles(t)
 	conn := fileConn(t, ours)
@@ -469,62 +469,62 @@ func TestReceiveFileBadMessages(t *testing.T) {
 	} {
 		send(c.fds...)
 		before := countFDs(t)
-		f, err := ReceiveFile(conn)
+		f, err := ReceiveSegment(conn)
 		if c.want == nil {
 			if err != nil {
-				t.Fatalf("ReceiveFile of %s: %v", c.name, err)
+				t.Fatalf("ReceiveSegment of %s: %v", c.name, err)
 			}
 			f.Close()
 			continue
 		}
 		if f != nil {
 			f.Close()
-			t.Errorf("ReceiveFile of %s returned a file", c.name)
+			t.Errorf("ReceiveSegment of %s returned a file", c.name)
 		}
 		if after := countFDs(t); after != before {
-			t.Errorf("ReceiveFile of %s: %d fds before, %d after", c.name, before, after)
+			t.Errorf("ReceiveSegment of %s: %d fds before, %d after", c.name, before, after)
 		}
 		var pe *fs.PathError
 		var oe *net.OpError
 		switch {
 		case !errors.Is(err, c.want):
-			t.Errorf("ReceiveFile of %s: %v, want %v", c.name, err, c.want)
+			t.Errorf("ReceiveSegment of %s: %v, want %v", c.name, err, c.want)
 		case c.path && !errors.As(err, &pe):
-			t.Errorf("ReceiveFile of %s: %#v, want an *fs.PathError", c.name, err)
+			t.Errorf("ReceiveSegment of %s: %#v, want an *fs.PathError", c.name, err)
 		case !c.path && !errors.As(err, &oe):
-			t.Errorf("ReceiveFile of %s: %#v, want an *net.OpError", c.name, err)
+			t.Errorf("ReceiveSegment of %s: %#v, want an *net.OpError", c.name, err)
 		}
 	}
 	var sfs unix.Statfs_t
 	if unix.Fstatfs(int(disk.Fd()), &sfs) == nil && uint32(sfs.Type) != unix.TMPFS_MAGIC {
 		send(int(disk.Fd()))
 		before := countFDs(t)
-		if _, err := ReceiveFile(conn); !errors.Is(err, ErrNotSegment) {
-			t.Errorf("ReceiveFile of a regular file on disk: %v, want ErrNotSegment", err)
+		if _, err := ReceiveSegment(conn); !errors.Is(err, ErrNotSegment) {
+			t.Errorf("ReceiveSegment of a regular file on disk: %v, want ErrNotSegment", err)
 		}
 		if after := countFDs(t); after != before {
-			t.Errorf("ReceiveFile of a regular file on disk: %d fds before, %d after", before, after)
+			t.Errorf("ReceiveSegment of a regular file on disk: %d fds before, %d after", before, after)
 		}
 	}
 
 	conn.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
-	if _, err := ReceiveFile(conn); !errors.Is(err, os.ErrDeadlineExceeded) {
-		t.Errorf("ReceiveFile past its deadline: %v, want os.ErrDeadlineExceeded", err)
+	if _, err := ReceiveSegment(conn); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Errorf("ReceiveSegment past its deadline: %v, want os.ErrDeadlineExceeded", err)
 	}
 	conn.SetReadDeadline(time.Time{})
 	raw.Close()
-	if _, err := ReceiveFile(conn); err != io.EOF {
-		t.Errorf("ReceiveFile once the other end is closed: %v, want io.EOF", err)
+	if _, err := ReceiveSegment(conn); err != io.EOF {
+		t.Errorf("ReceiveSegment once the other end is closed: %v, want io.EOF", err)
 	}
 	conn.Close()
-	if _, err := ReceiveFile(conn); !errors.Is(err, net.ErrClosed) {
-		t.Errorf("ReceiveFile on a closed connection: %v, want net.ErrClosed", err)
+	if _, err := ReceiveSegment(conn); !errors.Is(err, net.ErrClosed) {
+		t.Errorf("ReceiveSegment on a closed connection: %v, want net.ErrClosed", err)
 	}
-	if _, err := ReceiveFile(nil); !errors.Is(err, fs.ErrInvalid) {
-		t.Errorf("ReceiveFile(nil): %v, want fs.ErrInvalid", err)
+	if _, err := ReceiveSegment(nil); !errors.Is(err, fs.ErrInvalid) {
+		t.Errorf("ReceiveSegment(nil): %v, want fs.ErrInvalid", err)
 	}
-	if err := SendFile(nil, nil); !errors.Is(err, fs.ErrInvalid) {
-		t.Errorf("SendFile(nil, nil): %v, want fs.ErrInvalid", err)
+	if err := SendSegment(nil, nil); !errors.Is(err, fs.ErrInvalid) {
+		t.Errorf("SendSegment(nil, nil): %v, want fs.ErrInvalid", err)
 	}
 }
 
@@ -624,7 +624,7 @@ func checkTmpfile(t *testing.T, m *Mapping, size int) {
 		t.Errorf("without memfd_create: %d links, %d bytes, mode %#o; want 0, %d, 0600", st.Nlink, st.Size, st.Mode&0o777, size)
 	}
 	fill(m.Bytes())
-	other, err := ReadFile(m.File(), 0)
+	other, err := MapFileReadOnly(m.File(), 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -677,7 +677,7 @@ func helperAnonNoMemfd(args ...string) error {
 	}
 	defer m.Close()
 	fill(m.Bytes())
-	other, err := ReadFile(m.File(), 0)
+	other, err := MapFileReadOnly(m.File(), 0)
 	if err != nil {
 		return err
 	}

@@ -101,7 +101,7 @@ func TestCreateAnonymous(t *testing.T) {
 		if fi.Mode().Perm() != 0o600 {
 			t.Errorf("CreateAnonymous(%d): mode %v, want 0600", size, fi.Mode())
 		}
-		other, err := ReadFile(m.File(), size)
+		other, err := MapFileReadOnly(m.File(), size)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -112,7 +112,7 @@ func TestCreateAnonymous(t *testing.T) {
 			t.Fatal(err)
 		}
 		if _, err := m.File().Stat(); err != nil {
-			t.Errorf("closing a ReadFile mapping closed the file: %v", err)
+			t.Errorf("closing a MapFileReadOnly mapping closed the file: %v", err)
 		}
 		if err := m.Close(); err != nil {
 			t.Fatal(err)
@@ -124,7 +124,7 @@ func TestCreateAnonymous(t *testing.T) {
 			t.Errorf("Stat of the file after Close: %v, want fs.ErrClosed", err)
 		}
 		isPathError(t, "second Close", m.Close(), m.File().Name(), fs.ErrClosed)
-		isPathError(t, "second Close of a ReadFile mapping", other.Close(), m.File().Name(), fs.ErrClosed)
+		isPathError(t, "second Close of a MapFileReadOnly mapping", other.Close(), m.File().Name(), fs.ErrClosed)
 	}
 }
 
@@ -152,7 +152,7 @@ func TestCreateAnonymousBadSizes(t *testing.T) {
 	}
 }
 
-// TestMapFile: ReadWriteFile and ReadFile of a segment's file, whole and in
+// TestMapFile: MapFile and MapFileReadOnly of a segment's file, whole and in
 // part, see the same memory as the creator; sizes past the file, or
 // negative, are ErrInvalidSize.
 func TestMapFile(t *testing.T) {
@@ -161,29 +161,29 @@ func TestMapFile(t *testing.T) {
 	m := newAnonymous(t, size)
 	f := m.File()
 
-	rw, err := ReadWriteFile(f, 0)
+	rw, err := MapFile(f, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer rw.Close()
 	if len(rw.Bytes()) < size {
-		t.Fatalf("ReadWriteFile(f, 0) maps %d bytes, want at least %d", len(rw.Bytes()), size)
+		t.Fatalf("MapFile(f, 0) maps %d bytes, want at least %d", len(rw.Bytes()), size)
 	}
 	rw.Bytes()[size-1] = 42
 	if m.Bytes()[size-1] != 42 {
-		t.Error("a write through ReadWriteFile's mapping is not seen by the creator")
+		t.Error("a write through MapFile's mapping is not seen by the creator")
 	}
 	m.Bytes()[0] = 7
-	ro, err := ReadFile(f, 10)
+	ro, err := MapFileReadOnly(f, 10)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ro.Close()
 	if len(ro.Bytes()) != 10 || ro.Bytes()[0] != 7 {
-		t.Errorf("ReadFile(f, 10): %d bytes, first %d; want 10, 7", len(ro.Bytes()), ro.Bytes()[0])
+		t.Errorf("MapFileReadOnly(f, 10): %d bytes, first %d; want 10, 7", len(ro.Bytes()), ro.Bytes()[0])
 	}
 	if ro.File() != f || rw.File() != f {
-		t.Error("File of a ReadFile or ReadWriteFile mapping is not the file it maps")
+		t.Error("File of a MapFileReadOnly or MapFile mapping is not the file it maps")
 	}
 	if ro.Sealed() != m.Sealed() || rw.Sealed() != m.Sealed() {
 		t.Errorf("Sealed: %v and %v for mappings of the creator's file, which says %v", ro.Sealed(), rw.Sealed(), m.Sealed())
@@ -194,7 +194,7 @@ func TestMapFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, size := range []int{-1, int(fi.Size()) + 1, int(fi.Size()) + 1<<20} {
-		for _, mapper := range []func(*os.File, int, ...Option) (*Mapping, error){ReadFile, ReadWriteFile} {
+		for _, mapper := range []func(*os.File, int, ...Option) (*Mapping, error){MapFileReadOnly, MapFile} {
 			got, err := mapper(f, size)
 			if got != nil {
 				got.Close()
@@ -204,18 +204,18 @@ func TestMapFile(t *testing.T) {
 	}
 }
 
-// TestSendReceiveFile passes a segment's file over a socket: the received
+// TestSendReceiveSegment passes a segment's file over a socket: the received
 // file is of the same segment, close-on-exec, and a second descriptor of
 // its own, which outlives the sender's.
-func TestSendReceiveFile(t *testing.T) {
+func TestSendReceiveSegment(t *testing.T) {
 	checkLeaks(t)
 	a, b := socketPair(t)
 	m := newAnonymous(t, 8192)
 	fill(m.Bytes())
-	if err := SendFile(a, m.File()); err != nil {
+	if err := SendSegment(a, m.File()); err != nil {
 		t.Fatal(err)
 	}
-	f, err := ReceiveFile(b)
+	f, err := ReceiveSegment(b)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -227,7 +227,7 @@ func TestSendReceiveFile(t *testing.T) {
 	if err := m.Close(); err != nil { // the sender is done: the segment lives on in f
 		t.Fatal(err)
 	}
-	got, err := ReadWriteFile(f, 8192)
+	got, err := MapFile(f, 8192)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -251,7 +251,7 @@ func TestRequireSealedAnonymous(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer m.Close()
-	for _, mapper := range []func(*os.File, int, ...Option) (*Mapping, error){ReadFile, ReadWriteFile} {
+	for _, mapper := range []func(*os.File, int, ...Option) (*Mapping, error){MapFileReadOnly, MapFile} {
 		other, err := mapper(m.File(), 0, RequireSealed())
 		if err != nil {
 			t.Fatalf("the file of CreateAnonymous with RequireSealed: %v", err)

@@ -234,7 +234,7 @@ func anonymousRoundTrip() error {
 	if err != nil {
 		return err
 	}
-	other, err := ReadFile(m.File(), 0)
+	other, err := MapFileReadOnly(m.File(), 0)
 	if err == nil {
 		err = other.Close()
 	}

@@ -20,15 +20,15 @@ var (
 	ErrNotMapped = errors.New("shmmap: key not mapped by this process")
 	// ErrNotSegment: the key names a file that is not a shared memory
 	// segment (a FIFO, directory, socket or device that someone put in
-	// the shm directory under that name), or a file given to ReadFile,
-	// ReadWriteFile, SendFile or received by ReceiveFile is not one (a
+	// the shm directory under that name), or a file given to MapFileReadOnly,
+	// MapFile, SendSegment or received by ReceiveSegment is not one (a
 	// pipe, socket, directory, device, or a regular file outside memory,
 	// such as one on disk).
 	ErrNotSegment = errors.New("shmmap: not a shared memory segment")
 	// ErrAlignment: View of bytes whose address is not a multiple of the
 	// type's size.
 	ErrAlignment = errors.New("shmmap: misaligned")
-	// ErrBadMessage: ReceiveFile got a message that does not carry exactly
+	// ErrBadMessage: ReceiveSegment got a message that does not carry exactly
 	// one file descriptor: none (an empty message included), several, or
 	// more than it has room for (cut short by the kernel). Every
 	// descriptor that came with it has been closed.

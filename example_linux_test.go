@@ -145,7 +145,7 @@ func ExampleRequireSealed() {
 	if err := unsealed.Truncate(4096); err != nil {
 		log.Fatal(err)
 	}
-	_, err = shmmap.ReadFile(unsealed, 0, shmmap.RequireSealed())
+	_, err = shmmap.MapFileReadOnly(unsealed, 0, shmmap.RequireSealed())
 	fmt.Println(errors.Is(err, shmmap.ErrNotSealed))
 
 	// CreateAnonymous's segments are sealed.
@@ -154,7 +154,7 @@ func ExampleRequireSealed() {
 		log.Fatal(err)
 	}
 	defer m.Close()
-	seg, err := shmmap.ReadWriteFile(m.File(), 0, shmmap.RequireSealed())
+	seg, err := shmmap.MapFile(m.File(), 0, shmmap.RequireSealed())
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -166,7 +166,7 @@ func ExampleRequireSealed() {
 }
 
 // OpenFile gives the segment's file, for what a mapping cannot do: here,
-// mapping it with ReadWriteFile, whose Mapping is not in Release's table.
+// mapping it with MapFile, whose Mapping is not in Release's table.
 func ExampleOpenFile() {
 	key, data, err := shmmap.Create(4096)
 	if err != nil {
@@ -180,7 +180,7 @@ func ExampleOpenFile() {
 		log.Fatal(err)
 	}
 	defer f.Close()
-	m, err := shmmap.ReadWriteFile(f, 0)
+	m, err := shmmap.MapFile(f, 0)
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -123,6 +123,88 @@ func ExampleReleaseAll() {
 	// Output: made 3 segments
 }
 
+// A handle owns its mapping: code that holds one is safe from every other
+// part of the process, whatever it releases. Here a library's ReleaseAll
+// (of the key API's mappings) leaves the handle's bytes mapped.
+func ExampleCreateNamed() {
+	m, err := shmmap.CreateNamed(4096)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer m.Close() // unmaps and, as the creator, removes the name
+
+	copy(m.Bytes(), "still mapped")
+	shmmap.ReleaseAll() // another library's cleanup: not m's
+	fmt.Println(string(m.Bytes()[:12]), len(m.Key()))
+	// Output: still mapped 30
+}
+
+// Two handles on one key, as two libraries in one process would hold them:
+// closing one leaves the other's bytes mapped.
+func ExampleMap() {
+	m, err := shmmap.CreateNamed(4096)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer m.Close()
+
+	// In the other process (or library), given m.Key():
+	a, err := shmmap.Map(m.Key(), 0)
+	if err != nil {
+		log.Fatal(err)
+	}
+	b, err := shmmap.Map(m.Key(), 0)
+	if err != nil {
+		log.Fatal(err)
+	}
+	a.Bytes()[0] = 7
+	a.Close()
+	fmt.Println(b.Bytes()[0], m.Bytes()[0])
+	b.Close()
+	// Output: 7 7
+}
+
+// MapReadOnly maps a segment that this process only reads.
+func ExampleMapReadOnly() {
+	m, err := shmmap.CreateNamed(4096)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer m.Close()
+	copy(m.Bytes(), "config v2")
+
+	r, err := shmmap.MapReadOnly(m.Key(), 9)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer r.Close()
+	fmt.Println(string(r.Bytes()))
+	// Output: config v2
+}
+
+// Once every process has mapped the segment, Unlink removes its name: no
+// crash can leave it behind, and the mappings stay valid.
+func ExampleMapping_Unlink() {
+	m, err := shmmap.CreateNamed(4096)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer m.Close() // unmaps; the name is already gone
+
+	other, err := shmmap.Map(m.Key(), 0) // the other side attaches
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer other.Close()
+	if err := m.Unlink(); err != nil {
+		log.Fatal(err)
+	}
+	other.Bytes()[0] = 1
+	_, err = shmmap.Map(m.Key(), 0)
+	fmt.Println(m.Bytes()[0], errors.Is(err, fs.ErrNotExist))
+	// Output: 1 true
+}
+
 // The life of a segment: the creator makes it and passes the key on; a
 // worker maps it by key and works in place; each releases what it mapped.
 // Both sides run in one process here; examples/parentchild runs them in two.
@@ -330,10 +412,10 @@ func ExampleMapping() {
 	// true true
 }
 
-// The process that receives a segment's file maps it with ReadWriteFile
+// The process that receives a segment's file maps it with MapFile
 // (here the same process, for brevity) and writes in place; the creator
 // sees the write.
-func ExampleReadWriteFile() {
+func ExampleMapFile() {
 	m, err := shmmap.CreateAnonymous(4096)
 	if err != nil {
 		log.Fatal(err)
@@ -341,7 +423,7 @@ func ExampleReadWriteFile() {
 	defer m.Close()
 
 	// In the other process, given the file:
-	view, err := shmmap.ReadWriteFile(m.File(), 0) // 0: all of it
+	view, err := shmmap.MapFile(m.File(), 0) // 0: all of it
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -352,10 +434,10 @@ func ExampleReadWriteFile() {
 	// Output: 42
 }
 
-// ReadFile maps read-only, size bytes or all; a size past the end of the
+// MapFileReadOnly maps read-only, size bytes or all; a size past the end of the
 // segment is refused before anything is mapped, and so is a file that is
 // not shared memory.
-func ExampleReadFile() {
+func ExampleMapFileReadOnly() {
 	m, err := shmmap.CreateAnonymous(10000)
 	if err != nil {
 		log.Fatal(err)
@@ -363,14 +445,14 @@ func ExampleReadFile() {
 	defer m.Close()
 	m.Bytes()[99] = 7
 
-	first, err := shmmap.ReadFile(m.File(), 100) // writing to it faults
+	first, err := shmmap.MapFileReadOnly(m.File(), 100) // writing to it faults
 	if err != nil {
 		log.Fatal(err)
 	}
 	defer first.Close()
 	fmt.Println(len(first.Bytes()), first.Bytes()[99])
 
-	_, err = shmmap.ReadFile(m.File(), 1<<20)
+	_, err = shmmap.MapFileReadOnly(m.File(), 1<<20)
 	fmt.Println(errors.Is(err, shmmap.ErrInvalidSize))
 
 	r, w, err := os.Pipe()
@@ -379,7 +461,7 @@ func ExampleReadFile() {
 	}
 	defer r.Close()
 	defer w.Close()
-	_, err = shmmap.ReadFile(r, 0)
+	_, err = shmmap.MapFileReadOnly(r, 0)
 	fmt.Println(errors.Is(err, shmmap.ErrNotSegment))
 	// Output:
 	// 100 7
@@ -394,7 +476,7 @@ func ExampleReadFile() {
 func ExampleMapping_File() {
 	if len(os.Args) > 1 && os.Args[1] == "child" {
 		// In the child:
-		seg, err := shmmap.ReadWriteFile(os.NewFile(3, "segment"), 0)
+		seg, err := shmmap.MapFile(os.NewFile(3, "segment"), 0)
 		if err != nil {
 			log.Fatal(err)
 		}
@@ -425,7 +507,7 @@ func ExampleMapping_Close() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	other, err := shmmap.ReadWriteFile(m.File(), 0) // as another process would
+	other, err := shmmap.MapFile(m.File(), 0) // as another process would
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -437,10 +519,10 @@ func ExampleMapping_Close() {
 	// Output: <nil>
 }
 
-// SendFile passes a segment to any process at the other end of a Unix
+// SendSegment passes a segment to any process at the other end of a Unix
 // socket: a worker that dialled this one, say, or Python's
 // socket.recv_fds. Both ends are in this process here.
-func ExampleSendFile() {
+func ExampleSendSegment() {
 	dir, err := os.MkdirTemp("", "shmmap-example")
 	if err != nil {
 		log.Fatal(err)
@@ -467,7 +549,7 @@ func ExampleSendFile() {
 			return
 		}
 		defer c.Close()
-		sent <- shmmap.SendFile(c, m.File())
+		sent <- shmmap.SendSegment(c, m.File())
 	}()
 
 	// In the worker:
@@ -476,11 +558,11 @@ func ExampleSendFile() {
 		log.Fatal(err)
 	}
 	defer c.Close()
-	f, err := shmmap.ReceiveFile(c)
+	f, err := shmmap.ReceiveSegment(c)
 	if err != nil {
 		log.Fatal(err)
 	}
-	seg, err := shmmap.ReadWriteFile(f, 0)
+	seg, err := shmmap.MapFile(f, 0)
 	f.Close() // the mapping does not need it
 	if err != nil {
 		log.Fatal(err)
@@ -490,10 +572,10 @@ func ExampleSendFile() {
 	// Output: job 1 <nil>
 }
 
-// ReceiveFile takes one segment from a Unix socket and nothing else: a
+// ReceiveSegment takes one segment from a Unix socket and nothing else: a
 // message without one, or with several, is ErrBadMessage, and once the
 // other end has hung up, io.EOF. Both ends are in this process here.
-func ExampleReceiveFile() {
+func ExampleReceiveSegment() {
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM, 0)
 	if err != nil {
 		log.Fatal(err)
@@ -515,20 +597,20 @@ func ExampleReceiveFile() {
 		log.Fatal(err)
 	}
 	defer m.Close()
-	if err := shmmap.SendFile(sender, m.File()); err != nil {
+	if err := shmmap.SendSegment(sender, m.File()); err != nil {
 		log.Fatal(err)
 	}
 	sender.Write([]byte("x")) // data alone
 	sender.Close()
 
-	f, err := shmmap.ReceiveFile(receiver)
+	f, err := shmmap.ReceiveSegment(receiver)
 	if err != nil {
 		log.Fatal(err)
 	}
 	f.Close()
-	_, err = shmmap.ReceiveFile(receiver)
+	_, err = shmmap.ReceiveSegment(receiver)
 	fmt.Println(errors.Is(err, shmmap.ErrBadMessage))
-	_, err = shmmap.ReceiveFile(receiver)
+	_, err = shmmap.ReceiveSegment(receiver)
 	fmt.Println(err == io.EOF)
 	// Output:
 	// true

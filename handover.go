@@ -10,28 +10,28 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// The message of SendFile and ReceiveFile is what Python's socket.send_fds
+// The message of SendSegment and ReceiveSegment is what Python's socket.send_fds
 // and recv_fds exchange, and what C sends with sendmsg(2): one byte of data
 // with one descriptor attached (SCM_RIGHTS). The byte is there because a
 // stream socket carries no descriptor without data; its value is 0 and is
 // ignored on receipt.
 
-// SendFile sends f, the file of a segment (m.File() of a Mapping, or a file
+// SendSegment sends f, the file of a segment (m.File() of a Mapping, or a file
 // received earlier), over the Unix domain socket c, for the process at the
-// other end to receive with ReceiveFile, Python's socket.recv_fds(sock, 1,
+// other end to receive with ReceiveSegment, Python's socket.recv_fds(sock, 1,
 // 1), or recvmsg(2). The receiver gets a descriptor of its own for the same
-// segment: f stays the caller's, and may be closed as soon as SendFile
+// segment: f stays the caller's, and may be closed as soon as SendSegment
 // returns. Like c.Write, it waits until the socket takes the message, as
 // long as c's write deadline allows.
 //
-// f must be a segment, as for ReadFile: a nil f is an error wrapping
+// f must be a segment, as for MapFileReadOnly: a nil f is an error wrapping
 // fs.ErrInvalid, a closed one fs.ErrClosed, and anything else, a pipe, a
 // socket, a regular file on disk, ErrNotSegment; those errors are of type
 // *fs.PathError naming f. The errors of the socket are c's own, of type
 // *net.OpError: net.ErrClosed for a closed c, os.ErrDeadlineExceeded,
 // syscall.EPIPE once the other end is closed. A nil c is an *net.OpError
 // wrapping fs.ErrInvalid.
-func SendFile(c *net.UnixConn, f *os.File) error {
+func SendSegment(c *net.UnixConn, f *os.File) error {
 	if c == nil {
 		return &net.OpError{Op: "write", Net: "unix", Err: fs.ErrInvalid}
 	}
@@ -48,11 +48,11 @@ func SendFile(c *net.UnixConn, f *os.File) error {
 	return err
 }
 
-// ReceiveFile receives the file of a segment over the Unix domain socket
-// c, as SendFile, Python's socket.send_fds(sock, [b"\0"], [fd]) or C's
+// ReceiveSegment receives the file of a segment over the Unix domain socket
+// c, as SendSegment, Python's socket.send_fds(sock, [b"\0"], [fd]) or C's
 // sendmsg(2) sends it: one message of one byte carrying one descriptor. It
 // waits for the message, like c.Read, as long as c's read deadline allows.
-// The file is the caller's, to map with ReadFile or ReadWriteFile and to
+// The file is the caller's, to map with MapFileReadOnly or MapFile and to
 // close; its descriptor is close-on-exec from the moment it arrives (on
 // Linux the kernel sets the flag as it installs it, MSG_CMSG_CLOEXEC; on
 // macOS, which lacks that, it is set under syscall.ForkLock, so that no
@@ -60,13 +60,13 @@ func SendFile(c *net.UnixConn, f *os.File) error {
 // named as /proc shows it ("/memfd:NAME (deleted)" for a memfd); on macOS
 // "fd N".
 //
-// Once the other end has closed the connection, ReceiveFile returns io.EOF.
-// A message that carries no descriptor, several, or more than ReceiveFile
+// Once the other end has closed the connection, ReceiveSegment returns io.EOF.
+// A message that carries no descriptor, several, or more than ReceiveSegment
 // has room for (a dozen) is an *net.OpError wrapping ErrBadMessage, and a
 // descriptor that is not of a segment (a pipe, socket, directory, device,
 // a regular file on disk) an *fs.PathError wrapping ErrNotSegment naming
 // it; either way every descriptor that came with the message is closed
-// before ReceiveFile returns, so none leaks.
+// before ReceiveSegment returns, so none leaks.
 //
 // An empty message, which a datagram or SOCK_SEQPACKET socket can carry,
 // is ErrBadMessage too: no peer can end a receiver's loop with it while the
@@ -75,17 +75,17 @@ func SendFile(c *net.UnixConn, f *os.File) error {
 // nothing both for an empty message and at the end: there it is the end
 // once the other end has closed or shut down writing (an empty message
 // sent just before that counts as the end too), and ErrBadMessage before.
-// A datagram socket has no end: ReceiveFile waits on it for the next
+// A datagram socket has no end: ReceiveSegment waits on it for the next
 // message.
 //
 // A segment's descriptor that this process cannot map as it wants is
-// received all the same, and ReadFile and ReadWriteFile say why: one
-// opened read-only is fs.ErrPermission to ReadWriteFile, one opened with
+// received all the same, and MapFileReadOnly and MapFile say why: one
+// opened read-only is fs.ErrPermission to MapFile, one opened with
 // O_PATH is fs.ErrPermission to both, and one that is not sealed is
 // ErrNotSealed to either with RequireSealed. The errors of the socket are
 // of type *net.OpError, wrapping net.ErrClosed for a closed c or
 // os.ErrDeadlineExceeded; a nil c is one wrapping fs.ErrInvalid.
-func ReceiveFile(c *net.UnixConn) (*os.File, error) {
+func ReceiveSegment(c *net.UnixConn) (*os.File, error) {
 	if c == nil {
 		return nil, &net.OpError{Op: "read", Net: "unix", Err: fs.ErrInvalid}
 	}

@@ -348,8 +348,8 @@ func TestPythonNumPy(t *testing.T) {
 
 // TestPythonFD passes anonymous segments between Go and Python by file
 // descriptor over a Unix socket, each way: Go's CreateAnonymous and
-// SendFile to Python's socket.recv_fds and mmap, and Python's sealed
-// os.memfd_create and socket.send_fds to ReceiveFile and ReadWriteFile.
+// SendSegment to Python's socket.recv_fds and mmap, and Python's sealed
+// os.memfd_create and socket.send_fds to ReceiveSegment and MapFile.
 // The socket reaches Python as fd 3, through ExtraFiles.
 func TestPythonFD(t *testing.T) {
 	checkLeaks(t)
@@ -388,7 +388,7 @@ func TestPythonFD(t *testing.T) {
 		}
 		want := fillQuarters(v)
 		conn, cmd, wait := start(t, "recv-fd")
-		if err := SendFile(conn, m.File()); err != nil {
+		if err := SendSegment(conn, m.File()); err != nil {
 			t.Fatal(err)
 		}
 		out := cmd.Stdout.(*bytes.Buffer)
@@ -407,14 +407,14 @@ func TestPythonFD(t *testing.T) {
 		}
 		checkLeaks(t)
 		conn, _, wait := start(t, "send-fd")
-		f, err := ReceiveFile(conn)
+		f, err := ReceiveSegment(conn)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if f.Name() != "/memfd:python (deleted)" {
 			t.Errorf("the received file is named %q", f.Name())
 		}
-		m, err := ReadWriteFile(f, 0)
+		m, err := MapFile(f, 0)
 		f.Close()
 		if err != nil {
 			t.Fatal(err)

@@ -95,7 +95,12 @@ func creatorFD(key string) int {
 	if !ok {
 		return -1
 	}
-	return s.fd
+	s.first.mu.Lock()
+	defer s.first.mu.Unlock()
+	if !s.first.creator {
+		return -1
+	}
+	return s.first.fd
 }
 
 // TestCreateLocksBeforeNaming: when Create sizes the segment, it already

@@ -15,8 +15,8 @@ import (
 const maxSize = min(1<<47, math.MaxInt)
 
 // create makes segment name (canonical form) of size bytes, maps it
-// read-write, and returns the mapping and, where the system keeps one
-// (holdsName), the fd that holds the creator's lock; else fd is -1. The
+// read-write, and returns the mapping and its fd, which holds the
+// creator's lock where the system keeps one (holdsName). The
 // segment gets its name only once it is locked, sized and mapped, where the
 // system allows (Linux's O_TMPFILE): then no other process, a sweeper
 // included, ever sees it half made, and a failure leaves no name to remove.
@@ -56,34 +56,36 @@ func create(name string, size int, o options) (data []byte, fd int, err error) {
 		}
 		return nil, -1, &fs.PathError{Op: op, Path: name, Err: err}
 	}
-	if !holdsName {
-		closeFD(fd)
-		fd = -1
-	}
 	return data, fd, nil
 }
 
 // open maps size bytes of the existing segment name (canonical form), or
 // all of it if size is 0, after checking with fstat that it is a segment
-// and has them, and for RequireSealed that it is sealed. Errors name key,
-// the caller's spelling.
-func open(name, key string, size int, writable bool, o options) ([]byte, error) {
+// and has them, and for RequireSealed that it is sealed. It returns the
+// segment's fd too if keep, else closes it (fd -1). Errors name key, the
+// caller's spelling.
+func open(name, key string, size int, writable, keep bool, o options) (data []byte, fd int, err error) {
 	var st unix.Stat_t
-	fd, err := openSegment(name, key, writable, &st)
+	fd, err = openSegment(name, key, writable, &st)
 	if err != nil {
-		return nil, err
+		return nil, -1, err
 	}
-	defer closeFD(fd)
 	if o.sealed {
 		// The size again, after the seals: see mapFile.
-		if err := checkSealed(fileSeals(fd), writable); err != nil {
-			return nil, &fs.PathError{Op: "fcntl", Path: key, Err: err}
-		}
-		if err := fstat(fd, &st); err != nil {
-			return nil, &fs.PathError{Op: "fstat", Path: key, Err: err}
+		if err = checkSealed(fileSeals(fd), writable); err != nil {
+			err = &fs.PathError{Op: "fcntl", Path: key, Err: err}
+		} else if err = fstat(fd, &st); err != nil {
+			err = &fs.PathError{Op: "fstat", Path: key, Err: err}
 		}
 	}
-	return mapSegment(fd, &st, key, size, writable, o.flags)
+	if err == nil {
+		data, err = mapSegment(fd, &st, key, size, writable, o.flags)
+	}
+	if err != nil || !keep {
+		closeFD(fd)
+		fd = -1
+	}
+	return data, fd, err
 }
 
 // openSegment opens the existing segment name (canonical form), read-only

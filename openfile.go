@@ -11,8 +11,8 @@ import (
 // read-write, as Read and ReadWrite open it: without following a symbolic
 // link, without blocking on a FIFO, and close-on-exec, so that no child
 // process inherits it. It is for what a mapping cannot do: pass the
-// segment to ReadFile or ReadWriteFile, hand it to another process
-// (SendFile), take a lock of one's own on it, or ask CreatorOf whether its
+// segment to MapFileReadOnly or MapFile, hand it to another process
+// (SendSegment), take a lock of one's own on it, or ask CreatorOf whether its
 // creator is alive. The *os.File is the caller's to close; it maps nothing
 // and is in no table, so Release and ReleaseAll do not touch it.
 //

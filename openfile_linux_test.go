@@ -11,7 +11,7 @@ import (
 )
 
 // TestOpenFile: the file OpenFile returns is the segment's, read-only or
-// read-write as asked, close-on-exec, in no table; ReadWriteFile maps it;
+// read-write as asked, close-on-exec, in no table; MapFile maps it;
 // bad keys, missing names and paths that leave /dev/shm are errors, and
 // nothing stays open after one.
 func TestOpenFile(t *testing.T) {
@@ -30,7 +30,7 @@ func TestOpenFile(t *testing.T) {
 	if flags, err := unix.FcntlInt(f.Fd(), unix.F_GETFD, 0); err != nil || flags&unix.FD_CLOEXEC == 0 {
 		t.Errorf("F_GETFD = %#x, %v: not close-on-exec", flags, err)
 	}
-	m, err := ReadWriteFile(f, 0)
+	m, err := MapFile(f, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,8 +69,8 @@ func TestOpenFile(t *testing.T) {
 	if _, err := ro.Write([]byte("x")); err == nil {
 		t.Error("a read-only file took a write")
 	}
-	if _, err := ReadWriteFile(ro, 0); !errors.Is(err, fs.ErrPermission) {
-		t.Errorf("ReadWriteFile of a read-only file: %v, want fs.ErrPermission", err)
+	if _, err := MapFile(ro, 0); !errors.Is(err, fs.ErrPermission) {
+		t.Errorf("MapFile of a read-only file: %v, want fs.ErrPermission", err)
 	}
 
 	v := escapeVictims(t)

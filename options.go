@@ -1,7 +1,7 @@
 package shmmap
 
-// An Option changes how Create, Read, ReadWrite, CreateAnonymous, ReadFile
-// and ReadWriteFile map a segment: Populate prefaults it, RequireSealed
+// An Option changes how Create, Read, ReadWrite, CreateAnonymous, MapFileReadOnly
+// and MapFile map a segment: Populate prefaults it, RequireSealed
 // refuses a segment whose size a peer could change. A nil Option is
 // ignored.
 type Option func(*options)
@@ -41,7 +41,7 @@ func Populate() Option { return func(o *options) { o.flags |= mapPopulate } }
 // not exist (then CreateAnonymous with RequireSealed fails). A file that
 // is not a memfd, in /dev/shm or any other tmpfs, can never be sealed (the
 // kernel gives it F_SEAL_SEAL when it is made): so Create, Read and
-// ReadWrite of a key, and ReadFile of such a file, fail with it there.
+// ReadWrite of a key, and MapFileReadOnly of such a file, fail with it there.
 // The seals are read before the size, and a seal is never removed, so a
 // size that passes the check is one the segment keeps.
 //

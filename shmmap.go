@@ -128,8 +128,8 @@
 // CreateAnonymous makes a segment with no key and no name that anything
 // could be left under. Other processes get its file, m.File(), through
 // os/exec's ExtraFiles (as fd 3 and on) or over a Unix socket with
-// SendFile and ReceiveFile, which speak what Python's socket.send_fds and
-// recv_fds speak, and map it with ReadFile or ReadWriteFile. Its memory is
+// SendSegment and ReceiveSegment, which speak what Python's socket.send_fds and
+// recv_fds speak, and map it with MapFileReadOnly or MapFile. Its memory is
 // freed with the last descriptor and mapping of it, in whatever process
 // and however that process ends: there is nothing for Sweep to do. On
 // Linux it is a memfd, which /dev/shm's size does not limit, sealed so
@@ -161,31 +161,24 @@
 // checked before any system call, so that no key reaches a file outside
 // the shm namespace.
 //
-// The errors of CreateAnonymous, ReadFile, ReadWriteFile and Mapping.Close
+// The errors of CreateAnonymous, MapFileReadOnly, MapFile and Mapping.Close
 // are *fs.PathError too, naming the file as its Name() gives it
 // ("memfd:shmmap" for CreateAnonymous's on Linux): ErrNotSegment for a file
 // that is not shared memory (a pipe, a socket, a directory, a regular file
 // on disk), fs.ErrInvalid for a nil *os.File and fs.ErrClosed for a closed
 // one, fs.ErrPermission for one without the access needed (an O_PATH
 // descriptor has none), and ErrNotSealed for one that RequireSealed
-// refuses. SendFile and ReceiveFile return such an error for a file, and
+// refuses. SendSegment and ReceiveSegment return such an error for a file, and
 // an *net.OpError, as net's own methods do, for the socket and for a
 // message that does not carry exactly one descriptor (ErrBadMessage);
-// ReceiveFile returns io.EOF once the other end has closed.
+// ReceiveSegment returns io.EOF once the other end has closed.
 package shmmap
 
 import (
 	"errors"
-	"fmt"
 	"io/fs"
 	"sync"
-
-	"golang.org/x/sys/unix"
 )
-
-// maxCreateTries bounds Create's retries on a key that already exists; with
-// 128 random bits in each key a single retry is already unheard of.
-const maxCreateTries = 100
 
 // Create makes a new shared memory segment of exactly size bytes, zero-filled
 // and mapped read-write, and returns its key and data. The segment's mode is
@@ -209,35 +202,16 @@ const maxCreateTries = 100
 // no name, fd or mapping. If there is an error, it will be of type
 // *fs.PathError.
 func Create(size int, opts ...Option) (key string, data []byte, err error) {
-	if size <= 0 || size > maxSize {
-		return "", nil, createSizeError(size)
+	m, err := CreateNamed(size, opts...)
+	if err != nil {
+		return "", nil, err
 	}
-	for try := 1; ; try++ {
-		key = newKey()
-		var fd int
-		data, fd, err = create(key, size, parseOptions(opts))
-		if err == nil {
-			table.add(key, data, true, fd)
-			return key, data, nil
-		}
-		if !keyTaken(err, try) {
-			return "", nil, err
-		}
+	if !holdsName && m.fd >= 0 {
+		closeFD(m.fd) // no lock to hold: the key API keeps no fd here
+		m.fd = -1
 	}
-}
-
-// createSizeError is the error of a size that Create and CreateAnonymous
-// cannot make.
-func createSizeError(size int) error {
-	return &fs.PathError{Op: "create", Path: "", Err: sizeError(size, fmt.Sprintf("want 0 < size <= %d", int64(maxSize)))}
-}
-
-// keyTaken reports whether err, of the try-th attempt to create a segment
-// under a fresh key, is that the key is taken (an *fs.PathError wrapping
-// EEXIST) and another may be drawn: at most maxCreateTries in all.
-func keyTaken(err error, try int) bool {
-	pe, ok := err.(*fs.PathError)
-	return ok && pe.Err == unix.EEXIST && try < maxCreateTries
+	table.add(m.name, m)
+	return m.name, m.data, nil
 }
 
 // Read maps the existing segment key read-only and returns its first size
@@ -269,25 +243,12 @@ func ReadWrite(key string, size int, opts ...Option) ([]byte, error) {
 }
 
 func attach(key string, size int, writable bool, o options) ([]byte, error) {
-	name, err := normalize(key)
-	if err != nil {
-		return nil, &fs.PathError{Op: "shm_open", Path: key, Err: err}
-	}
-	if size < 0 || size > maxSize {
-		return nil, &fs.PathError{Op: "mmap", Path: key, Err: attachSizeError(size)}
-	}
-	data, err := open(name, key, size, writable, o)
+	m, err := mapKey(key, size, writable, false, o)
 	if err != nil {
 		return nil, err
 	}
-	table.add(name, data, false, -1)
-	return data, nil
-}
-
-// attachSizeError wraps ErrInvalidSize for a size that no segment can be
-// mapped with.
-func attachSizeError(size int) error {
-	return sizeError(size, fmt.Sprintf("want 0 <= size <= %d", int64(maxSize)))
+	table.add(m.name, m)
+	return m.data, nil
 }
 
 // Release unmaps every mapping of key that this process holds and, if this
@@ -315,7 +276,7 @@ func Release(key string) error {
 
 // ReleaseAll releases every key that this process holds, as Release does,
 // and returns the errors joined; for defer shmmap.ReleaseAll() in main.
-// Mappings (CreateAnonymous, ReadFile, ReadWriteFile) are not keys: it
+// Mappings (CreateAnonymous, MapFileReadOnly, MapFile) are not keys: it
 // leaves them to their Close.
 func ReleaseAll() error {
 	var errs []error
@@ -339,54 +300,40 @@ func Unlink(key string) error {
 	err = shmUnlink(name, -1)
 	// A creator's Release must not remove a later segment of the same name,
 	// and the creator no longer owns one to hold.
-	if fd := table.forget(name); fd >= 0 {
-		closeFD(fd)
-	}
+	table.forget(name)
 	if err != nil {
 		return &fs.PathError{Op: "shm_unlink", Path: key, Err: err}
 	}
 	return nil
 }
 
-// holding is what this process holds of one key. The first mapping is kept
-// inline, so that the common case (one mapping a key) allocates nothing.
+// holding is what the key API holds of one key: the Mappings it made, in
+// the order made. The first is kept inline, so that the common case (one
+// mapping a key) allocates no slice.
 type holding struct {
-	first   []byte   // the first mapping made of the key, in full
-	more    [][]byte // any others
-	created bool     // made by Create here and not unlinked since: Release unlinks
-	fd      int      // while created, the fd that holds the creator's lock, or -1
+	first *Mapping
+	more  []*Mapping
 }
 
-// release unmaps every mapping of s and, if this process created the
-// segment, removes its name and then drops the creator's lock; a name
-// already gone is what the caller wanted. Errors name key.
+// release closes every Mapping of s, the later ones first, so that the
+// creator's (always the first: Create's key is new) goes last and its close
+// of the segment's fd is the one that frees the pages. Errors name key;
+// the first is returned.
 func (s *holding) release(key string) error {
 	var first error
-	for i := -1; i < len(s.more); i++ {
+	for i := len(s.more) - 1; i >= -1; i-- {
 		m := s.first
 		if i >= 0 {
 			m = s.more[i]
 		}
-		if err := munmap(m); err != nil && first == nil {
-			first = &fs.PathError{Op: "munmap", Path: key, Err: err}
+		if err := m.close(key); err != nil && first == nil {
+			first = err
 		}
-	}
-	if s.created {
-		// Create mapped the whole segment first: its length is the size.
-		err := shmUnlink(canonical(key), len(s.first))
-		if err != nil && err != unix.ENOENT && first == nil {
-			first = &fs.PathError{Op: "shm_unlink", Path: key, Err: err}
-		}
-	}
-	if s.fd >= 0 {
-		// With the mappings and the name gone, this close is likely the
-		// last reference: it frees the pages.
-		closeFile(s.fd, int64(len(s.first)))
 	}
 	return first
 }
 
-// table holds every mapping that this process has made, by canonical key.
+// table holds every Mapping that the key API has made, by canonical key.
 // Its lock is never held across a syscall: Create and attach map first and
 // record after, Release forgets first and unmaps after.
 var table = holdingTable{segs: make(map[string]holding)}
@@ -396,20 +343,15 @@ type holdingTable struct {
 	segs map[string]holding
 }
 
-// add records a mapping of name; for Create's, fd is the creator's lock
-// (-1 where the system keeps none), else fd is ignored.
-func (t *holdingTable) add(name string, data []byte, created bool, fd int) {
+// add records m, a Mapping of name that the key API made.
+func (t *holdingTable) add(name string, m *Mapping) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	s, ok := t.segs[name]
 	if !ok {
-		s.first = data
-		s.fd = -1
+		s.first = m
 	} else {
-		s.more = append(s.more, data)
-	}
-	if created {
-		s.created, s.fd = true, fd
+		s.more = append(s.more, m)
 	}
 	t.segs[name] = s
 }
@@ -432,17 +374,14 @@ func (t *holdingTable) removeAll() map[string]holding {
 	return segs
 }
 
-// forget records that name's segment is no longer this process' to unlink,
-// and returns the fd of the creator's lock for the caller to close, or -1.
-func (t *holdingTable) forget(name string) (fd int) {
+// forget records that name's segment, whose name is gone, is no longer the
+// key API's to unlink: its creator's Mapping, if the table has one, is
+// disowned, which drops the creator's lock.
+func (t *holdingTable) forget(name string) {
 	t.mu.Lock()
-	defer t.mu.Unlock()
 	s, ok := t.segs[name]
-	if !ok {
-		return -1
+	t.mu.Unlock()
+	if ok {
+		s.first.disown() // the creator's, if any, is the first
 	}
-	fd = s.fd
-	s.created, s.fd = false, -1
-	t.segs[name] = s
-	return fd
 }

@@ -23,7 +23,7 @@ import (
 // bytes. Past that, fallocate and MAP_POPULATE zero or map every page, and
 // munmap and the final unlink or close free them: a multi-GiB call must not
 // keep its P, and with it a garbage collection's stop, waiting. A file that
-// a caller or a peer hands over (ReadFile, SendFile, ReceiveFile) may be
+// a caller or a peer hands over (MapFileReadOnly, SendSegment, ReceiveSegment) may be
 // anywhere, on NFS or FUSE, where even fstat waits on a server: until it is
 // known to be a segment, it is asked about with ordinary calls only.
 //

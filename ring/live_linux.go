@@ -21,7 +21,7 @@ import (
 
 // A watch is this end's file of the segment, opened by shmmap.OpenFile:
 // the opener's keeps its flock; both ask about the other end through it.
-// The opener's mapping is its own (shmmap.ReadWriteFile), not in shmmap's
+// The opener's mapping is its own (shmmap.MapFile), not in shmmap's
 // table, so that an end opened in the creating process has a mapping of its
 // own to unmap.
 type watch struct {
@@ -62,7 +62,7 @@ func mapOpened(key string) ([]byte, watch, error) {
 	if err := flock(f, unix.LOCK_SH); err != nil {
 		return fail("flock", err)
 	}
-	m, err := shmmap.ReadWriteFile(f, int(min(fi.Size(), HeaderSize+maxCapacity)))
+	m, err := shmmap.MapFile(f, int(min(fi.Size(), HeaderSize+maxCapacity)))
 	if err != nil {
 		return fail("mmap", err)
 	}

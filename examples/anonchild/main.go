@@ -1,7 +1,7 @@
 // Command anonchild is examples/parentchild with an anonymous segment: the
 // parent makes 4 MiB with CreateAnonymous and fills its first half, and
 // hands the segment to a child process (this program re-executed) as fd 3
-// through os/exec's ExtraFiles. The child maps fd 3 with ReadWriteFile,
+// through os/exec's ExtraFiles. The child maps fd 3 with MapFile,
 // sums the first half and writes 100 at index 0, and the parent sees that
 // write in place. No key, and no name anywhere: once both have closed the
 // segment, nothing of it is left, whichever of them dies first and however.
@@ -77,7 +77,7 @@ func share(m *shmmap.Mapping) error {
 
 func child() {
 	f := os.NewFile(3, "segment") // ExtraFiles[0]
-	seg, err := shmmap.ReadWriteFile(f, 0)
+	seg, err := shmmap.MapFile(f, 0)
 	f.Close() // the mapping does not need it
 	if err != nil {
 		log.Fatalf("child: %v", err)

@@ -9,7 +9,7 @@ making a segment for Go, and attaching to Go's as most code does.
 
 recv-fd and send-fd find a connected Unix socket at fd 3 (Go's ExtraFiles)
 and pass the segment's fd over it with socket.recv_fds and send_fds, one
-byte of data with one fd, as shmmap.SendFile and ReceiveFile do.
+byte of data with one fd, as shmmap.SendSegment and ReceiveSegment do.
 """
 import errno
 import fcntl
