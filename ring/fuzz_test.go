@@ -33,7 +33,7 @@ const (
 	opAddTail        // delta int8: tail += delta (times 8 if the opcode's bit 7 is set)
 	opAddHead        // delta int8: head += delta (idem)
 	opCall           // n uint16: Next, or Reserve of a length made of n
-	opDone           // Release, or Commit, of the last call's message, if any
+	opDone           // n uint16: Release, or Commit or Abort as n says (see the targets)
 	opPeer           // n uint16, flags byte: the peer's own step (see the targets)
 	numOps
 )
@@ -105,7 +105,7 @@ func (r *fuzzRing) take(n int) (v uint32) {
 
 // run runs the script: the peer's writes here, the end's calls and the
 // peer's steps by call, done and peer.
-func (r *fuzzRing) run(call func(n uint16), done func(), peer func(n uint16, flags uint8)) {
+func (r *fuzzRing) run(call, done func(n uint16), peer func(n uint16, flags uint8)) {
 	for ops := 0; len(r.in) > 0 && ops < fuzzMaxOps; ops++ {
 		op := r.u8()
 		switch (op &^ 0x80) % numOps {
@@ -128,7 +128,7 @@ func (r *fuzzRing) run(call func(n uint16), done func(), peer func(n uint16, fla
 		case opCall:
 			call(r.u16())
 		case opDone:
-			done()
+			done(r.u16())
 		case opPeer:
 			peer(r.u16(), r.u8())
 		}
@@ -197,7 +197,9 @@ func (r *fuzzRing) expect(call string, err error, want ...error) {
 	r.t.Fatalf("%s: %v, not an error it documents", call, err)
 }
 
-// FuzzConsumer: a consumer in a ring whose producer writes anything. The
+// FuzzConsumer: a consumer in a ring whose producer writes anything. Calls
+// of Next without Release take batches of messages; done releases them,
+// and with none taken calls Release if n is odd, which must panic. The
 // peer's step writes a record at the shared tail: a length made of n, then
 // a stamp, its kind and low bits from flags&3; an exact stamp if flags&4,
 // and a length that fits if flags&8; and stores the new tail if flags&16.
@@ -206,7 +208,7 @@ func FuzzConsumer(f *testing.F) {
 	seed := func(shift uint8, opener bool, tail, head uint32, ops ...[]byte) {
 		f.Add(shift, uint8(0xA5), opener, tail, head, uint32(stateOpened), bytes.Join(ops, nil))
 	}
-	next, release := []byte{opCall, 0, 0}, []byte{opDone}
+	next, release := []byte{opCall, 0, 0}, []byte{opDone, 0, 0}
 	record := func(n uint16, flags uint8) []byte { return append([]byte{opPeer}, append(at(n), flags)...) }
 	// The head that straddled the buffer's end, and its stamp, with zeros
 	// after the segment as in a page's slack (issue 17).
@@ -225,6 +227,13 @@ func FuzzConsumer(f *testing.F) {
 	seed(0, false, 0, 0, record(100, 4|16), next)
 	seed(0, false, 0, 0, []byte{opAddTail | 0x80, 100}, next)
 	seed(0, false, 0, 0, []byte{opAddTail, 0xFD}, next)
+	// Batches: three messages, then one Release; a padding record within a
+	// batch; a record forged a lap on, over the batch; a Release of none.
+	seed(2, false, 0, 0, record(10, 4|8|16), record(20, 4|8|16), record(30, 4|8|16), next, next, next, release,
+		record(40, 4|8|16), next, next, release)
+	seed(0, false, 0, 0, record(20, 4|8|16), next, record(0, 4|8|16|kindPadding), record(10, 4|8|16), next, next, release)
+	seed(0, false, 0, 0, record(20, 4|8|16), next, record(24, 4|8|16|kindPadding), record(8, 4|8|16), next, release)
+	seed(0, false, 0, 0, []byte{opDone, 1, 0}, record(0, 4|8|16), next, release, []byte{opDone, 1, 0})
 	f.Fuzz(func(t *testing.T, shift, guard uint8, opener bool, tail, head, state uint32, script []byte) {
 		r := newFuzzRing(t, endConsumer, shift, guard, opener, tail, head, state, script)
 		if r == nil {
@@ -233,17 +242,44 @@ func FuzzConsumer(f *testing.F) {
 		c := newConsumer(r.e)
 		// The consumer writes its head and its sleeper flag, nothing else.
 		onlyOwn := func() func(string) { return r.writesOnly(len(r.seg), offConsSleep, offHead) }
+		var batch [][]byte // the messages taken since the last Release
 		r.run(func(uint16) {
+			taken, h := c.next != c.head, atomic.LoadUint32(r.e.head)
 			check := onlyOwn()
 			m, err := c.Next(r.ctx)
 			check("Next")
 			r.expect("Next", err, ErrCorrupt, io.EOF, context.Canceled)
 			r.within("Next", m)
-		}, func() {
+			if taken && atomic.LoadUint32(r.e.head) != h {
+				t.Fatal("Next stored head with messages taken")
+			}
+			if c.next-c.head > uint32(len(r.e.buf)) {
+				t.Fatalf("taken from %d to %d: more than the capacity", c.head, c.next)
+			}
+			if err == nil && len(m) > 0 {
+				addr := func(b []byte) uintptr { return uintptr(unsafe.Pointer(unsafe.SliceData(b))) }
+				for _, b := range batch { // the messages of a batch never overlap
+					if addr(m) < addr(b)+uintptr(len(b)) && addr(b) < addr(m)+uintptr(len(m)) {
+						t.Fatalf("Next returned bytes of a message taken before, not released")
+					}
+				}
+				batch = append(batch, m)
+			}
+		}, func(n uint16) {
 			if c.next != c.head {
 				check := onlyOwn()
 				c.Release()
 				check("Release")
+				if h := atomic.LoadUint32(r.e.head); h != c.next {
+					t.Fatalf("Release stored head %d, want %d: all that was taken", h, c.next)
+				}
+				batch = batch[:0]
+			} else if n&1 != 0 {
+				check := r.writesOnly(len(r.seg))
+				if noPanic(c.Release) == nil {
+					t.Fatal("Release without a message taken did not panic")
+				}
+				check("Release without Next")
 			}
 		}, func(n uint16, flags uint8) {
 			pos := atomic.LoadUint32(r.e.tail)
@@ -266,15 +302,20 @@ func FuzzConsumer(f *testing.F) {
 
 // FuzzProducer: a producer in a ring whose consumer writes anything.
 // Reserve's length is n mod (capacity + 9), less 1: from -1 to past
-// MaxMessage. The peer's step stores head: tail's value, less 8*n if
-// flags&1.
+// MaxMessage; it writes there the heads that records of this lap would
+// have. Done's n: 0 commits the whole reservation; with bit 15 set, a
+// length out of range, which must panic (below 0 if bit 14 is set too);
+// else n-1 mod (reserved + 2) is the length committed, or reserved + 1
+// for Abort; with no reservation, a Commit that must panic if n is odd.
+// The peer's step stores head: tail's value, less 8*n if flags&1.
 func FuzzProducer(f *testing.F) {
 	at := func(n uint16) []byte { return binary.LittleEndian.AppendUint16(nil, n) }
 	seed := func(shift uint8, opener bool, tail, head uint32, ops ...[]byte) {
 		f.Add(shift, uint8(0xA5), opener, tail, head, uint32(stateOpened), bytes.Join(ops, nil))
 	}
 	reserve := func(n uint16) []byte { return append([]byte{opCall}, at(n+1)...) }
-	commit, consume := []byte{opDone}, []byte{opPeer, 0, 0, 0}
+	commit, consume := []byte{opDone, 0, 0}, []byte{opPeer, 0, 0, 0}
+	commitN := func(n uint16) []byte { return append([]byte{opDone}, at(n+1)...) }
 	// The positions that made the producer panic or write past the buffer
 	// (issue 17), as opener and as creator.
 	for _, pos := range []uint32{4, 4094, 4092, 1<<32 - 4, 2} {
@@ -299,6 +340,14 @@ func FuzzProducer(f *testing.F) {
 	seed(0, false, 0, 0, reserve(40), commit, []byte{opAddHead | 0x80, 7}, reserve(40))
 	seed(0, false, 0, 0, reserve(40), commit, []byte{opAddHead | 0x80, 0xF0}, reserve(40))
 	seed(0, false, 0, 0, reserve(40), commit, []byte{opAddHead, 3}, reserve(40))
+	// Commits shorter than the reservation, in the middle and after a
+	// padding record that goes with the message; an Abort, and one after
+	// a padding record published alone; lengths out of range.
+	seed(0, false, 0, 0, reserve(40), commitN(0), reserve(40), commitN(9), reserve(48), commitN(17), consume,
+		reserve(40), commitN(1), consume, reserve(30), commitN(30))
+	seed(0, false, 0, 0, reserve(40), commitN(41), reserve(8), commitN(9), consume, reserve(40), commitN(41), reserve(0), commit)
+	seed(0, false, 0, 0, reserve(40), commit, consume, reserve(16), commit, reserve(48), commitN(49), consume, reserve(48), commit)
+	seed(0, false, 0, 0, reserve(10), []byte{opDone, 1, 0x80}, []byte{opDone, 1, 0xC0}, commit, []byte{opDone, 1, 0})
 	f.Fuzz(func(t *testing.T, shift, guard uint8, opener bool, tail, head, state uint32, script []byte) {
 		r := newFuzzRing(t, endProducer, shift, guard, opener, tail, head, state, script)
 		if r == nil {
@@ -318,13 +367,66 @@ func FuzzProducer(f *testing.F) {
 					t.Fatalf("Reserve(%d): %d bytes", size, len(b))
 				}
 				r.within("Reserve", b)
-				fill(b, uint64(n))
+				at := p.tail + uint32(p.pad) + recordHead
+				for x := 0; x+recordHead <= len(b); x += recordHead {
+					putHead(b, x, uint32(n), stampOf(at+uint32(x))|uint32(x/recordHead)&1)
+				}
 			}
-		}, func() {
-			if p.n >= 0 {
-				check := onlyOwn()
-				p.Commit(p.n)
-				check("Commit")
+		}, func(n uint16) {
+			reserved := p.n
+			if reserved < 0 {
+				if n&1 != 0 {
+					check := r.writesOnly(len(r.seg))
+					if noPanic(func() { p.Commit(0) }) == nil {
+						t.Fatal("Commit without a reservation did not panic")
+					}
+					check("Commit without Reserve")
+				}
+				return
+			}
+			m := reserved
+			switch {
+			case n&0x8000 != 0:
+				m = reserved + 1 + int(n&0xFF)
+				if n&0x4000 != 0 {
+					m = -1 - int(n&0xFF)
+				}
+				check := r.writesOnly(len(r.seg))
+				if noPanic(func() { p.Commit(m) }) == nil {
+					t.Fatalf("Commit(%d) of a reservation of %d bytes did not panic", m, reserved)
+				}
+				check("Commit out of range")
+				return
+			case n != 0:
+				m = int(n-1) % (reserved + 2)
+			}
+			if m > reserved { // Abort, after which Commit panics
+				check := r.writesOnly(len(r.seg))
+				p.Abort()
+				if noPanic(func() { p.Commit(0) }) == nil {
+					t.Fatal("Commit after Abort did not panic")
+				}
+				check("Abort")
+				return
+			}
+			tail, pad := p.tail, p.pad
+			check := onlyOwn()
+			p.Commit(m)
+			check("Commit")
+			msg, next := tail+uint32(pad), tail+uint32(pad+recordHead+align(m))
+			if got := atomic.LoadUint32(r.e.tail); got != next || p.tail != next {
+				t.Fatalf("Commit(%d) at %d, padding %d: tail %d, this end's %d; want %d", m, tail, pad, got, p.tail, next)
+			}
+			if h := (*[2]uint32)(unsafe.Pointer(&r.e.buf[msg&r.e.mask])); h[0] != uint32(m) || h[1] != stampOf(msg) {
+				t.Fatalf("Commit(%d) at %d: head %d, %#x", m, msg, h[0], h[1])
+			}
+			if pad > 0 {
+				if h := (*[2]uint32)(unsafe.Pointer(&r.e.buf[tail&r.e.mask])); h[0] != uint32(pad-recordHead) || h[1] != stampOf(tail)|kindPadding {
+					t.Fatalf("Commit(%d) at %d: padding head %d, %#x", m, tail, h[0], h[1])
+				}
+			}
+			if uint32(len(r.e.buf))-(next-p.head) >= recordHead && *word(r.e.buf, int(next&r.e.mask)+4) != 0 {
+				t.Fatalf("Commit(%d) at %d: the stamp word after it, at %d, is not cleared", m, msg, next)
 			}
 		}, func(n uint16, flags uint8) {
 			h := atomic.LoadUint32(r.e.tail)
