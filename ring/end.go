@@ -24,8 +24,9 @@ var pollInterval = 200 * time.Millisecond
 // words and the peer's liveness.
 type end struct {
 	key     string
-	seg     []byte // the whole segment, until close
-	buf     []byte // its buffer, capacity bytes
+	m       *shmmap.Mapping // this end's handle on the segment
+	seg     []byte          // m's bytes, until close
+	buf     []byte          // its buffer, capacity bytes
 	mask    uint32
 	creator bool
 	kind    uint32 // endProducer or endConsumer
@@ -47,34 +48,42 @@ func create(capacity int, kind uint32) (*end, error) {
 	if err != nil {
 		return nil, err
 	}
-	key, seg, err := shmmap.Create(size)
+	m, err := shmmap.CreateNamed(size)
 	if err != nil {
 		return nil, err
 	}
 	pid, start := self()
-	initHeader(seg, c, kind, pid, start)
-	w, err := watchCreated(key)
+	initHeader(m.Bytes(), c, kind, pid, start)
+	w, err := watchOf(m, true)
 	if err != nil {
-		shmmap.Release(key)
+		m.Close()
 		return nil, err
 	}
-	return newEnd(key, seg, c, kind, true, w, 0, 0), nil
+	return newEnd(m, m.Bytes(), c, kind, true, w, 0, 0), nil
 }
 
 // open maps ring key and takes its end kind, which must not be the
 // creator's.
 func open(key string, kind uint32) (*end, error) {
 	if !strings.HasPrefix(key, "/") {
-		key = "/" + key // the spelling of the creator's Key, which Close releases
+		key = "/" + key // the spelling of the creator's Key
 	}
-	seg, w, err := mapOpened(key)
+	m, err := mapRing(key)
 	if err != nil {
 		return nil, err
 	}
 	fail := func(err error) (*end, error) {
-		w.close(key, seg, false)
+		m.Close()
+		if _, ok := err.(*fs.PathError); ok {
+			return nil, err
+		}
 		return nil, &fs.PathError{Op: "open", Path: key, Err: err}
 	}
+	w, err := watchOf(m, false)
+	if err != nil {
+		return fail(err)
+	}
+	seg := m.Bytes()
 	c, creatorEnd, err := checkHeader(seg)
 	if err != nil {
 		return fail(err)
@@ -104,12 +113,45 @@ func open(key string, kind uint32) (*end, error) {
 			break
 		}
 	}
-	return newEnd(key, seg, c, kind, false, w, tail, head), nil
+	return newEnd(m, seg, c, kind, false, w, tail, head), nil
 }
 
-func newEnd(key string, seg []byte, capacity int, kind uint32, creator bool, w watch, tail, head uint32) *end {
+// mapRing maps segment key read-write, as much of it as its header says
+// the ring takes and no more, whatever size the creator gave the segment:
+// the header first, for the capacity, then header and buffer. A segment
+// too short for either is ErrCorrupt.
+func mapRing(key string) (*shmmap.Mapping, error) {
+	h, err := shmmap.MapReadOnly(key, HeaderSize)
+	if err != nil {
+		return nil, truncated(key, err, "a ring's header")
+	}
+	size := HeaderSize
+	if c := atomic.LoadUint32(word(h.Bytes(), offCapacity)); c <= maxCapacity {
+		size += int(c) // else checkHeader will say what is wrong
+	}
+	h.Close()
+	m, err := shmmap.Map(key, size)
+	if err != nil {
+		return nil, truncated(key, err, "the ring its header describes")
+	}
+	return m, nil
+}
+
+// truncated is err, or ErrCorrupt if err says that the segment is shorter
+// than what.
+func truncated(key string, err error, what string) error {
+	if errors.Is(err, shmmap.ErrInvalidSize) {
+		return &fs.PathError{Op: "open", Path: key, Err: fmt.Errorf("%w: segment shorter than %s (%w)", ErrCorrupt, what, err)}
+	}
+	return err
+}
+
+// newEnd makes an end over seg, the bytes of m (nil in tests that build a
+// ring in a plain slice).
+func newEnd(m *shmmap.Mapping, seg []byte, capacity int, kind uint32, creator bool, w watch, tail, head uint32) *end {
 	return &end{
-		key:     key,
+		key:     m.Key(),
+		m:       m,
 		seg:     seg,
 		buf:     seg[HeaderSize : HeaderSize+capacity : HeaderSize+capacity],
 		mask:    uint32(capacity - 1),
@@ -149,7 +191,7 @@ func (e *end) close() error {
 		}
 	}
 	_, werr := wake.Wake(w, 0) // the peer sleeps on the word this end writes
-	err := e.watch.close(e.key, e.seg, e.creator)
+	err := e.m.Close()         // the creator's also removes the name
 	e.seg, e.buf = nil, nil
 	return errors.Join(werr, err)
 }

@@ -83,7 +83,7 @@ func newFuzzRing(t *testing.T, kind uint32, shift, guard uint8, opener bool, tai
 		}
 		startTail, startHead = tail, head
 	}
-	r.e = newEnd("", r.seg, capacity, kind, !opener, watch{}, startTail, startHead)
+	r.e = newEnd(nil, r.seg, capacity, kind, !opener, watch{}, startTail, startHead)
 	return r
 }
 

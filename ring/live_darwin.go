@@ -4,7 +4,6 @@ package ring
 
 import (
 	"os"
-	"sync"
 	"sync/atomic"
 	"unsafe"
 
@@ -29,34 +28,11 @@ import (
 // it after closing the process' files. macOS has no pid namespaces: a pid
 // means the same process in every process of the machine.
 
-// A watch on macOS needs nothing of its own.
+// A watch on macOS needs nothing of its own: the end's handle holds the
+// segment, and the pids are in the header.
 type watch struct{}
 
-// ends counts the ends of each key open in this process: package shmmap's
-// Release unmaps every mapping of a key at once, so the last end's Close
-// releases it.
-var ends = struct {
-	sync.Mutex
-	n map[string]int
-}{n: map[string]int{}}
-
-func watchCreated(key string) (watch, error) {
-	ends.Lock()
-	ends.n[key]++
-	ends.Unlock()
-	return watch{}, nil
-}
-
-// mapOpened maps segment key through package shmmap (macOS has no fd to
-// keep for liveness).
-func mapOpened(key string) ([]byte, watch, error) {
-	seg, err := shmmap.ReadWrite(key, 0)
-	if err != nil {
-		return nil, watch{}, err
-	}
-	w, _ := watchCreated(key)
-	return seg, w, nil
-}
+func watchOf(m *shmmap.Mapping, creator bool) (watch, error) { return watch{}, nil }
 
 func (w watch) peerAlive(seg []byte, creator bool) bool {
 	offPID, offTime := offCreatorPID, offCreatorTime
@@ -79,16 +55,6 @@ func (w watch) peerAlive(seg []byte, creator bool) bool {
 		return false // dead, not yet reaped
 	}
 	return start == 0 || t == start // a pid reused by another process has another start time
-}
-
-func (w watch) close(key string, seg []byte, creator bool) error {
-	ends.Lock()
-	defer ends.Unlock()
-	if ends.n[key]--; ends.n[key] > 0 {
-		return nil
-	}
-	delete(ends.n, key)
-	return shmmap.Release(key)
 }
 
 func self() (pid uint32, start uint64) {

@@ -4,7 +4,6 @@ package ring
 
 import (
 	"errors"
-	"fmt"
 	"io/fs"
 	"os"
 
@@ -13,60 +12,29 @@ import (
 )
 
 // Liveness on Linux (see the package documentation): the creator's process
-// holds shmmap.Create's lock until its Close or death, which
-// shmmap.CreatorOf asks about; the opener's holds a shared flock(2) lock
-// through the file that mapOpened keeps. flock and the creator's OFD lock
+// holds the creator's lock of shmmap.CreateNamed until its Close or death,
+// which shmmap.CreatorOf asks about; the opener's holds a shared flock(2)
+// lock through the file of its handle. flock and the creator's OFD lock
 // are separate kinds on Linux, so neither end's own lock shows in its
 // question about the other's.
 
-// A watch is this end's file of the segment, opened by shmmap.OpenFile:
-// the opener's keeps its flock; both ask about the other end through it.
-// The opener's mapping is its own (shmmap.MapFile), not in shmmap's
-// table, so that an end opened in the creating process has a mapping of its
-// own to unmap.
+// A watch is this end's file of the segment, its handle's: the creator's
+// holds the creator's lock, the opener's its flock; each asks about the
+// other end through it.
 type watch struct {
 	f *os.File
-	m *shmmap.Mapping // the opener's; nil for the creator
 }
 
-// watchCreated opens the creator's file, for asking about the opener.
-func watchCreated(key string) (watch, error) {
-	f, err := shmmap.OpenFile(key, false)
-	if err != nil {
-		return watch{}, err
-	}
-	return watch{f: f}, nil
-}
-
-// mapOpened opens segment key read-write, takes the opener's flock and maps
-// the whole segment (at most the largest ring).
-func mapOpened(key string) ([]byte, watch, error) {
-	f, err := shmmap.OpenFile(key, true)
-	if err != nil {
-		return nil, watch{}, err
-	}
-	fail := func(op string, err error) ([]byte, watch, error) {
-		f.Close()
-		if _, ok := err.(*fs.PathError); ok {
-			return nil, watch{}, err
+// watchOf makes the watch of an end whose handle is m; the opener's takes
+// its flock.
+func watchOf(m *shmmap.Mapping, creator bool) (watch, error) {
+	w := watch{f: m.File()}
+	if !creator {
+		if err := flock(w.f, unix.LOCK_SH); err != nil {
+			return watch{}, &fs.PathError{Op: "flock", Path: m.Key(), Err: err}
 		}
-		return nil, watch{}, &fs.PathError{Op: op, Path: key, Err: err}
 	}
-	fi, err := f.Stat()
-	if err != nil {
-		return fail("fstat", err)
-	}
-	if fi.Size() < HeaderSize {
-		return fail("open", fmt.Errorf("%w: segment of %d bytes, shorter than a ring's header", ErrCorrupt, fi.Size()))
-	}
-	if err := flock(f, unix.LOCK_SH); err != nil {
-		return fail("flock", err)
-	}
-	m, err := shmmap.MapFile(f, int(min(fi.Size(), HeaderSize+maxCapacity)))
-	if err != nil {
-		return fail("mmap", err)
-	}
-	return m.Bytes(), watch{f: f, m: m}, nil
+	return w, nil
 }
 
 // peerAlive tells whether the other end lives: asked by the creator, the
@@ -81,19 +49,6 @@ func (w watch) peerAlive(seg []byte, creator bool) bool {
 		return true // EWOULDBLOCK: held
 	}
 	return shmmap.CreatorOf(w.f) != shmmap.CreatorGone
-}
-
-// close unmaps seg and closes the file, which drops the opener's flock: the
-// creator's mapping through shmmap.Release, which also removes the name and
-// drops the creator's lock; the opener's through its Mapping.
-func (w watch) close(key string, seg []byte, creator bool) error {
-	var err error
-	if creator {
-		err = shmmap.Release(key)
-	} else {
-		err = w.m.Close()
-	}
-	return errors.Join(err, w.f.Close())
 }
 
 // flock applies how (a flock(2) operation) to f, again if a signal

@@ -94,7 +94,7 @@
 // limit.
 //
 // On Linux the kernel vouches for liveness, not a pid: the creating process
-// holds the lock that shmmap.Create takes on every segment (an open file
+// holds the lock that shmmap.CreateNamed takes on every segment (an open file
 // description lock, read, on the whole file) until it closes its end or
 // dies, and the opening process holds a shared flock(2) lock on the
 // segment's file through an fd it keeps until it closes its end or dies.
@@ -254,8 +254,11 @@
 // one from Next until the next Release; either end's slices, and the end itself,
 // are invalid after Close, which unmaps the segment: touching them then
 // faults and kills the process. Close must not run while another call on
-// the same end runs. The ring
-// owns its segment: do not Release or Unlink its key with package shmmap.
+// the same end runs. Each end holds the segment through a handle of its
+// own (shmmap.CreateNamed, shmmap.Map), so shmmap.Release and ReleaseAll,
+// called by any code in the process, never reach it; shmmap.Unlink of the
+// key would only keep a peer that has not opened the ring yet from
+// opening it.
 // The creator's Close removes the segment's name; the memory goes when both
 // ends have closed (or died).
 //

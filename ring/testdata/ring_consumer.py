@@ -110,7 +110,7 @@ class Ring:
     def __init__(self, key):
         name = key.lstrip("/")
         # The opener's liveness lock: a shared flock on an fd of the file,
-        # held until this end closes or the process dies (Go's mapOpened).
+        # held until this end closes or the process dies (Go's watchOf).
         self.fd = os.open("/dev/shm/" + name, os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
         fcntl.flock(self.fd, fcntl.LOCK_SH)
         try:
