@@ -2,6 +2,7 @@ package ring
 
 import (
 	"context"
+	"math"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -92,7 +93,7 @@ func TestCommitShorterClears(t *testing.T) {
 // reserved, panics and says so, and sends nothing.
 func TestCommitOutOfRange(t *testing.T) {
 	p, c := pair(t, 256)
-	for _, m := range []int{-1, 11, 1 << 40} {
+	for _, m := range []int{-1, 11, math.MaxInt, math.MinInt} {
 		b, err := p.Reserve(context.Background(), 10)
 		if err != nil {
 			t.Fatal(err)
