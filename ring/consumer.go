@@ -89,7 +89,8 @@ func (c *Consumer) MaxMessage() int { return len(c.e.buf) - recordHead }
 // the producer's process died (after every message it committed has been
 // taken), ErrCorrupt if a record does not fit the ring (it runs past the
 // buffer's end, or with the records taken more than the capacity past
-// head), tail has passed a record without a stamp, or tail is not a
+// head), a padding record does not end at the buffer's end or starts at
+// its start, tail has passed a record without a stamp, or tail is not a
 // multiple of 8 or further than the capacity from the position after the
 // records taken (see Layout); and is ErrClosed after Close.
 func (c *Consumer) Next(ctx context.Context) ([]byte, error) {
@@ -115,6 +116,12 @@ func (c *Consumer) Next(ctx context.Context) ([]byte, error) {
 		rec := uint32(recordHead + align(n))
 		if c.next+rec-c.head > uint32(len(e.buf)) { // with those taken, more than a lap
 			return nil, fmt.Errorf("%w: record of %d bytes at %d, more than the capacity past head %d", ErrCorrupt, n32, c.next, c.head)
+		}
+		if st&stampKind == kindPadding && (off == 0 || n != len(e.buf)-off-recordHead) {
+			// The producer pads only to the buffer's end, and never from
+			// its start: any other padding is a peer's, which could keep
+			// this loop going without a wait that looks at ctx.
+			return nil, fmt.Errorf("%w: padding of %d bytes at %d", ErrCorrupt, n32, off)
 		}
 		at := c.next
 		c.next += rec

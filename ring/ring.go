@@ -199,8 +199,11 @@
 // A record is corrupt, and Next's error wraps ErrCorrupt, if its length
 // does not fit between its offset + 8 and the buffer's end, if it ends
 // more than the capacity past head (it would overlap the records taken
-// and not released, a lap earlier), or if tail has passed its position and
-// it has no stamp.
+// and not released, a lap earlier), if tail has passed its position and
+// it has no stamp, or if it is a padding record that does not cover the
+// rest of the buffer exactly or stands at offset 0 (where no record needs
+// one). So a consumer meets at most one padding record before a message
+// or a wait, whatever a peer writes.
 //
 // The positions are corrupt, and Open's, Reserve's or Next's error wraps
 // ErrCorrupt, if tail or head is not a multiple of 8, or if tail - head,

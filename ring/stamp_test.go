@@ -225,6 +225,13 @@ func TestCorruptRecord(t *testing.T) {
 			putHead(buf, off, uint32(len(buf)-recordHead), stampOf(uint32(off))|kindMessage)
 		}},
 		{"padding-length", 0, func(buf []byte, off int) { putHead(buf, off, 1<<31, stampOf(uint32(off))|kindPadding) }},
+		// Paddings that fit but that no producer writes: one that stops
+		// short of the buffer's end, one at offset 0. A peer stamping such
+		// paddings one after another kept Next from ever looking at ctx.
+		{"padding-short", 24, func(buf []byte, off int) { putHead(buf, off, 16, stampOf(uint32(off))|kindPadding) }}, // ends at tail
+		{"padding-at-start", 0, func(buf []byte, off int) {
+			putHead(buf, off, uint32(len(buf)-recordHead), stampOf(uint32(off))|kindPadding)
+		}},
 		{"no-stamp", 0, func(buf []byte, off int) { *word(buf, off+4) = 0 }},
 		{"stamp-of-another-position", 0, func(buf []byte, off int) { *word(buf, off+4) = stampOf(uint32(off) + 64) }},
 		{"stamp-low-bits", 0, func(buf []byte, off int) { *word(buf, off+4) = stampOf(uint32(off)) | 2 }},
