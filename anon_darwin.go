@@ -74,6 +74,17 @@ func statFile(fd int, st *unix.Stat_t) (bool, error) {
 // fdName is the name of a received fd: a shm object has no path to ask for.
 func fdName(fd int) string { return "fd " + strconv.Itoa(fd) }
 
+// scmPIDFD is no control message: macOS has no pidfds. (Its type -1 is
+// none that xnu writes; type 4 there is SCM_TIMESTAMP_MONOTONIC.)
+const scmPIDFD = -1
+
+// controlSpace is the room for the control messages of one message that
+// ReceiveSegment gives recvmsg: roomFDs descriptors. A Unix domain socket
+// in xnu carries SCM_RIGHTS and nothing else (unp_internalize in
+// bsd/kern/uipc_usrreq.c refuses a sender's other control messages with
+// EINVAL, and the local domain adds none of its own).
+var controlSpace = unix.CmsgSpace(4 * roomFDs)
+
 // recvFDs receives one message from the socket s, without waiting (EAGAIN
 // if there is none), into p, and returns the fds that came with it,
 // close-on-exec. macOS has no MSG_CMSG_CLOEXEC, so FD_CLOEXEC is set on

@@ -178,6 +178,23 @@ func fdName(fd int) string {
 	return string(buf[:n])
 }
 
+// scmPIDFD is the control message that carries the sender's pidfd, which
+// the kernel installs in the receiver when its socket has SO_PASSPIDFD
+// (Linux 6.5): rightsFDs closes it.
+const scmPIDFD = unix.SCM_PIDFD
+
+// controlSpace is the room for the control messages of one message that
+// ReceiveSegment gives recvmsg. The kernel writes them in this order
+// (__scm_recv_common and scm_recv_unix in net/core/scm.c): the sender's
+// credentials if the socket has SO_PASSCRED, its security label if
+// SO_PASSSEC, the descriptors (scm_detach_fds), and last the sender's
+// pidfd if SO_PASSPIDFD, which scm_pidfd_recv installs only if its message
+// fits, else it sets MSG_CTRUNC. So there is room for credentials, a pidfd
+// and roomFDs descriptors: a socket that asks for credentials and pidfds
+// still receives a segment, instead of its message being cut short
+// (ErrBadMessage).
+var controlSpace = unix.CmsgSpace(unix.SizeofUcred) + unix.CmsgSpace(4) + unix.CmsgSpace(4*roomFDs)
+
 // recvFDs receives one message from the socket s, without waiting (EAGAIN
 // if there is none), into p, and returns the fds that came with it, which
 // are close-on-exec from the start: MSG_CMSG_CLOEXEC has the kernel set

@@ -62,11 +62,15 @@ func SendSegment(c *net.UnixConn, f *os.File) error {
 //
 // Once the other end has closed the connection, ReceiveSegment returns io.EOF.
 // A message that carries no descriptor, several, or more than ReceiveSegment
-// has room for (a dozen) is an *net.OpError wrapping ErrBadMessage, and a
-// descriptor that is not of a segment (a pipe, socket, directory, device,
-// a regular file on disk) an *fs.PathError wrapping ErrNotSegment naming
-// it; either way every descriptor that came with the message is closed
-// before ReceiveSegment returns, so none leaks.
+// has room for (a dozen at least) is an *net.OpError wrapping
+// ErrBadMessage, and a descriptor that is not of a segment (a pipe,
+// socket, directory, device, a regular file on disk) an *fs.PathError
+// wrapping ErrNotSegment naming it; either way every descriptor that came
+// with the message is closed before ReceiveSegment returns, so none leaks.
+// If c asks for the sender's credentials (SO_PASSCRED) or, on Linux 6.5
+// and later, its pidfd (SO_PASSPIDFD), they do not stand in the way:
+// ReceiveSegment has room for them, returns neither, and closes the pidfd
+// that the kernel installs with every message.
 //
 // An empty message, which a datagram or SOCK_SEQPACKET socket can carry,
 // is ErrBadMessage too: no peer can end a receiver's loop with it while the
@@ -98,7 +102,7 @@ func ReceiveSegment(c *net.UnixConn) (*os.File, error) {
 	}
 	var (
 		p         [1]byte
-		oob       [64]byte // room for a dozen fds; the kernel closes any more
+		oob       = make([]byte, controlSpace)
 		n         int
 		fds       []int
 		truncated bool
@@ -106,7 +110,7 @@ func ReceiveSegment(c *net.UnixConn) (*os.File, error) {
 		rerr      error
 	)
 	if err := rc.Read(func(s uintptr) bool {
-		n, fds, truncated, rerr = recvFDs(int(s), p[:], oob[:])
+		n, fds, truncated, rerr = recvFDs(int(s), p[:], oob)
 		if rerr == nil && n == 0 && len(fds) == 0 && !truncated {
 			eof = endOfStream(int(s))
 		}
@@ -137,6 +141,12 @@ func ReceiveSegment(c *net.UnixConn) (*os.File, error) {
 	}
 	return os.NewFile(uintptr(fd), name), nil
 }
+
+// roomFDs is how many descriptors ReceiveSegment has room for at least,
+// beside the control messages that the receiver's socket options add
+// (controlSpace). The kernel installs no more than fit, and drops the
+// rest (MSG_CTRUNC).
+const roomFDs = 12
 
 // closeAll closes fds, which may be the last references to their files.
 func closeAll(fds []int) {
