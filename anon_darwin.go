@@ -45,9 +45,6 @@ func seal(fd int) (bool, error) { return false, nil }
 // fileSeals is 0: macOS has no seals.
 func fileSeals(fd int) int { return 0 }
 
-// sealedShrink is false: macOS has no seals.
-func sealedShrink(seals int) bool { return false }
-
 // checkSealed is nil: every segment's size is fixed as RequireSealed
 // demands. xnu's pshm_truncate allows one ftruncate in a shm object's life
 // (a second, or one while the first runs, is EINVAL: PSHM_ALLOCATED,
@@ -55,20 +52,30 @@ func sealedShrink(seals int) bool { return false }
 // object whose size is not yet set; so no mapping can outgrow its object.
 func checkSealed(seals int, writable bool) error { return nil }
 
+// checkFileSealed is nil, as checkSealed: a handed-over shm object is
+// one as any other.
+func checkFileSealed(kind segKind, seals int, writable bool) error { return nil }
+
+// fileSealed is false: macOS has no seals.
+func fileSealed(kind segKind, seals int) bool { return false }
+
 // pathOnly is false: macOS has no O_PATH.
 func pathOnly(fd int) bool { return false }
 
 // statFile fills st with fstat of fd, a file that a caller or a peer handed
-// over, and reports whether it is a segment. xnu's pshm_stat fills st_mode
+// over, and reports whether it is a segment (shmSeg) or not (notSeg). xnu's pshm_stat fills st_mode
 // with the object's mode alone, which shm_open masked with ALLPERMS: a shm
 // object, and nothing else, has no file type bits. A regular file (on disk)
 // is not a segment: a mapping of it writes to the disk, and a page that
 // cannot be read or written back is a SIGBUS at the access.
-func statFile(fd int, st *unix.Stat_t) (bool, error) {
+func statFile(fd int, st *unix.Stat_t) (segKind, error) {
 	if err := unix.Fstat(fd, st); err != nil {
-		return false, err
+		return notSeg, err
 	}
-	return st.Mode&unix.S_IFMT == 0, nil
+	if st.Mode&unix.S_IFMT != 0 {
+		return notSeg, nil
+	}
+	return shmSeg, nil
 }
 
 // fdName is the name of a received fd: a shm object has no path to ask for.

@@ -106,6 +106,42 @@ func checkSealed(seals int, writable bool) error {
 	return fmt.Errorf("%w: it has %s, RequireSealed wants %s", ErrNotSealed, sealNames(seals), sealNames(want))
 }
 
+// writeSeals are the seals that stop hole punching: with either,
+// fallocate(FALLOC_FL_PUNCH_HOLE) of the file is EPERM, on hugetlbfs
+// (hugetlbfs_punch_hole in fs/hugetlbfs/inode.c) as on tmpfs
+// (shmem_fallocate in mm/shmem.c), and so is madvise(MADV_REMOVE), which
+// punches through it.
+const writeSeals = unix.F_SEAL_WRITE | unix.F_SEAL_FUTURE_WRITE
+
+// checkFileSealed returns nil if seals, those of a handed-over segment of
+// kind, make it sealed as RequireSealed demands: checkSealed's seals, and
+// on hugetlbfs a write seal too, for there a hole punched into the file
+// gives its huge page back to the pool, and an access to the hole needs
+// a huge page from the pool again (hugetlb_no_page in mm/hugetlb.c, whose
+// failure for want of one is SIGBUS), which the sender can take first.
+// F_SEAL_SHRINK and F_SEAL_GROW do not stop the punch; F_SEAL_WRITE and
+// F_SEAL_FUTURE_WRITE do (writeSeals). Else it is an error wrapping
+// ErrNotSealed that says why.
+func checkFileSealed(kind segKind, seals int, writable bool) error {
+	if err := checkSealed(seals, writable); err != nil {
+		return err
+	}
+	if kind == hugeSeg && seals&writeSeals == 0 {
+		return fmt.Errorf("%w: it is on hugetlbfs and has %s, which do not stop a hole being punched into it "+
+			"(fallocate FALLOC_FL_PUNCH_HOLE), which gives its huge pages back to the pool, so an access to "+
+			"the hole can fault; RequireSealed wants F_SEAL_WRITE or F_SEAL_FUTURE_WRITE there",
+			ErrNotSealed, sealNames(seals))
+	}
+	return nil
+}
+
+// fileSealed reports whether a handed-over segment of kind with seals is
+// Sealed: sealed against shrinking, and on hugetlbfs against hole
+// punching too (see checkFileSealed).
+func fileSealed(kind segKind, seals int) bool {
+	return sealedShrink(seals) && (kind != hugeSeg || seals&writeSeals != 0)
+}
+
 // sealNames spells seals out: "F_SEAL_SHRINK|F_SEAL_GROW", or "no seals".
 func sealNames(seals int) string {
 	var names []string
@@ -143,28 +179,30 @@ func pathOnly(fd int) bool {
 }
 
 // statFile fills st with fstat of fd, a file that a caller or a peer handed
-// over, and reports whether it is a segment: a regular file in memory
-// (tmpfs: memfds, /dev/shm, O_TMPFILEs; hugetlbfs). A regular file on disk
+// over, and reports whether it is a segment: a regular file in memory,
+// on tmpfs (shmSeg: memfds, /dev/shm, O_TMPFILEs) or hugetlbfs (hugeSeg). A regular file on disk
 // is not: a mapping of it writes to the disk, and a page that cannot be
 // read or written back (an I/O error, a full disk under a sparse file) is a
 // SIGBUS at the access. The calls are ordinary ones, not raw: the file may
 // be on NFS or FUSE, where fstat and fstatfs wait on a server.
-func statFile(fd int, st *unix.Stat_t) (bool, error) {
+func statFile(fd int, st *unix.Stat_t) (segKind, error) {
 	if err := unix.Fstat(fd, st); err != nil {
-		return false, err
+		return notSeg, err
 	}
 	if st.Mode&unix.S_IFMT != unix.S_IFREG {
-		return false, nil
+		return notSeg, nil
 	}
 	var sfs unix.Statfs_t
 	if err := unix.Fstatfs(fd, &sfs); err != nil {
-		return false, err
+		return notSeg, err
 	}
 	switch uint32(sfs.Type) {
-	case unix.TMPFS_MAGIC, unix.HUGETLBFS_MAGIC:
-		return true, nil
+	case unix.TMPFS_MAGIC:
+		return shmSeg, nil
+	case unix.HUGETLBFS_MAGIC:
+		return hugeSeg, nil
 	}
-	return false, nil
+	return notSeg, nil
 }
 
 // fdName is the name of a received fd: what /proc/self/fd says of it

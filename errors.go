@@ -36,7 +36,9 @@ var (
 	// ErrNotSealed: RequireSealed was given, and another process could
 	// change the segment's size under the mapping: on Linux, it lacks
 	// F_SEAL_SHRINK, or for a writable mapping F_SEAL_GROW (a segment
-	// with a key never has them). Nothing was mapped or made.
+	// with a key never has them); or, on hugetlbfs, take its pages back
+	// by punching a hole, which it lacks F_SEAL_WRITE and
+	// F_SEAL_FUTURE_WRITE to stop. Nothing was mapped or made.
 	ErrNotSealed = errors.New("shmmap: segment not sealed against size changes")
 )
 

@@ -38,7 +38,7 @@ func SendSegment(c *net.UnixConn, f *os.File) error {
 	var err error
 	if ferr := withFD(f, func(fd int) {
 		var st unix.Stat_t
-		if err = checkFile(fd, f.Name(), "sendmsg", &st); err != nil {
+		if _, err = checkFile(fd, f.Name(), "sendmsg", &st); err != nil {
 			return
 		}
 		_, _, err = c.WriteMsgUnix([]byte{0}, unix.UnixRights(fd), nil)
@@ -135,7 +135,7 @@ func ReceiveSegment(c *net.UnixConn) (*os.File, error) {
 	fd := fds[0]
 	name := fdName(fd)
 	var st unix.Stat_t
-	if err := checkFile(fd, name, "recvmsg", &st); err != nil {
+	if _, err := checkFile(fd, name, "recvmsg", &st); err != nil {
 		closeFile(fd, -1)
 		return nil, err
 	}

@@ -120,15 +120,16 @@ func mapKey(key string, size int, writable, keep bool, o options) (*Mapping, err
 //
 // m.Sealed() reports whether the segment is sealed against shrinking (on
 // Linux, F_SEAL_SHRINK: CreateAnonymous's segments are, and so are memfds
-// that other programs seal so). If it is, no process can ftruncate it
-// below its size, so no access to the mapping can fault because another
-// process shrank the segment; if it is not, one can, as with keys: an
-// access past the new end is a fault that kills this process (see
-// Bytes). The seals are read before the size, so a segment shrunk while
-// MapFileReadOnly runs is never Sealed over a mapping past its end. A file
-// from a process that is not trusted is best mapped with RequireSealed,
-// which refuses one that is not sealed (ErrNotSealed) before mapping
-// anything.
+// that other programs seal so; on hugetlbfs F_SEAL_WRITE or
+// F_SEAL_FUTURE_WRITE as well, see Sealed). If it is, no process can
+// ftruncate it below its size, so no access to the mapping can fault
+// because another process shrank the segment; if it is not, one can, as
+// with keys: an access past the new end is a fault that kills this process
+// (see Bytes). The seals are read before the size, so a segment shrunk
+// while MapFileReadOnly runs is never Sealed over a mapping past its end.
+// A file from a process that is not trusted is best mapped with
+// RequireSealed, which refuses one that is not sealed (ErrNotSealed)
+// before mapping anything.
 //
 // An O_PATH descriptor, which a peer can send, is an error wrapping
 // fs.ErrPermission: the file can be neither read nor written through it.
@@ -254,6 +255,22 @@ func (m *Mapping) File() *os.File {
 // named segment never has it. On macOS, which has no seals, Sealed is
 // always false, although no segment can shrink there once its size is set
 // (RequireSealed takes every segment there). A nil Mapping is not sealed.
+//
+// Sealed covers the size, not the pages within it. A process that may
+// write the file can still punch a hole into it (fallocate(2) with
+// FALLOC_FL_PUNCH_HOLE, or madvise MADV_REMOVE), which the size seals do
+// not stop and only F_SEAL_WRITE or F_SEAL_FUTURE_WRITE do. On tmpfs (a
+// memfd, /dev/shm) that only zeroes the bytes: the next access to the
+// hole gets a new zero page, as an access to a page never touched does,
+// and that fault fails only when memory cannot be had (shmem_fault and
+// shmem_get_folio_gfp in mm/shmem.c): a SIGBUS where the commit limit
+// refuses the page (vm.overcommit_memory=2) or the tmpfs is full (its
+// size=; a memfd's has none), the OOM killer where no page is left. On
+// hugetlbfs the punch gives the huge page back to the pool, and the next
+// access needs one from the pool again, a SIGBUS if the sender has taken
+// it meanwhile (hugetlb_no_page in mm/hugetlb.c): so there Sealed also
+// wants F_SEAL_WRITE or F_SEAL_FUTURE_WRITE, which stop the punch
+// (hugetlbfs_punch_hole in fs/hugetlbfs/inode.c).
 func (m *Mapping) Sealed() bool { return m != nil && m.sealed }
 
 // Unlink removes the name of m's segment now, as Unlink does by key: no

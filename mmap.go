@@ -140,8 +140,8 @@ func mapSegment(fd int, st *unix.Stat_t, path string, size int, writable bool, f
 
 // mapFile maps size bytes of fd, a file that a caller gave, or all of it if
 // size is 0, once checkFile has found it a segment, and for RequireSealed
-// checkSealed its seals; it reports whether the segment is sealed against
-// shrinking. An O_PATH descriptor, which a peer can send, is
+// checkFileSealed its seals; it reports whether the segment is sealed
+// (fileSealed). An O_PATH descriptor, which a peer can send, is
 // fs.ErrPermission: it can be neither read nor written. Errors name path,
 // the file's name.
 //
@@ -152,14 +152,15 @@ func mapSegment(fd int, st *unix.Stat_t, path string, size int, writable bool, f
 func mapFile(fd int, path string, size int, writable bool, o options) (data []byte, sealed bool, err error) {
 	seals := fileSeals(fd)
 	var st unix.Stat_t
-	if err := checkFile(fd, path, "mmap", &st); err != nil {
+	kind, err := checkFile(fd, path, "mmap", &st)
+	if err != nil {
 		return nil, false, err
 	}
 	if pathOnly(fd) {
 		return nil, false, &fs.PathError{Op: "mmap", Path: path, Err: errPathOnly}
 	}
 	if o.sealed {
-		if err := checkSealed(seals, writable); err != nil {
+		if err := checkFileSealed(kind, seals, writable); err != nil {
 			return nil, false, &fs.PathError{Op: "fcntl", Path: path, Err: err}
 		}
 	}
@@ -167,24 +168,34 @@ func mapFile(fd int, path string, size int, writable bool, o options) (data []by
 	if err != nil {
 		return nil, false, err
 	}
-	return data, sealedShrink(seals), nil
+	return data, fileSealed(kind, seals), nil
 }
 
 // errPathOnly is the error of mapping an O_PATH descriptor.
 var errPathOnly = fmt.Errorf("%w: the file is open with O_PATH, for neither reading nor writing", fs.ErrPermission)
 
+// A segKind is what statFile found a file to be.
+type segKind uint8
+
+const (
+	notSeg  segKind = iota // not a segment
+	shmSeg                 // a segment: on Linux a file on tmpfs, on macOS a shm object
+	hugeSeg                // a segment on hugetlbfs (Linux)
+)
+
 // checkFile fills st with fstat of fd, a file that a caller or a peer
-// handed over, and returns an error wrapping ErrNotSegment, for op on path,
-// unless it is a segment (statFile says what that is on each system).
-func checkFile(fd int, path, op string, st *unix.Stat_t) error {
-	ok, err := statFile(fd, st)
+// handed over, and returns what segment it is, or an error wrapping
+// ErrNotSegment, for op on path, unless it is one (statFile says what
+// that is on each system).
+func checkFile(fd int, path, op string, st *unix.Stat_t) (segKind, error) {
+	kind, err := statFile(fd, st)
 	if err != nil {
-		return &fs.PathError{Op: "fstat", Path: path, Err: err}
+		return notSeg, &fs.PathError{Op: "fstat", Path: path, Err: err}
 	}
-	if !ok {
-		return &fs.PathError{Op: op, Path: path, Err: notSegmentError(uint32(st.Mode), nil)}
+	if kind == notSeg {
+		return notSeg, &fs.PathError{Op: op, Path: path, Err: notSegmentError(uint32(st.Mode), nil)}
 	}
-	return nil
+	return kind, nil
 }
 
 // createAnon makes an anonymous segment of size bytes: openAnon makes it

@@ -45,6 +45,20 @@ func Populate() Option { return func(o *options) { o.flags |= mapPopulate } }
 // The seals are read before the size, and a seal is never removed, so a
 // size that passes the check is one the segment keeps.
 //
+// The seals cover size changes only: a peer that may write the file can
+// still punch a hole into it (fallocate FALLOC_FL_PUNCH_HOLE). On tmpfs
+// the hole is refilled with zero pages at the next access, which faults
+// only when memory cannot be had (see Mapping.Sealed). On hugetlbfs the
+// punch gives the huge page back to the pool, and the next access faults
+// with SIGBUS if the sender has taken it meanwhile; so a file on hugetlbfs
+// must also carry F_SEAL_WRITE or F_SEAL_FUTURE_WRITE, which stop the
+// punch, or it is ErrNotSealed, with a message that says so. Either seal
+// forbids a new writable shared mapping, so MapFile of such a file is
+// fs.ErrPermission: on hugetlbfs only MapFileReadOnly can meet
+// RequireSealed. (F_SEAL_FUTURE_WRITE leaves the sender's own writable
+// mappings working, but stops the punch all the same, so a read-only
+// receiver can take it.)
+//
 // On macOS every segment meets it, although Sealed is false there: xnu
 // sets a shm object's size once (pshm_truncate in bsd/kern/posix_shm.c
 // refuses a second ftruncate with EINVAL) and maps no byte past it
