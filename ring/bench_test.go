@@ -166,6 +166,35 @@ func BenchmarkStream(b *testing.B) {
 	}
 }
 
+// BenchmarkCalls: the calls themselves, in one goroutine that never
+// waits: one op is a message of 64 bytes reserved, committed, taken and
+// released.
+func BenchmarkCalls(b *testing.B) {
+	p, err := ring.CreateProducer(1 << 16)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer p.Close()
+	c, err := ring.OpenConsumer(p.Key())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	ctx := context.Background()
+	for b.Loop() {
+		buf, err := p.Reserve(ctx, 64)
+		if err != nil {
+			b.Fatal(err)
+		}
+		buf[0] = 1
+		p.Commit(len(buf))
+		if m, err := c.Next(ctx); err != nil || len(m) != 64 {
+			b.Fatal(len(m), err)
+		}
+		c.Release()
+	}
+}
+
 func sizeName(n int) string {
 	switch {
 	case n >= 1<<20:
