@@ -30,7 +30,9 @@ import (
 // *fs.PathError naming f. The errors of the socket are c's own, of type
 // *net.OpError: net.ErrClosed for a closed c, os.ErrDeadlineExceeded,
 // syscall.EPIPE once the other end is closed. A nil c is an *net.OpError
-// wrapping fs.ErrInvalid.
+// wrapping fs.ErrInvalid. Like ReceiveSegment, it asks f's filesystem
+// whether f is a segment, which for a file on FUSE or NFS can wait on the
+// server, beyond c's write deadline.
 func SendSegment(c *net.UnixConn, f *os.File) error {
 	if c == nil {
 		return &net.OpError{Op: "write", Net: "unix", Err: fs.ErrInvalid}
@@ -89,6 +91,16 @@ func SendSegment(c *net.UnixConn, f *os.File) error {
 // ErrNotSealed to either with RequireSealed. The errors of the socket are
 // of type *net.OpError, wrapping net.ErrClosed for a closed c or
 // os.ErrDeadlineExceeded; a nil c is one wrapping fs.ErrInvalid.
+//
+// c's read deadline covers the wait for the message, not the check of
+// the descriptor that comes with it: to learn whether it is a segment,
+// ReceiveSegment asks the file's filesystem (fstat, fstatfs). A file on a
+// filesystem that a process serves (FUSE, which an unprivileged sender
+// can mount in a user namespace of its own) or on one over a network (NFS)
+// can make that call wait on the server, in the kernel, for as long as
+// the server does not answer: beyond the deadline, and, for FUSE, past
+// every signal but a fatal one. A receiver that cannot afford that must
+// not take descriptors from a peer that can make such files.
 func ReceiveSegment(c *net.UnixConn) (*os.File, error) {
 	if c == nil {
 		return nil, &net.OpError{Op: "read", Net: "unix", Err: fs.ErrInvalid}

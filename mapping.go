@@ -131,6 +131,14 @@ func mapKey(key string, size int, writable, keep bool, o options) (*Mapping, err
 // RequireSealed, which refuses one that is not sealed (ErrNotSealed)
 // before mapping anything.
 //
+// To learn whether f is a segment, MapFileReadOnly asks its filesystem
+// (fstat, fstatfs). A file on a filesystem that a process serves (FUSE,
+// which an unprivileged peer can mount in a user namespace of its own) or
+// on one over a network (NFS) can make that call wait on the server, in
+// the kernel, for as long as the server does not answer, past every
+// signal but a fatal one; a received file is checked so once already, by
+// ReceiveSegment.
+//
 // An O_PATH descriptor, which a peer can send, is an error wrapping
 // fs.ErrPermission: the file can be neither read nor written through it.
 // m.Bytes() is valid until m.Close(). If there is an error, it will be of
@@ -144,7 +152,9 @@ func MapFileReadOnly(f *os.File, size int, opts ...Option) (*Mapping, error) {
 // errors are as for MapFileReadOnly; a file opened without write access,
 // or a segment sealed against writing (F_SEAL_WRITE), is an error wrapping
 // fs.ErrPermission, and with RequireSealed a segment must be sealed
-// against growing too (F_SEAL_GROW). f stays the caller's, and m.Bytes()
+// against growing too (F_SEAL_GROW). Like MapFileReadOnly, it asks f's
+// filesystem whether f is a segment, which for a file on FUSE or NFS can
+// wait on the server. f stays the caller's, and m.Bytes()
 // is valid until m.Close(). If there is an error, it will be of type
 // *fs.PathError naming f.Name().
 func MapFile(f *os.File, size int, opts ...Option) (*Mapping, error) {
