@@ -37,11 +37,11 @@
 // take. A waiting end publishes that it sleeps and sleeps on a word of the
 // segment (package wake: the futex on Linux); the other end makes the
 // wake-up system call only when the sleeper flag is set, so that two ends
-// that keep up with each other make no system call at all. By default neither end spins;
-// SetSpin makes an end watch the ring for a while before it sleeps (see
-// Spinning). While it waits, an end wakes every 200 ms to ask the kernel
-// whether its peer is still alive (see Dead peers); a wait ends with
-// ctx.Err() when ctx ends.
+// that keep up with each other make no system call at all. By default
+// neither end spins; SetSpin makes an end watch the ring for a while before
+// it sleeps (see Spinning). While it waits, an end wakes every 200 ms to ask
+// the kernel whether its peer is still alive (see Dead peers); a wait ends
+// with ctx.Err() when ctx ends.
 //
 // # Spinning
 //
@@ -49,15 +49,14 @@
 // it: about 2 µs when the two processes share a CPU, 25-35 µs on these
 // virtual machines when the sleeper's CPU is idle and must be woken (see
 // BENCHMARKS.md). SetSpin(d) makes an end's waits first watch the ring for
-// up to d (at most 10 ms), without a system call, and sleep only after
-// that: when the peer answers within d, on another CPU, neither side makes
-// a system call and the hand-over costs a few cache lines' transfers. A
+// up to d (at most 10 ms), without a system call, and sleep only after that:
+// when the peer answers within d, on another CPU, neither side makes a
+// system call and the hand-over costs a few cache lines' transfers. A
 // spinning consumer watches the stamp of the record it reads next (see
 // Layout), which lies on the record's own first line, so that the message
 // reaches it with the lines that carry it and no other. The price is a CPU
-// kept busy for up to d by each wait, so spin only with a
-// CPU to spare for each end: two spinning ends on one CPU take turns at
-// wasting it.
+// kept busy for up to d by each wait, so spin only with a CPU to spare for
+// each end: two spinning ends on one CPU take turns at wasting it.
 //
 // # Performance
 //
@@ -158,43 +157,43 @@
 // when (a - b) mod 2^32, read as a signed 32-bit number, is above 0.
 //
 // Committing. The producer writes a record's bytes; then clears the stamp
-// word (stores 0 at offset 4) of the position after the records it
-// commits, if those 8 bytes are free; then, for each record, the message's
-// before its padding's, stores its length (a plain store) and then its
-// stamp (an atomic store, a release at least: it must come after every
-// other store of the record and of the clearing); then stores the new
-// tail, and if the consumer-sleeping word is 1 calls FUTEX_WAKE (shared)
-// on tail. A record is committed once its stamp is stored. The clearing
-// makes a stamp trustworthy: the word a consumer finds at next (see
-// Consuming) either is the stamp of the record there, or was cleared, or is the stamp of the
+// word (stores 0 at offset 4) of the position after the records it commits,
+// if those 8 bytes are free; then, for each record, the message's before its
+// padding's, stores its length (a plain store) and then its stamp (an atomic
+// store, a release at least: it must come after every other store of the
+// record and of the clearing); then stores the new tail, and if the
+// consumer-sleeping word is 1 calls FUTEX_WAKE (shared) on tail. A record is
+// committed once its stamp is stored. The clearing makes a stamp
+// trustworthy: the word a consumer finds at next (see Consuming) either is
+// the stamp of the record there, or was cleared, or is the stamp of the
 // record one lap (capacity bytes) earlier, which differs. The position
 // cleared is the one after the records committed, not after the room the
 // producer set aside for them: it may have written anything in free room
-// that it then did not commit (a message shorter than it reserved, or
-// none), stamps of this lap included, and writes nothing at that position
-// until it commits the record there.
+// that it then did not commit (a message shorter than it reserved, or none),
+// stamps of this lap included, and writes nothing at that position until it
+// commits the record there.
 //
-// Consuming. The consumer reads the record at next, a position of its
-// own: the position after the records it has taken, which is head, or
-// past it by the records it has taken and not yet released. It learns of
-// a record either by its stamp or by tail. By its stamp: it loads the
-// stamp word at next (an acquire at least); the record is committed when
-// the word, less its kind bit, is next | 4, and then its length and bytes
-// are there to read (after that load). By tail: every record before tail
-// (tail past next) is committed and stamped. While neither says so, it
-// stores 1 in consumer-sleeping, loads tail again and, if still the value
-// it saw, calls FUTEX_WAIT on tail with that value, then stores 0. A
-// consumer that learns by stamps may be ahead of tail for a moment,
-// between a stamp and the store of tail. It takes a record by moving next
-// past it, and releases every record it has taken by storing next as the
-// new head, in one store, and waking the producer the same way through
-// producer-sleeping. Records between head and next are the consumer's
-// until it releases them: the producer counts free space from head, and
-// does not write them. A padding record that it takes with no message
-// taken it releases at once, since the producer may wait for the consumer
-// to pass a padding record that it committed alone. Because the stores and loads of the shared words
-// are sequentially consistent, a sleeper either sees the new value or is
-// seen sleeping: no wake-up is lost.
+// Consuming. The consumer reads the record at next, a position of its own:
+// the position after the records it has taken, which is head, or past it by
+// the records it has taken and not yet released. It learns of a record
+// either by its stamp or by tail. By its stamp: it loads the stamp word at
+// next (an acquire at least); the record is committed when the word, less
+// its kind bit, is next | 4, and then its length and bytes are there to read
+// (after that load). By tail: every record before tail (tail past next) is
+// committed and stamped. While neither says so, it stores 1 in
+// consumer-sleeping, loads tail again and, if still the value it saw, calls
+// FUTEX_WAIT on tail with that value, then stores 0. A consumer that learns
+// by stamps may be ahead of tail for a moment, between a stamp and the store
+// of tail. It takes a record by moving next past it, and releases every
+// record it has taken by storing next as the new head, in one store, and
+// waking the producer the same way through producer-sleeping. Records
+// between head and next are the consumer's until it releases them: the
+// producer counts free space from head, and does not write them. A padding
+// record that it takes with no message taken it releases at once, since the
+// producer may wait for the consumer to pass a padding record that it
+// committed alone. Because the stores and loads of the shared words are
+// sequentially consistent, a sleeper either sees the new value or is seen
+// sleeping: no wake-up is lost.
 //
 // A record is corrupt, and Next's error wraps ErrCorrupt, if its length
 // does not fit between its offset + 8 and the buffer's end, if it ends
@@ -206,14 +205,14 @@
 // or a wait, whatever a peer writes.
 //
 // The positions are corrupt, and Open's, Reserve's or Next's error wraps
-// ErrCorrupt, if tail or head is not a multiple of 8, or if tail - head,
-// as a signed 32-bit number, is below 0 or above the capacity. The opener
+// ErrCorrupt, if tail or head is not a multiple of 8, or if tail - head, as
+// a signed 32-bit number, is below 0 or above the capacity. The opener
 // checks both (see Opening), the producer each head it loads, and the
-// consumer each tail it loads, which may be behind its next, by the
-// records it has taken by their stamps, but by no more than the capacity,
-// and may be ahead of next by no more than the capacity.
-// With these checks, no value a peer writes into the segment, at any
-// moment, makes an end read or write outside the ring.
+// consumer each tail it loads, which may be behind its next, by the records
+// it has taken by their stamps, but by no more than the capacity, and may be
+// ahead of next by no more than the capacity. With these checks, no value a
+// peer writes into the segment, at any moment, makes an end read or write
+// outside the ring.
 //
 // Opening, in this order. The opener takes its liveness lock (on Linux,
 // flock LOCK_SH on an fd of the segment's file, kept until it closes) and
@@ -253,17 +252,16 @@
 //
 // # Lifetimes
 //
-// A slice from Reserve is valid until Commit, Abort or the next Reserve,
-// one from Next until the next Release; either end's slices, and the end itself,
+// A slice from Reserve is valid until Commit, Abort or the next Reserve, one
+// from Next until the next Release; either end's slices, and the end itself,
 // are invalid after Close, which unmaps the segment: touching them then
-// faults and kills the process. Close must not run while another call on
-// the same end runs. Each end holds the segment through a handle of its
-// own (shmmap.CreateNamed, shmmap.Map), so shmmap.Release and ReleaseAll,
-// called by any code in the process, never reach it; shmmap.Unlink of the
-// key would only keep a peer that has not opened the ring yet from
-// opening it.
-// The creator's Close removes the segment's name; the memory goes when both
-// ends have closed (or died).
+// faults and kills the process. Close must not run while another call on the
+// same end runs. Each end holds the segment through a handle of its own
+// (shmmap.CreateNamed, shmmap.Map), so shmmap.Release and ReleaseAll, called
+// by any code in the process, never reach it; shmmap.Unlink of the key would
+// only keep a peer that has not opened the ring yet from opening it. The
+// creator's Close removes the segment's name; the memory goes when both ends
+// have closed (or died).
 //
 // # Errors
 //
