@@ -81,10 +81,6 @@ func statFile(fd int, st *unix.Stat_t) (segKind, error) {
 // fdName is the name of a received fd: a shm object has no path to ask for.
 func fdName(fd int) string { return "fd " + strconv.Itoa(fd) }
 
-// scmPIDFD is no control message: macOS has no pidfds. (Its type -1 is
-// none that xnu writes; type 4 there is SCM_TIMESTAMP_MONOTONIC.)
-const scmPIDFD = -1
-
 // controlSpace is the room for the control messages of one message that
 // ReceiveSegment gives recvmsg: roomFDs descriptors. A Unix domain socket
 // in xnu carries SCM_RIGHTS and nothing else (unp_internalize in

@@ -216,11 +216,6 @@ func fdName(fd int) string {
 	return string(buf[:n])
 }
 
-// scmPIDFD is the control message that carries the sender's pidfd, which
-// the kernel installs in the receiver when its socket has SO_PASSPIDFD
-// (Linux 6.5): rightsFDs closes it.
-const scmPIDFD = unix.SCM_PIDFD
-
 // controlSpace is the room for the control messages of one message that
 // ReceiveSegment gives recvmsg. The kernel writes them in this order
 // (__scm_recv_common and scm_recv_unix in net/core/scm.c): the sender's

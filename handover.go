@@ -154,12 +154,6 @@ func ReceiveSegment(c *net.UnixConn) (*os.File, error) {
 	return os.NewFile(uintptr(fd), name), nil
 }
 
-// roomFDs is how many descriptors ReceiveSegment has room for at least,
-// beside the control messages that the receiver's socket options add
-// (controlSpace). The kernel installs no more than fit, and drops the
-// rest (MSG_CTRUNC).
-const roomFDs = 12
-
 // closeAll closes fds, which may be the last references to their files.
 func closeAll(fds []int) {
 	for _, fd := range fds {

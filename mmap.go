@@ -174,15 +174,6 @@ func mapFile(fd int, path string, size int, writable bool, o options) (data []by
 // errPathOnly is the error of mapping an O_PATH descriptor.
 var errPathOnly = fmt.Errorf("%w: the file is open with O_PATH, for neither reading nor writing", fs.ErrPermission)
 
-// A segKind is what statFile found a file to be.
-type segKind uint8
-
-const (
-	notSeg  segKind = iota // not a segment
-	shmSeg                 // a segment: on Linux a file on tmpfs, on macOS a shm object
-	hugeSeg                // a segment on hugetlbfs (Linux)
-)
-
 // checkFile fills st with fstat of fd, a file that a caller or a peer
 // handed over, and returns what segment it is, or an error wrapping
 // ErrNotSegment, for op on path, unless it is one (statFile says what

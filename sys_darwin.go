@@ -26,3 +26,7 @@ func closeFD(fd int) { unix.Close(fd) }
 // closeFile closes fd, whose file may go with it; size decides raw calls
 // on Linux.
 func closeFile(fd int, size int64) { unix.Close(fd) }
+
+// scmPIDFD is no control message: macOS has no pidfds. (Its type -1 is
+// none that xnu writes; type 4 there is SCM_TIMESTAMP_MONOTONIC.)
+const scmPIDFD = -1

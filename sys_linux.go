@@ -154,3 +154,8 @@ func munmap(b []byte) error {
 	_, err := syscall6(bounded(int64(len(b))), unix.SYS_MUNMAP, uintptr(unsafe.Pointer(unsafe.SliceData(b))), uintptr(len(b)), 0, 0, 0, 0)
 	return err
 }
+
+// scmPIDFD is the control message that carries the sender's pidfd, which
+// the kernel installs in the receiver when its socket has SO_PASSPIDFD
+// (Linux 6.5): rightsFDs closes it.
+const scmPIDFD = unix.SCM_PIDFD

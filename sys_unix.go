@@ -35,3 +35,18 @@ func rightsFDs(oob []byte) []int {
 	}
 	return fds
 }
+
+// roomFDs is how many descriptors ReceiveSegment has room for at least,
+// beside the control messages that the receiver's socket options add
+// (controlSpace). The kernel installs no more than fit, and drops the
+// rest (MSG_CTRUNC).
+const roomFDs = 12
+
+// A segKind is what statFile found a file to be.
+type segKind uint8
+
+const (
+	notSeg  segKind = iota // not a segment
+	shmSeg                 // a segment: on Linux a file on tmpfs, on macOS a shm object
+	hugeSeg                // a segment on hugetlbfs (Linux)
+)
