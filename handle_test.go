@@ -218,11 +218,11 @@ func TestHandleKeyAPIUnlink(t *testing.T) {
 // constructors is an error, with nothing left behind.
 func TestHandleBadInput(t *testing.T) {
 	keys := checkLeaks(t)
-	tooLarge := maxSize
-	if tooLarge < math.MaxInt {
-		tooLarge++ // on 32-bit systems maxSize is the largest int
+	sizes := []int{-1, 0, math.MinInt}
+	if big := maxSize; big < math.MaxInt { // on 32-bit systems maxSize is the largest int
+		sizes = append(sizes, big+1, math.MaxInt)
 	}
-	for _, size := range []int{-1, 0, tooLarge, math.MinInt} {
+	for _, size := range sizes {
 		if m, err := CreateNamed(size); !errors.Is(err, ErrInvalidSize) || m != nil {
 			t.Errorf("CreateNamed(%d): %v, %v; want ErrInvalidSize", size, m, err)
 		}
