@@ -1,0 +1,5 @@
+//go:build !race
+
+package shmmap
+
+const raceEnabled = false
