@@ -55,13 +55,13 @@ func ExampleSegment() {
 	}
 	for _, s := range segs {
 		if s.Key == key || s.Key == "/example_segment" {
-			fmt.Printf("%d bytes, %v, made %s ago at most, creator alive: %v\n",
+			fmt.Printf("%d bytes, %v, made %s ago at most, creator %v\n",
 				s.Size, s.Mode, time.Since(s.Changed).Round(time.Hour), s.Creator)
 		}
 	}
 	// Unordered output:
-	// 4096 bytes, -rw-------, made 0s ago at most, creator alive: yes
-	// 100 bytes, -rw-------, made 0s ago at most, creator alive: -
+	// 4096 bytes, -rw-------, made 0s ago at most, creator alive
+	// 100 bytes, -rw-------, made 0s ago at most, creator none
 }
 
 // Sweep at service start removes what crashed processes left behind. It
@@ -107,7 +107,7 @@ func ExampleCreator() {
 	if err := shmmap.Release(key); err != nil {
 		log.Fatal(err)
 	}
-	// Output: while held: yes
+	// Output: while held: alive
 }
 
 // On Linux an anonymous segment is a memfd sealed against any change of
@@ -211,6 +211,6 @@ func ExampleCreatorOf() {
 	shmmap.Release(key) // the creator lets go
 	fmt.Println(shmmap.CreatorOf(f))
 	// Output:
-	// yes
-	// no
+	// alive
+	// gone
 }

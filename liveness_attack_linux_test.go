@@ -163,8 +163,8 @@ func TestCreatorLockOutlivesOwnOpens(t *testing.T) {
 	if ok, err := reap(key); ok || err != nil {
 		t.Errorf("reap in the creator: %v, %v; want the segment kept", ok, err)
 	}
-	if got := statesIn(t, nil, []string{key})[key]; got != "yes" {
-		t.Errorf("List in another process: %q, want yes", got)
+	if got := statesIn(t, nil, []string{key})[key]; got != "alive" {
+		t.Errorf("List in another process: %q, want alive", got)
 	}
 	if slices.Contains(sweepIn(t, nil), key) {
 		t.Errorf("another process swept %s of a live creator", key)

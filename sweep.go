@@ -42,18 +42,18 @@ const (
 	CreatorGone
 )
 
-// String returns "-", "?", "yes" or "no", for CreatorNone, CreatorUnknown,
-// CreatorAlive and CreatorGone, as shmmap ls prints them under ALIVE.
+// String returns "none", "unknown", "alive" or "gone", for CreatorNone,
+// CreatorUnknown, CreatorAlive and CreatorGone.
 func (c Creator) String() string {
 	switch c {
 	case CreatorUnknown:
-		return "?"
+		return "unknown"
 	case CreatorAlive:
-		return "yes"
+		return "alive"
 	case CreatorGone:
-		return "no"
+		return "gone"
 	}
-	return "-"
+	return "none"
 }
 
 // List returns every POSIX shared memory segment that this process can see,

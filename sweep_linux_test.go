@@ -463,8 +463,8 @@ func TestSweepAcrossNamespaces(t *testing.T) {
 			held, holder, _ := startHolderCmd(t, keys, inNamespaces(t, c.creator, "hold", "3"))
 			states := statesIn(t, c.sweeper, held)
 			for _, k := range held {
-				if states[k] != "yes" {
-					t.Errorf("List beside a live creator: %s is %q, want yes", k, states[k])
+				if states[k] != "alive" {
+					t.Errorf("List beside a live creator: %s is %q, want alive", k, states[k])
 				}
 			}
 			for _, k := range sweepIn(t, c.sweeper) {
@@ -482,8 +482,8 @@ func TestSweepAcrossNamespaces(t *testing.T) {
 			awaitGone(t, held)
 			states = statesIn(t, c.sweeper, held)
 			for _, k := range held {
-				if states[k] != "no" {
-					t.Errorf("List after the creator died: %s is %q, want no", k, states[k])
+				if states[k] != "gone" {
+					t.Errorf("List after the creator died: %s is %q, want gone", k, states[k])
 				}
 			}
 			removed := sweepIn(t, c.sweeper)
@@ -547,8 +547,8 @@ func TestSweepOwners(t *testing.T) {
 			// it may open them, tells the truth).
 			states := statesIn(t, c.flags, byOwner[23456], env...)
 			for _, k := range byOwner[23456] {
-				if s := states[k]; s != "?" && s != "no" {
-					t.Errorf("List as the sweeper: another user's dead %s is %q, want ? or no", k, s)
+				if s := states[k]; s != "unknown" && s != "gone" {
+					t.Errorf("List as the sweeper: another user's dead %s is %q, want unknown or gone", k, s)
 				}
 			}
 		})
@@ -724,7 +724,7 @@ func TestListCreator(t *testing.T) {
 	awaitGone(t, held) // fails unless List comes to say gone
 	if os.Geteuid() == 0 {
 		states := statesIn(t, nil, []string{own, held[0], "/" + foreign}, helperUIDEnv+"=65534")
-		want := map[string]string{own: "?", held[0]: "?", "/" + foreign: "-"}
+		want := map[string]string{own: "unknown", held[0]: "unknown", "/" + foreign: "none"}
 		for k, w := range want {
 			if states[k] != w {
 				t.Errorf("List as another user: %s is %q, want %q", k, states[k], w)

@@ -215,7 +215,7 @@ func ls(stdout, stderr io.Writer, asJSON bool) int {
 	fmt.Fprintln(tw, "KEY\tSIZE\tMODE\tOWNER\tAGE\tALIVE\t")
 	for _, s := range segs {
 		fmt.Fprintf(tw, "%s\t%d\t%#o\t%s\t%s\t%s\t\n", escape(s.Key), s.Size, uint32(s.Mode),
-			escape(owner(s.UID)), age(time.Since(s.Changed)), s.Creator)
+			escape(owner(s.UID)), age(time.Since(s.Changed)), alive[s.Creator])
 	}
 	if err := tw.Flush(); err != nil {
 		report(stderr, err)
@@ -294,6 +294,15 @@ type row struct {
 	Owner     string    `json:"owner"`
 	Changed   time.Time `json:"changed"`
 	Creator   string    `json:"creator,omitempty"`
+}
+
+// alive is the ALIVE column for each state: glyphs of this command's own,
+// short enough to keep the table narrow.
+var alive = map[shmmap.Creator]string{
+	shmmap.CreatorNone:    "-",
+	shmmap.CreatorUnknown: "?",
+	shmmap.CreatorAlive:   "yes",
+	shmmap.CreatorGone:    "no",
 }
 
 // creatorJSON is the "creator" field for each state; CreatorNone has none.
