@@ -3,7 +3,7 @@
 // handed out as plain byte slices that every process reads and writes in
 // place, without copying.
 //
-// A segment's life:
+// A segment's life, through its key:
 //
 //	key, data, err := shmmap.Create(size) // the creator: a new segment
 //	// pass key to another process: argv, environment, a pipe
@@ -11,167 +11,52 @@
 //	err = shmmap.Unlink(key)              // optional, once all attached
 //	err = shmmap.Release(key)             // in each process, when done
 //
-// Create makes a segment and maps it; Read and ReadWrite map an existing one
-// by key, whichever program made it (Python's multiprocessing.shared_memory,
-// the node package shmmap, C's shm_open); Release unmaps what this process
-// mapped and, in the creating process, removes the segment's name. Unlink
-// removes the name at once while mappings stay valid, so that a segment
-// vanishes even if its creator crashes later. Sweep removes what crashed
-// creators left behind. Segments can also go without a key, by file
-// descriptor: see Anonymous segments below.
+// Read and ReadWrite map a segment by key whichever program made it
+// (Python's multiprocessing.shared_memory, the node package shmmap, C's
+// shm_open; README.md shows each side). Release unmaps what the key API
+// mapped in this process and, in the creator, removes the name; Unlink
+// removes it at once, so that no crash can leave it behind. Sweep removes
+// what crashed creators left. CreateAnonymous makes a segment without a
+// key, handed to other processes as a file (MapFile, SendSegment).
 //
-// # Slices and their lifetime
+// # Handles and keys
 //
-// The slices returned point outside the Go heap, at memory that other
-// processes may change at any moment: synchronise through other means (a
-// pipe, a lock, sync/atomic on aligned words). A slice is valid until Release
-// of its key in this process, which unmaps every slice of that key in the
-// process at once. Any access after that, any write to a slice from Read,
-// and any access past the end of a segment that another process has shrunk
-// (ftruncate) is a fault: SIGSEGV, or SIGBUS past the end, and on macOS for
-// the write too (xnu signals a protection failure so). A fault kills the
-// process, and recover cannot take it, unless the goroutine that faults has
-// called debug.SetPanicOnFault(true): then it is a panic with a
-// runtime.Error, which recover takes. Code that must survive a peer that
-// shrinks a segment under it reads it so:
+// Code that shares its process with other code holds segments as handles:
+// CreateNamed, Map, MapReadOnly, CreateAnonymous and MapFile return a
+// *Mapping, whose bytes are its owner's until its Close, as an *os.File is.
+// Release and ReleaseAll never touch a Mapping: they work only on what the
+// key API (Create, Read, ReadWrite) made, which is a thin layer over
+// handles that it keeps in a table of its own.
 //
-//	func sum(data []byte) (sum int, err error) {
-//		defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
-//		defer func() {
-//			if r := recover(); r != nil {
-//				err = fmt.Errorf("the segment shrank under us: %v", r)
-//			}
-//		}()
-//		for _, b := range data {
-//			sum += int(b)
-//		}
-//		return sum, nil
-//	}
+// # Lifetimes and faults
 //
-// SetPanicOnFault covers only the goroutine that calls it, and the
-// function that faults stops there, as for any panic. A segment handed
-// over by file is better taken with RequireSealed, which refuses one that
-// could shrink. append past a slice's capacity silently copies it to the Go
-// heap, where other processes no longer see it.
+// The bytes lie outside the Go heap, and other processes may change them
+// at any moment: synchronise through other means (a pipe, a lock,
+// sync/atomic on aligned words). A key's slices are valid until Release
+// of the key in this process, which unmaps them all at once; a Mapping's
+// until its Close. An access after that, a write to a read-only mapping,
+// and an access past the end of a segment that another process shrank
+// (ftruncate) are faults that kill the process. recover takes one only in
+// a goroutine that has called debug.SetPanicOnFault(true), where it is a
+// panic with a runtime.Error:
 //
-// # Other runtimes
+//	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 //
-// Python, Node and C programs map the same segments by key. View and Bytes
-// see a segment's bytes as numbers in the machine's byte order, which is
-// what NumPy arrays and JavaScript typed arrays assume. Python's
-// multiprocessing.shared_memory.SharedMemory takes the key without its
-// leading slash; before Python 3.13 it also registers every segment it
-// opens with its resource tracker, which removes the segment when the Python
-// process exits, under its Go owner. Open with track=False (3.13+) or call
-// resource_tracker.unregister(shm._name, "shared_memory") after opening;
-// README.md has both sides in full. The node package shmmap maps a key with
-// read_write(key, size).
-//
-// # Processes, containers and macOS
-//
-// Across fork and exec: fds are opened close-on-exec, and exec drops every
-// mapping, so a child process started with os/exec inherits nothing; it
-// attaches by key, or maps the file of an anonymous segment that it was
-// given in ExtraFiles. Read and ReadWrite close their fd once the mapping
-// exists; on Linux, Create keeps one fd per segment until Release or Unlink
-// (see below).
-//
-// Containers: a segment takes memory from the shm filesystem (/dev/shm on
-// Linux), which containers often keep small (Docker's default is 64 MiB). On
-// Linux, Create reserves the whole segment up front, so a full /dev/shm makes
-// Create fail with ENOSPC (errors.Is(err, syscall.ENOSPC)) instead of killing
-// the process with SIGBUS at the first write to a page that cannot be had.
-// Another process can still shrink a named segment with ftruncate under a
-// mapping; access past its new end then faults, which nothing can prevent
-// for a name that anyone may open. Anonymous segments have neither
-// problem on Linux: /dev/shm's size does not count them, and they are
-// sealed against shrinking.
-//
-// Who is alive: on Linux, Create's process holds a lock (an open file
-// description lock, through the fd it keeps) on each segment it made, until
-// Release or Unlink; the kernel drops it when the process exits or is
-// killed. List and Sweep ask the kernel about that lock, not about a pid, so
-// they tell a live creator from a dead one whatever pid, time or user
-// namespace either side runs in, as long as both see the same shm
-// filesystem (docker --ipc=host, a /dev/shm volume shared between
-// containers, the containers of one pod). The segment gets its name only
-// once it is locked (O_TMPFILE, then linkat), so a concurrent Sweep cannot
-// take a segment being created for a dead one. The cost is one fd per
-// created segment, which Go's default limit makes ample: since Go 1.19 the
-// runtime raises the soft RLIMIT_NOFILE to the hard limit at start-up. This
-// needs Linux 3.15 or later (OFD locks).
-//
-// Other users: anyone may put a file in /dev/shm under any name. A symlink
-// is never followed; a FIFO, socket or directory under a key is
-// ErrNotSegment from Read and ReadWrite, at once (opens never block); a key
-// of another user's 0600 segment is fs.ErrPermission. Sweep removes only
-// segments that the sweeping user owns, also inside a user namespace that
-// shows every unmapped owner as the same overflow uid.
-//
-// 32-bit systems: a process can map at most math.MaxInt bytes at once, so
-// size 0 of a larger segment is ErrInvalidSize, and a prefix of it can be
-// mapped with ReadWrite(key, n) or Read(key, n).
-//
-// On macOS, names are at most 31 bytes with the slash (Create's have 30;
-// another program's longer name cannot be opened there), a segment's size
-// can be set only once, and fstat reports it rounded up to the page size
-// of the process that set it (xnu's pshm_truncate: 16 KiB for an arm64
-// process on Apple silicon, 4 KiB for an x86_64 one, Rosetta's included),
-// so Read(key, 0) maps whole pages. The kernel keeps names verbatim, so
-// "x" and "/x" are two segments there: a key always means its slashed
-// form, as Python's SharedMemory does, and a segment that a C program
-// named "x" cannot be reached. No umask applies (the mode is exactly
-// 0600), Populate has no effect, and List and Sweep are unsupported.
-//
-// # Anonymous segments
-//
-// CreateAnonymous makes a segment with no key and no name that anything
-// could be left under. Other processes get its file, m.File(), through
-// os/exec's ExtraFiles (as fd 3 and on) or over a Unix socket with
-// SendSegment and ReceiveSegment, which speak what Python's socket.send_fds and
-// recv_fds speak, and map it with MapFileReadOnly or MapFile. Its memory is
-// freed with the last descriptor and mapping of it, in whatever process
-// and however that process ends: there is nothing for Sweep to do. On
-// Linux it is a memfd, which /dev/shm's size does not limit, sealed so
-// that no process it is handed to can change its size (Sealed reports
-// that); on macOS it is a segment whose random name is removed the moment
-// it is made, which cannot be sealed (nor shrunk: xnu sets a size once).
-// A process that receives a file from one it does not trust maps it with
-// RequireSealed: a file that the sender could still shrink under the
-// mapping, killing the receiver at its next access, is then refused.
-//
-// An anonymous segment, or any segment handed over as a file, comes as a
-// handle, a *Mapping, that its owner closes, as an *os.File: its bytes are
-// valid until Close, with the same rules as a key's slices until Release.
-// Mappings are not keys: Release and ReleaseAll do not touch them.
-// README.md has a table of when to choose which.
+// A file from a process that is not trusted is best mapped with
+// RequireSealed, which refuses a segment that could shrink. append past a
+// slice's capacity copies it to the Go heap, out of the other processes'
+// sight. README.md covers containers, macOS, and the choice between keys
+// and anonymous segments.
 //
 // # Errors
 //
-// Every error of Create, Read, ReadWrite, Release and Unlink is an
-// *fs.PathError naming the operation and the key as the caller gave it
-// (Create's size errors name no key); ReleaseAll and Sweep join one such
-// error for each key that failed. All work with errors.Is: fs.ErrNotExist
-// for a missing segment, fs.ErrPermission for one the caller may not open,
-// syscall.ENOSPC for a full shm filesystem, syscall.ENOMEM when the address
-// space or the map count (vm.max_map_count) runs out, and this package's
-// ErrInvalidKey, ErrInvalidSize, ErrNotMapped, ErrNotSegment and, with
-// RequireSealed, ErrNotSealed. View takes no key: its errors wrap
-// ErrInvalidSize or ErrAlignment and are not *fs.PathError. Keys are
-// checked before any system call, so that no key reaches a file outside
-// the shm namespace.
-//
-// The errors of CreateAnonymous, MapFileReadOnly, MapFile and Mapping.Close
-// are *fs.PathError too, naming the file as its Name() gives it
-// ("memfd:shmmap" for CreateAnonymous's on Linux): ErrNotSegment for a file
-// that is not shared memory (a pipe, a socket, a directory, a regular file
-// on disk), fs.ErrInvalid for a nil *os.File and fs.ErrClosed for a closed
-// one, fs.ErrPermission for one without the access needed (an O_PATH
-// descriptor has none), and ErrNotSealed for one that RequireSealed
-// refuses. SendSegment and ReceiveSegment return such an error for a file, and
-// an *net.OpError, as net's own methods do, for the socket and for a
-// message that does not carry exactly one descriptor (ErrBadMessage);
-// ReceiveSegment returns io.EOF once the other end has closed.
+// The errors of every function that opens, maps or releases a segment are
+// *fs.PathError, naming the operation and the key or file; ReleaseAll and
+// Sweep join one per key. They work with errors.Is: fs.ErrNotExist,
+// fs.ErrPermission, syscall.ENOSPC for a full shm filesystem,
+// syscall.ENOMEM when the address space or the map count runs out, and
+// this package's Err values. Keys are checked before any system call, so
+// that no key reaches a file outside the shm namespace.
 package shmmap
 
 import (
@@ -199,8 +84,7 @@ import (
 // once. If size <= 0 or past what a process can map, the error wraps
 // ErrInvalidSize; with RequireSealed it wraps ErrNotSealed on Linux, where
 // a segment with a key cannot be sealed. On failure nothing is left behind:
-// no name, fd or mapping. If there is an error, it will be of type
-// *fs.PathError.
+// no name, fd or mapping.
 func Create(size int, opts ...Option) (key string, data []byte, err error) {
 	m, err := CreateNamed(size, opts...)
 	if err != nil {
@@ -228,16 +112,14 @@ func Create(size int, opts ...Option) (key string, data []byte, err error) {
 // 0 and the segment is larger than a process can map (on 32-bit systems:
 // map a prefix instead); with RequireSealed it wraps ErrNotSealed on Linux,
 // where a segment with a key cannot be sealed.
-// data is valid until Release(key). If there is an error, it will be of type
-// *fs.PathError.
+// data is valid until Release(key).
 func Read(key string, size int, opts ...Option) ([]byte, error) {
 	return attach(key, size, false, parseOptions(opts))
 }
 
 // ReadWrite maps the existing segment key read-write and returns its first
 // size bytes; size 0 maps the whole segment. Keys, sizes and errors are as
-// for Read. data is valid until Release(key). If there is an error, it will
-// be of type *fs.PathError.
+// for Read. data is valid until Release(key).
 func ReadWrite(key string, size int, opts ...Option) ([]byte, error) {
 	return attach(key, size, true, parseOptions(opts))
 }
@@ -261,7 +143,6 @@ func attach(key string, size int, writable bool, o options) ([]byte, error) {
 // Release of a key that this process does not hold (never mapped, or
 // released already) returns an error wrapping ErrNotMapped. A name that is
 // already gone (removed by Unlink, or by another process) is not an error.
-// If there is an error, it will be of type *fs.PathError.
 func Release(key string) error {
 	name, err := normalize(key)
 	if err != nil {
@@ -290,8 +171,7 @@ func ReleaseAll() error {
 // open it and its memory is freed once every mapping is gone. Mappings,
 // this process' included, stay valid until Release. In the creating
 // process it also closes the fd that Create kept. A missing name is an
-// error wrapping fs.ErrNotExist. If there is an error, it will be of type
-// *fs.PathError.
+// error wrapping fs.ErrNotExist.
 func Unlink(key string) error {
 	name, err := normalize(key)
 	if err != nil {
