@@ -1,6 +1,10 @@
 package shmmap
 
-import "os"
+import (
+	"os"
+
+	"github.com/shmmap-go/shmmap/internal/shm"
+)
 
 // CreateAnonymous makes a new anonymous segment of exactly size bytes,
 // zero-filled and mapped read-write. It has no key and no name that
@@ -36,15 +40,15 @@ import "os"
 // mapping. If there is an error, it will be of type *fs.PathError, naming
 // the operation that failed and the file's name (a size error names none).
 func CreateAnonymous(size int, opts ...Option) (*Mapping, error) {
-	if size <= 0 || size > maxSize {
+	if size <= 0 || size > shm.MaxSize {
 		return nil, createSizeError(size)
 	}
 	for try := 1; ; try++ {
 		key := ""
-		if anonNeedsKey {
+		if shm.AnonNeedsKey {
 			key = newKey()
 		}
-		data, fd, name, sealed, err := createAnon(key, size, parseOptions(opts))
+		data, fd, name, sealed, err := shm.CreateAnon(key, size, parseOptions(opts))
 		if err == nil {
 			return &Mapping{data: data, fd: fd, file: os.NewFile(uintptr(fd), name), name: name, sealed: sealed}, nil
 		}

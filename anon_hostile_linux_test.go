@@ -148,7 +148,7 @@ func TestRequireSealed(t *testing.T) {
 		grow   = unix.F_SEAL_GROW
 	)
 	key, _ := newSegment(t, keys, 8192)
-	named, err := OpenFile(key, true)
+	named, err := openFile(key, true)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -26,6 +26,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/shmmap-go/shmmap/internal/shm"
 	"golang.org/x/sys/unix"
 )
 
@@ -544,10 +545,10 @@ func openDir(t *testing.T) *os.File {
 // own, which no earlier phase's memory can pass for it.
 func fakeMemfd(t *testing.T, fn func(flags int) (int, error)) {
 	t.Helper()
-	orig, origNoexec := memfdCreate, noNoexecSeal.Load()
-	t.Cleanup(func() { memfdCreate = orig; noNoexecSeal.Store(origNoexec) })
-	memfdCreate = fn
-	noNoexecSeal.Store(false)
+	orig, origNoexec := shm.MemfdCreate, shm.NoNoexecSeal.Load()
+	t.Cleanup(func() { shm.MemfdCreate = orig; shm.NoNoexecSeal.Store(origNoexec) })
+	shm.MemfdCreate = fn
+	shm.NoNoexecSeal.Store(false)
 }
 
 // TestAnonymousFallbacks: where memfd_create refuses MFD_NOEXEC_SEAL
@@ -558,7 +559,7 @@ func fakeMemfd(t *testing.T, fn func(flags int) (int, error)) {
 // the kernel itself refuses memfd_create.
 func TestAnonymousFallbacks(t *testing.T) {
 	checkLeaks(t)
-	orig := memfdCreate
+	orig := shm.MemfdCreate
 
 	t.Run("EINVAL for MFD_NOEXEC_SEAL", func(t *testing.T) {
 		var calls []int
@@ -570,8 +571,8 @@ func TestAnonymousFallbacks(t *testing.T) {
 			return orig(flags)
 		})
 		m := newAnonymous(t, 4096)
-		if !m.Sealed() || !noNoexecSeal.Load() {
-			t.Errorf("without MFD_NOEXEC_SEAL: sealed %v, remembered %v; want both", m.Sealed(), noNoexecSeal.Load())
+		if !m.Sealed() || !shm.NoNoexecSeal.Load() {
+			t.Errorf("without MFD_NOEXEC_SEAL: sealed %v, remembered %v; want both", m.Sealed(), shm.NoNoexecSeal.Load())
 		}
 		newAnonymous(t, 4096)
 		if len(calls) != 3 || calls[2]&unix.MFD_NOEXEC_SEAL != 0 {
@@ -580,7 +581,7 @@ func TestAnonymousFallbacks(t *testing.T) {
 	})
 
 	t.Run("ENOSYS", func(t *testing.T) {
-		if noTmpfile.Load() {
+		if shm.NoTmpfile.Load() {
 			t.Skip("/dev/shm has no O_TMPFILE here: there is no fallback")
 		}
 		fakeMemfd(t, func(int) (int, error) { return -1, unix.ENOSYS })
@@ -592,7 +593,7 @@ func TestAnonymousFallbacks(t *testing.T) {
 			m.Close()
 			t.Error("without memfd_create, CreateAnonymous with RequireSealed made an unsealed segment")
 		}
-		isPathError(t, "CreateAnonymous with RequireSealed", err, anonTmpfileName, ErrNotSealed)
+		isPathError(t, "CreateAnonymous with RequireSealed", err, shm.AnonTmpfileName, ErrNotSealed)
 	})
 
 	t.Run("EMFILE", func(t *testing.T) {
@@ -613,8 +614,8 @@ func TestAnonymousFallbacks(t *testing.T) {
 // 0600, which a second mapping of its file sees.
 func checkTmpfile(t *testing.T, m *Mapping, size int) {
 	t.Helper()
-	if m.Sealed() || m.File().Name() != anonTmpfileName {
-		t.Errorf("without memfd_create: sealed %v, named %q; want false, %q", m.Sealed(), m.File().Name(), anonTmpfileName)
+	if m.Sealed() || m.File().Name() != shm.AnonTmpfileName {
+		t.Errorf("without memfd_create: sealed %v, named %q; want false, %q", m.Sealed(), m.File().Name(), shm.AnonTmpfileName)
 	}
 	var st unix.Stat_t
 	if err := unix.Fstat(int(m.File().Fd()), &st); err != nil {
@@ -690,14 +691,14 @@ func helperAnonNoMemfd(args ...string) error {
 	if err := unix.Fstat(int(m.File().Fd()), &st); err != nil {
 		return err
 	}
-	ents, err := os.ReadDir(shmDir)
+	ents, err := os.ReadDir(shm.Dir)
 	if err != nil {
 		return err
 	}
 	names := 0
 	for _, e := range ents {
 		var est unix.Stat_t
-		if unix.Lstat(shmDir+"/"+e.Name(), &est) == nil && est.Ino == st.Ino && est.Dev == st.Dev {
+		if unix.Lstat(shm.Dir+"/"+e.Name(), &est) == nil && est.Ino == st.Ino && est.Dev == st.Dev {
 			names++
 		}
 	}
@@ -714,11 +715,11 @@ func helperAnonNoMemfd(args ...string) error {
 // that an earlier call in it learnt helps the fallback along.
 func TestAnonymousWithoutMemfd(t *testing.T) {
 	checkLeaks(t)
-	if noTmpfile.Load() {
+	if shm.NoTmpfile.Load() {
 		t.Skip("/dev/shm has no O_TMPFILE here: there is no fallback")
 	}
 	out := runHelper(t, "anon-no-memfd")
-	want := fmt.Sprintf("sealed false, %q, 0 links, %d bytes, mode 0600, sum %d, 0 names\n", anonTmpfileName, 1<<20, sumMod251(1<<20))
+	want := fmt.Sprintf("sealed false, %q, 0 links, %d bytes, mode 0600, sum %d, 0 names\n", shm.AnonTmpfileName, 1<<20, sumMod251(1<<20))
 	if out != want {
 		t.Errorf("the helper without memfd_create printed\n%s\nwant\n%s", out, want)
 	}
@@ -730,9 +731,9 @@ func TestAnonymousWithoutMemfd(t *testing.T) {
 // mmap.
 func TestAnonymousFailureLeavesNothing(t *testing.T) {
 	checkLeaks(t)
-	orig := fallocate
-	t.Cleanup(func() { fallocate = orig })
-	fallocate = func(fd int, off, n int64) error { return unix.ENOMEM }
+	orig := shm.Fallocate
+	t.Cleanup(func() { shm.Fallocate = orig })
+	shm.Fallocate = func(fd int, off, n int64) error { return unix.ENOMEM }
 	m, err := CreateAnonymous(1 << 20)
 	if m != nil {
 		m.Close()
@@ -755,13 +756,13 @@ func TestAnonymousTooBig(t *testing.T) {
 		t.Fatal(err)
 	}
 	total := (uint64(si.Totalram) + uint64(si.Totalswap)) * uint64(si.Unit)
-	if total+1<<30 > maxSize {
+	if total+1<<30 > shm.MaxSize {
 		t.Skipf("memory and swap (%d bytes) are more than a process can map", total)
 	}
-	orig := fallocate
-	t.Cleanup(func() { fallocate = orig })
+	orig := shm.Fallocate
+	t.Cleanup(func() { shm.Fallocate = orig })
 	fallocated := false
-	fallocate = func(fd int, off, n int64) error {
+	shm.Fallocate = func(fd int, off, n int64) error {
 		fallocated = true
 		return unix.ENOSPC
 	}

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"testing"
 
+	"github.com/shmmap-go/shmmap/internal/shm"
 	"golang.org/x/sys/unix"
 )
 
@@ -142,7 +143,7 @@ func TestNilMapping(t *testing.T) {
 
 func TestCreateAnonymousBadSizes(t *testing.T) {
 	checkLeaks(t)
-	for _, size := range append([]int{0, -1, -4096}, ints(int64(maxSize)+1)...) {
+	for _, size := range append([]int{0, -1, -4096}, ints(int64(shm.MaxSize)+1)...) {
 		m, err := CreateAnonymous(size)
 		if m != nil {
 			m.Close()

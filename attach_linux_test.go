@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shmmap-go/shmmap/internal/shm"
 	"golang.org/x/sys/unix"
 )
 
@@ -26,7 +27,7 @@ func init() {
 
 // openClose opens key with OpenFile and closes what it opened.
 func openClose(key string, writable bool) error {
-	f, err := OpenFile(key, writable)
+	f, err := openFile(key, writable)
 	if f != nil {
 		f.Close()
 	}
@@ -100,7 +101,7 @@ func TestNotSegment(t *testing.T) {
 	var keys []string
 	for kind, plant := range kinds {
 		key := fmt.Sprintf("shmmap_test_odd_%d_%s", os.Getpid(), strings.ReplaceAll(kind, " ", "_"))
-		path := shmDir + "/" + key
+		path := shm.Dir + "/" + key
 		if err := plant(path); err != nil {
 			t.Fatalf("%s: %v", kind, err)
 		}
@@ -150,7 +151,7 @@ func TestForeignSegments(t *testing.T) {
 	if err := Release(pyName); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(filepath.Join(shmDir, pyName)); err != nil {
+	if _, err := os.Stat(filepath.Join(shm.Dir, pyName)); err != nil {
 		t.Fatalf("Release of an attached segment removed its name: %v", err)
 	}
 
@@ -174,10 +175,10 @@ func TestForeignSegments(t *testing.T) {
 
 	// A symlink in /dev/shm is not followed.
 	link := "shmmap_test_link_" + strconv.Itoa(os.Getpid())
-	if err := os.Symlink(filepath.Join(shmDir, pyName), filepath.Join(shmDir, link)); err != nil {
+	if err := os.Symlink(filepath.Join(shm.Dir, pyName), filepath.Join(shm.Dir, link)); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { os.Remove(filepath.Join(shmDir, link)) })
+	t.Cleanup(func() { os.Remove(filepath.Join(shm.Dir, link)) })
 	keys.add("/" + link)
 	if _, err := Read(link, 0); !errors.Is(err, syscall.ELOOP) {
 		t.Fatalf("Read of a symlink: %v, want ELOOP", err)
@@ -188,7 +189,7 @@ func TestForeignSegments(t *testing.T) {
 // directly in /dev/shm, as another program would, and removes it in cleanup.
 func plantSegment(t *testing.T, keys *keySet, name string, size int) {
 	t.Helper()
-	path := filepath.Join(shmDir, name)
+	path := filepath.Join(shm.Dir, name)
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		t.Fatal(err)

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/shmmap-go/shmmap/internal/bytesum"
+	"github.com/shmmap-go/shmmap/internal/shm"
 	"golang.org/x/sys/unix"
 )
 
@@ -111,13 +112,13 @@ func BenchmarkAttachRelease(b *testing.B) {
 // has 22 bytes, within every system's limit (macOS: 31).
 func foreignSegment(b testing.TB, size int) string {
 	key := fmt.Sprintf("/shmb_%016x", time.Now().UnixNano())
-	fd, err := shmOpen(key, unix.O_RDWR|unix.O_CREAT|unix.O_EXCL, 0o600)
+	fd, err := shm.OpenName(key, unix.O_RDWR|unix.O_CREAT|unix.O_EXCL, 0o600)
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.Cleanup(func() { shmUnlink(key, -1) })
+	b.Cleanup(func() { shm.Unlink(key, -1) })
 	defer unix.Close(fd)
-	if _, err := initSegment(fd, size); err != nil {
+	if _, err := shm.InitSegment(fd, size); err != nil {
 		b.Fatal(err)
 	}
 	return key

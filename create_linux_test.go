@@ -21,6 +21,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/shmmap-go/shmmap/internal/shm"
 	"github.com/shmmap-go/shmmap/internal/sweeplock"
 	"golang.org/x/sys/unix"
 )
@@ -113,7 +114,7 @@ func helperMode(args ...string) error {
 	if err != nil {
 		return err
 	}
-	fi, err := os.Stat(shmDir + key)
+	fi, err := os.Stat(shm.Dir + key)
 	if err != nil {
 		return err
 	}
@@ -361,14 +362,14 @@ func TestCreateRetriesTakenKey(t *testing.T) {
 		t.Run(mode, func(t *testing.T) {
 			keys := checkLeaks(t)
 			if mode == "named" {
-				was := noTmpfile.Swap(true)
-				t.Cleanup(func() { noTmpfile.Store(was) })
+				was := shm.NoTmpfile.Swap(true)
+				t.Cleanup(func() { shm.NoTmpfile.Store(was) })
 			}
 			seed := randomSeed()
 			cryptotest.SetGlobalRandom(t, seed)
 			taken, next := newKey(), newKey()
 			const content = "planted"
-			plantFile(t, shmDir+taken, content)
+			plantFile(t, shm.Dir+taken, content)
 			keys.add(taken)
 
 			cryptotest.SetGlobalRandom(t, seed) // Create draws taken first
@@ -381,12 +382,12 @@ func TestCreateRetriesTakenKey(t *testing.T) {
 			if key != next {
 				t.Errorf("Create made %s, want %s, the next key of the stream after the taken %s", key, next, taken)
 			}
-			mustHold(t, shmDir+taken, content, "after Create")
+			mustHold(t, shm.Dir+taken, content, "after Create")
 			data[4095] = 1
 			if err := Release(key); err != nil {
 				t.Fatal(err)
 			}
-			mustHold(t, shmDir+taken, content, "after Release")
+			mustHold(t, shm.Dir+taken, content, "after Release")
 		})
 	}
 }
@@ -400,10 +401,10 @@ type fallocateCall struct{ off, n int64 }
 // in the same test wraps the first; cleanup undoes them in turn.
 func wrapFallocate(t *testing.T, fake func(call int, c fallocateCall, real func() error) error) *[]fallocateCall {
 	t.Helper()
-	orig := fallocate
-	t.Cleanup(func() { fallocate = orig })
+	orig := shm.Fallocate
+	t.Cleanup(func() { shm.Fallocate = orig })
 	calls := new([]fallocateCall)
-	fallocate = func(fd int, off, n int64) error {
+	shm.Fallocate = func(fd int, off, n int64) error {
 		c := fallocateCall{off, n}
 		*calls = append(*calls, c)
 		return fake(len(*calls), c, func() error { return orig(fd, off, n) })
@@ -415,7 +416,7 @@ func wrapFallocate(t *testing.T, fake func(call int, c fallocateCall, real func(
 func reserved(t *testing.T, key string) int64 {
 	t.Helper()
 	var st unix.Stat_t
-	if err := unix.Stat(shmDir+key, &st); err != nil {
+	if err := unix.Stat(shm.Dir+key, &st); err != nil {
 		t.Fatal(err)
 	}
 	return st.Blocks * 512
@@ -436,7 +437,7 @@ func TestCreateRetriesFallocateEINTR(t *testing.T) {
 	})
 	sizes := []int{3*4096 + 5}
 	if !testing.Short() {
-		sizes = append(sizes, reserveChunk+1) // two chunks; fits a 32-bit int
+		sizes = append(sizes, shm.ReserveChunk+1) // two chunks; fits a 32-bit int
 	}
 	for _, size := range sizes {
 		*calls = nil
@@ -447,8 +448,8 @@ func TestCreateRetriesFallocateEINTR(t *testing.T) {
 		keys.add(key)
 		t.Cleanup(func() { Release(key) })
 		var want []fallocateCall
-		for off := int64(0); off < int64(size); off += reserveChunk {
-			c := fallocateCall{off, min(int64(size)-off, reserveChunk)}
+		for off := int64(0); off < int64(size); off += shm.ReserveChunk {
+			c := fallocateCall{off, min(int64(size)-off, shm.ReserveChunk)}
 			want = append(want, c, c) // interrupted, then again
 		}
 		if !slices.Equal(*calls, want) {
@@ -497,7 +498,7 @@ func TestCreateWithoutFallocate(t *testing.T) {
 		if len(*calls) != 2 {
 			t.Errorf("fallocate %v: %d calls, want 2 (EINTR, then %v)", errno, len(*calls), errno)
 		}
-		if fi, err := os.Stat(shmDir + key); err != nil || fi.Size() != size {
+		if fi, err := os.Stat(shm.Dir + key); err != nil || fi.Size() != size {
 			t.Fatalf("fallocate %v: the segment's size: %v, %v; want %d", errno, fi, err, size)
 		}
 		if got := reserved(t, key); got != 0 {
@@ -517,7 +518,7 @@ func TestCreateWithoutFallocate(t *testing.T) {
 		errno syscall.Errno
 	}{
 		{4096, 1, unix.ENOSPC},
-		{reserveChunk + 1, 2, unix.EOPNOTSUPP},
+		{shm.ReserveChunk + 1, 2, unix.EOPNOTSUPP},
 	} {
 		wrapFallocate(t, func(call int, _ fallocateCall, _ func() error) error {
 			if call == c.fails {
@@ -534,7 +535,7 @@ func TestCreateWithoutFallocate(t *testing.T) {
 		if !errors.Is(err, c.errno) || !errors.As(err, &pe) || pe.Op != "fallocate" {
 			t.Fatalf("Create(%d) where fallocate call %d says %v: %v, want that fallocate error", c.size, c.fails, c.errno, err)
 		}
-		if _, err := os.Lstat(shmDir + pe.Path); !errors.Is(err, fs.ErrNotExist) {
+		if _, err := os.Lstat(shm.Dir + pe.Path); !errors.Is(err, fs.ErrNotExist) {
 			t.Errorf("failed Create left %s: %v", pe.Path, err)
 		}
 	}

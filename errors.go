@@ -2,9 +2,8 @@ package shmmap
 
 import (
 	"errors"
-	"fmt"
 
-	"golang.org/x/sys/unix"
+	"github.com/shmmap-go/shmmap/internal/shm"
 )
 
 // Errors that the functions of this package wrap; test with errors.Is.
@@ -15,7 +14,7 @@ var (
 	// ErrInvalidKey: the key is not a valid POSIX shared memory name.
 	ErrInvalidKey = errors.New("shmmap: invalid key")
 	// ErrInvalidSize: a size out of range, or larger than the segment.
-	ErrInvalidSize = errors.New("shmmap: invalid size")
+	ErrInvalidSize = shm.ErrInvalidSize
 	// ErrNotMapped: Release of a key that this process does not hold.
 	ErrNotMapped = errors.New("shmmap: key not mapped by this process")
 	// ErrNotSegment: the key names a file that is not a shared memory
@@ -24,7 +23,7 @@ var (
 	// MapFile, SendSegment or received by ReceiveSegment is not one (a
 	// pipe, socket, directory, device, or a regular file outside memory,
 	// such as one on disk).
-	ErrNotSegment = errors.New("shmmap: not a shared memory segment")
+	ErrNotSegment = shm.ErrNotSegment
 	// ErrAlignment: View of bytes whose address is not a multiple of the
 	// type's size.
 	ErrAlignment = errors.New("shmmap: misaligned")
@@ -39,32 +38,5 @@ var (
 	// with a key never has them); or, on hugetlbfs, take its pages back
 	// by punching a hole, which it lacks F_SEAL_WRITE and
 	// F_SEAL_FUTURE_WRITE to stop. Nothing was mapped or made.
-	ErrNotSealed = errors.New("shmmap: segment not sealed against size changes")
+	ErrNotSealed = shm.ErrNotSealed
 )
-
-// errCannotLink: an unnamed file (O_TMPFILE) cannot be given a name in this
-// process, which must then make segments named from the start. It never
-// reaches the caller.
-var errCannotLink = errors.New("shmmap: cannot link an unnamed file here")
-
-// sizeError wraps ErrInvalidSize with the size asked for and why it is
-// wrong.
-func sizeError(size int, why string) error {
-	return fmt.Errorf("%w %d: %s", ErrInvalidSize, size, why)
-}
-
-// ignoringEINTR calls fn until it returns an error other than EINTR. Go's
-// runtime sends signals to its threads (preemption, profiling), so every
-// call that the kernel may interrupt goes through it: the opens, fcntl
-// locks, fallocate and ftruncate, and unlink, cleanup paths included. (close
-// is never retried: Linux and macOS release the fd even when close is
-// interrupted, and a retry could close an fd that another goroutine has
-// just been given.)
-func ignoringEINTR(fn func() error) error {
-	for {
-		err := fn()
-		if err != unix.EINTR {
-			return err
-		}
-	}
-}

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"unsafe"
 
+	"github.com/shmmap-go/shmmap/internal/shm"
 	"golang.org/x/sys/unix"
 )
 
@@ -65,7 +66,7 @@ func helperEMFILE(args ...string) error {
 	}
 	var pe *fs.PathError
 	if errors.As(cerr, &pe) && pe.Path != "" {
-		if _, err := os.Lstat(shmDir + pe.Path); !errors.Is(err, fs.ErrNotExist) {
+		if _, err := os.Lstat(shm.Dir + pe.Path); !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("failed Create left %s: %v", pe.Path, err)
 		}
 	}
@@ -141,7 +142,7 @@ func helperENOMEM(args ...string) error {
 	if !errors.Is(err, syscall.ENOMEM) || !errors.As(err, &pe) || pe.Op != "mmap" {
 		return fmt.Errorf("Create(1 GiB) under RLIMIT_AS: %v, want an ENOMEM from mmap", err)
 	}
-	if _, err := os.Stat(shmDir + pe.Path); !errors.Is(err, fs.ErrNotExist) {
+	if _, err := os.Stat(shm.Dir + pe.Path); !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("failed Create left %s: %v", pe.Path, err)
 	}
 	// The same for an anonymous segment, whose memfd ownLeftovers looks
@@ -193,7 +194,7 @@ func helperMapCount(args ...string) error {
 	if !errors.Is(err, syscall.ENOMEM) || !errors.As(err, &pe) || pe.Op != "mmap" {
 		return fmt.Errorf("Create at the map count: %v, want an ENOMEM from mmap", err)
 	}
-	if _, err := os.Lstat(shmDir + pe.Path); !errors.Is(err, fs.ErrNotExist) {
+	if _, err := os.Lstat(shm.Dir + pe.Path); !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("failed Create left %s: %v", pe.Path, err)
 	}
 	fmt.Println(err)
@@ -238,11 +239,11 @@ func TestMessages(t *testing.T) {
 // helperFullShm runs in its own mount namespace (see TestFullShm) and
 // mounts a 1 MiB tmpfs on /dev/shm, which only this process sees.
 func helperFullShm(args ...string) error {
-	if err := unix.Mount("shmmap-test", shmDir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "size=1m,mode=1777"); err != nil {
+	if err := unix.Mount("shmmap-test", shm.Dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "size=1m,mode=1777"); err != nil {
 		return fmt.Errorf("mount tmpfs: %w", err)
 	}
 	empty := func() error {
-		ents, err := os.ReadDir(shmDir)
+		ents, err := os.ReadDir(shm.Dir)
 		if err != nil || len(ents) != 0 {
 			return fmt.Errorf("/dev/shm holds %v (%v), want nothing", ents, err)
 		}
@@ -269,7 +270,7 @@ func helperFullShm(args ...string) error {
 		return fmt.Errorf("Create(512 KiB) with 256 KiB free: %v, want ENOSPC", err)
 	}
 	fmt.Println(err)
-	if ents, _ := os.ReadDir(shmDir); len(ents) != 1 || "/"+ents[0].Name() != key {
+	if ents, _ := os.ReadDir(shm.Dir); len(ents) != 1 || "/"+ents[0].Name() != key {
 		return fmt.Errorf("/dev/shm holds %v, want only %s", ents, key)
 	}
 	if err := Release(key); err != nil {
@@ -327,11 +328,11 @@ func TestFullShm(t *testing.T) {
 func TestCreateFailureLeavesNothing(t *testing.T) {
 	checkLeaks(t)
 	var st unix.Statfs_t
-	if err := unix.Statfs(shmDir, &st); err != nil {
+	if err := unix.Statfs(shm.Dir, &st); err != nil {
 		t.Fatal(err)
 	}
 	total := st.Blocks * uint64(st.Bsize)
-	if total+1<<30 <= maxSize {
+	if total+1<<30 <= shm.MaxSize {
 		if err := createTooBig(int(total + 1<<30)); err != nil {
 			t.Fatal(err)
 		}
@@ -352,13 +353,13 @@ func TestCreateFailureLeavesNothing(t *testing.T) {
 // with Create(maxSize): 2 GiB - 1 on 32-bit systems, of which the first
 // 1 GiB chunk would fit.
 func helperCreateTooBig(args ...string) error {
-	if err := unix.Mount("shmmap-test", shmDir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "size=1088m,mode=1777"); err != nil {
+	if err := unix.Mount("shmmap-test", shm.Dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "size=1088m,mode=1777"); err != nil {
 		return fmt.Errorf("mount tmpfs: %w", err)
 	}
-	if err := createTooBig(maxSize); err != nil {
+	if err := createTooBig(shm.MaxSize); err != nil {
 		return err
 	}
-	if ents, err := os.ReadDir(shmDir); err != nil || len(ents) != 0 {
+	if ents, err := os.ReadDir(shm.Dir); err != nil || len(ents) != 0 {
 		return fmt.Errorf("/dev/shm holds %v (%v), want nothing", ents, err)
 	}
 	fmt.Println("ok")
@@ -369,7 +370,7 @@ func helperCreateTooBig(args ...string) error {
 // with ENOSPC from fallocate and leaves no name behind.
 func createTooBig(tooBig int) error {
 	names := func() (map[string]bool, error) {
-		ents, err := os.ReadDir(shmDir)
+		ents, err := os.ReadDir(shm.Dir)
 		m := map[string]bool{}
 		for _, e := range ents {
 			m[e.Name()] = true
@@ -391,7 +392,7 @@ func createTooBig(tooBig int) error {
 	if !errors.As(err, &pe) || pe.Op != "fallocate" || !strings.HasPrefix(pe.Path, keyPrefix) {
 		return fmt.Errorf("error %#v, want a fallocate *fs.PathError with the key", err)
 	}
-	if _, err := os.Stat(shmDir + pe.Path); !errors.Is(err, fs.ErrNotExist) {
+	if _, err := os.Stat(shm.Dir + pe.Path); !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("failed Create left %s: %v", pe.Path, err)
 	}
 	// Nor any other name: the segment had none until it was made.
@@ -418,7 +419,7 @@ func helperShmSymlink(args ...string) error {
 	if err := os.Mkdir("/dev/realshm", 0o1777); err != nil {
 		return err
 	}
-	if err := os.Symlink("realshm", shmDir); err != nil {
+	if err := os.Symlink("realshm", shm.Dir); err != nil {
 		return err
 	}
 	key, data, err := Create(4096)
@@ -471,17 +472,17 @@ func helperNoProc(args ...string) error {
 	if err := unix.Mount("shmmap-test", "/proc", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "size=64k"); err != nil {
 		return fmt.Errorf("mount tmpfs on /proc: %w", err)
 	}
-	noEmptyPathLink.Store(true)
+	shm.NoEmptyPathLink.Store(true)
 	key, data, err := Create(4096)
 	if err != nil {
 		return fmt.Errorf("Create without /proc: %w", err)
 	}
 	data[0] = 9
 	var st unix.Stat_t
-	if err := unix.Lstat(shmDir+key, &st); err != nil || st.Mode&0o777 != 0o600 {
+	if err := unix.Lstat(shm.Dir+key, &st); err != nil || st.Mode&0o777 != 0o600 {
 		return fmt.Errorf("the segment: mode %#o, %v", st.Mode&0o777, err)
 	}
-	if !noTmpfile.Load() {
+	if !shm.NoTmpfile.Load() {
 		return errors.New("Create did not fall back to naming segments from the start")
 	}
 	if c := creatorState(key); c != CreatorAlive {
@@ -490,7 +491,7 @@ func helperNoProc(args ...string) error {
 	if err := Release(key); err != nil {
 		return err
 	}
-	if _, err := os.Lstat(shmDir + key); !errors.Is(err, fs.ErrNotExist) {
+	if _, err := os.Lstat(shm.Dir + key); !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("Release left %s: %v", key, err)
 	}
 	fmt.Println("ok")

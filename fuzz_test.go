@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/shmmap-go/shmmap/internal/shm"
 	"golang.org/x/sys/unix"
 )
 
@@ -66,9 +67,9 @@ func FuzzKey(f *testing.F) {
 		// must not remove another program's segment that it happens to
 		// name. Anything but ENOENT from an open means something is there.
 		if name != "" {
-			fd, err := shmOpen(name, unix.O_RDONLY, 0)
+			fd, err := shm.OpenName(name, unix.O_RDONLY, 0)
 			if err == nil {
-				closeFD(fd)
+				shm.CloseFD(fd)
 			}
 			if err != unix.ENOENT {
 				return
@@ -85,7 +86,7 @@ func FuzzKey(f *testing.F) {
 // directory and with none (macOS's: the escapes are then paths from the
 // root), so that the keys aim at something on every system.
 func TestEscapeVictims(t *testing.T) {
-	for _, dir := range []string{shmDir, ""} {
+	for _, dir := range []string{shm.Dir, ""} {
 		v := escapeVictimsFrom(t, dir)
 		base := "/"
 		if dir != "" {
@@ -116,14 +117,14 @@ const fuzzCreateLimit = 64 << 20
 // FuzzSize: any size for Create, Read and ReadWrite gives an error or a
 // slice of exactly that size, never a panic or a fault.
 func FuzzSize(f *testing.F) {
-	for _, n := range ints(0, 1, -1, 4095, 4096, 4097, 1<<20, maxSize, maxSize+1, -maxSize, 1<<63-1, -1<<63) {
+	for _, n := range ints(0, 1, -1, 4095, 4096, 4097, 1<<20, shm.MaxSize, shm.MaxSize+1, -shm.MaxSize, 1<<63-1, -1<<63) {
 		f.Add(n)
 	}
 	key := foreignSegment(f, 8192) // Release of an attachment keeps its name
-	has := segmentSize(8192)       // what fstat says: on macOS, whole pages
+	has := segmentSize(8192)       // what shm.Fstat says: on macOS, whole pages
 	f.Fuzz(func(t *testing.T, size int) {
 		checkLeaks(t)
-		if size <= fuzzCreateLimit || size > maxSize {
+		if size <= fuzzCreateLimit || size > shm.MaxSize {
 			k, b, err := Create(size)
 			switch {
 			case err == nil && len(b) != size:
@@ -133,10 +134,10 @@ func FuzzSize(f *testing.F) {
 				if err := Release(k); err != nil {
 					t.Fatal(err)
 				}
-			case size > 0 && size <= maxSize && !errors.Is(err, ErrInvalidSize):
+			case size > 0 && size <= shm.MaxSize && !errors.Is(err, ErrInvalidSize):
 				// A valid size may still fail for want of memory, but not here.
 				t.Fatalf("Create(%d): %v", size, err)
-			case (size <= 0 || size > maxSize) && !errors.Is(err, ErrInvalidSize):
+			case (size <= 0 || size > shm.MaxSize) && !errors.Is(err, ErrInvalidSize):
 				t.Fatalf("Create(%d): %v, want ErrInvalidSize", size, err)
 			}
 		}

@@ -8,6 +8,8 @@ import (
 	"os"
 	"runtime/debug"
 	"testing"
+
+	"github.com/shmmap-go/shmmap/internal/shm"
 )
 
 // touch writes b to m's first byte and reads it back, reporting a fault
@@ -72,7 +74,7 @@ func TestHandlesSurviveKeyAPI(t *testing.T) {
 	if err := Release(h.Key()); !errors.Is(err, ErrNotMapped) {
 		t.Fatalf("Release of a key held only by handles: %v, want ErrNotMapped", err)
 	}
-	if _, err := os.Lstat(shmDir + h.Key()); err != nil && shmDir != "" {
+	if _, err := os.Lstat(shm.Dir + h.Key()); err != nil && shm.Dir != "" {
 		t.Fatalf("the handle's segment lost its name to the key API: %v", err)
 	}
 
@@ -157,7 +159,7 @@ func TestHandleUnlink(t *testing.T) {
 	isPathError(t, "second Unlink", h.Unlink(), h.Key(), fs.ErrNotExist)
 
 	// Another segment now takes the name: the handle's Close must leave it.
-	data, fd, err := create(h.Key(), 4096, options{})
+	data, fd, err := shm.Create(h.Key(), 4096, options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -219,7 +221,7 @@ func TestHandleKeyAPIUnlink(t *testing.T) {
 func TestHandleBadInput(t *testing.T) {
 	keys := checkLeaks(t)
 	sizes := []int{-1, 0, math.MinInt}
-	if big := maxSize; big < math.MaxInt { // on 32-bit systems maxSize is the largest int
+	if big := shm.MaxSize; big < math.MaxInt { // on 32-bit systems shm.MaxSize is the largest int
 		sizes = append(sizes, big+1, math.MaxInt)
 	}
 	for _, size := range sizes {

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 
+	"github.com/shmmap-go/shmmap/internal/shm"
 	"golang.org/x/sys/unix"
 )
 
@@ -40,7 +41,7 @@ func SendSegment(c *net.UnixConn, f *os.File) error {
 	var err error
 	if ferr := withFD(f, func(fd int) {
 		var st unix.Stat_t
-		if _, err = checkFile(fd, f.Name(), "sendmsg", &st); err != nil {
+		if _, err = shm.CheckFile(fd, f.Name(), "sendmsg", &st); err != nil {
 			return
 		}
 		_, _, err = c.WriteMsgUnix([]byte{0}, unix.UnixRights(fd), nil)
@@ -114,7 +115,7 @@ func ReceiveSegment(c *net.UnixConn) (*os.File, error) {
 	}
 	var (
 		p         [1]byte
-		oob       = make([]byte, controlSpace)
+		oob       = make([]byte, shm.ControlSpace)
 		n         int
 		fds       []int
 		truncated bool
@@ -122,9 +123,9 @@ func ReceiveSegment(c *net.UnixConn) (*os.File, error) {
 		rerr      error
 	)
 	if err := rc.Read(func(s uintptr) bool {
-		n, fds, truncated, rerr = recvFDs(int(s), p[:], oob)
+		n, fds, truncated, rerr = shm.RecvFDs(int(s), p[:], oob)
 		if rerr == nil && n == 0 && len(fds) == 0 && !truncated {
-			eof = endOfStream(int(s))
+			eof = shm.EndOfStream(int(s))
 		}
 		return rerr != unix.EAGAIN
 	}); err != nil {
@@ -145,10 +146,10 @@ func ReceiveSegment(c *net.UnixConn) (*os.File, error) {
 		return nil, opError(fmt.Errorf("%w: %d byte of data without a descriptor", ErrBadMessage, n))
 	}
 	fd := fds[0]
-	name := fdName(fd)
+	name := shm.FDName(fd)
 	var st unix.Stat_t
-	if _, err := checkFile(fd, name, "recvmsg", &st); err != nil {
-		closeFile(fd, -1)
+	if _, err := shm.CheckFile(fd, name, "recvmsg", &st); err != nil {
+		shm.CloseFile(fd, -1)
 		return nil, err
 	}
 	return os.NewFile(uintptr(fd), name), nil
@@ -157,6 +158,6 @@ func ReceiveSegment(c *net.UnixConn) (*os.File, error) {
 // closeAll closes fds, which may be the last references to their files.
 func closeAll(fds []int) {
 	for _, fd := range fds {
-		closeFile(fd, -1)
+		shm.CloseFile(fd, -1)
 	}
 }

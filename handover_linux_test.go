@@ -9,6 +9,7 @@ import (
 	"testing"
 	"unsafe"
 
+	"github.com/shmmap-go/shmmap/internal/shm"
 	"golang.org/x/sys/unix"
 )
 
@@ -104,7 +105,7 @@ func TestRightsFDsClosesPidfd(t *testing.T) {
 		}
 		want = append(want, p[1])
 	}
-	got := rightsFDs(oob)
+	got := shm.RightsFDs(oob)
 	for _, fd := range got {
 		unix.Close(fd)
 	}

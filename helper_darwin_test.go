@@ -4,10 +4,9 @@ package shmmap
 
 import "os"
 
-// macOS keeps segments in no directory, and has no /proc: shmDir is empty,
-// and the tests that look at files there or at a process's fds run on Linux
-// only (checkLeaks checks nothing on macOS).
-const shmDir = ""
+// macOS keeps segments in no directory (shm.Dir is empty), and has no
+// /proc: the tests that look at files there or at a process's fds run on
+// Linux only (checkLeaks checks nothing on macOS).
 
 type held struct {
 	fdCount   int

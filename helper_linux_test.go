@@ -12,6 +12,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/shmmap-go/shmmap/internal/shm"
+	"golang.org/x/sys/unix"
 )
 
 // held is what a process holds of shared memory, files in /dev/shm and
@@ -40,7 +43,7 @@ func heldBy(pid int) (held, error) {
 			continue // the fd ReadDir itself used, closed by now
 		}
 		h.fdCount++
-		if strings.HasPrefix(target, shmDir+"/") || strings.HasPrefix(target, "/memfd:") {
+		if strings.HasPrefix(target, shm.Dir+"/") || strings.HasPrefix(target, "/memfd:") {
 			h.fds = append(h.fds, e.Name()+" -> "+target)
 		}
 	}
@@ -52,7 +55,7 @@ func heldBy(pid int) (held, error) {
 		return h, err
 	}
 	for _, line := range strings.Split(string(maps), "\n") {
-		if strings.Contains(line, " "+shmDir+"/") || strings.Contains(line, " /memfd:") {
+		if strings.Contains(line, " "+shm.Dir+"/") || strings.Contains(line, " /memfd:") {
 			h.maps = append(h.maps, line)
 		}
 	}
@@ -94,4 +97,19 @@ func inMountNamespace(t *testing.T, name string) string {
 func helperWithin(t testing.TB, d time.Duration, name string, args ...string) *exec.Cmd {
 	t.Helper()
 	return helpers.Command(t, d, name, args...)
+}
+
+// openFile opens the file of segment key as Map keeps it, read-write or
+// read-only, for tests that need the file itself.
+func openFile(key string, writable bool) (*os.File, error) {
+	name, err := normalize(key)
+	if err != nil {
+		return nil, err
+	}
+	var st unix.Stat_t
+	fd, err := shm.OpenSegment(name, key, writable, &st)
+	if err != nil {
+		return nil, err
+	}
+	return os.NewFile(uintptr(fd), key), nil
 }

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shmmap-go/shmmap/internal/shm"
 	"github.com/shmmap-go/shmmap/internal/testproc"
 )
 
@@ -172,9 +173,9 @@ func checkLeaks(t *testing.T) *keySet {
 			t.Errorf("mappings of /dev/shm: %s before the test, %s after", brief(before.maps), brief(after.maps))
 		}
 		for _, k := range keys.list() {
-			if _, err := os.Lstat(shmDir + canonical(k)); !errors.Is(err, os.ErrNotExist) {
+			if _, err := os.Lstat(shm.Dir + canonical(k)); !errors.Is(err, os.ErrNotExist) {
 				t.Errorf("segment %s left in /dev/shm (lstat: %v)", k, err)
-				os.Remove(shmDir + canonical(k))
+				os.Remove(shm.Dir + canonical(k))
 			}
 		}
 	})
@@ -236,7 +237,7 @@ const victimContent = "a file of the test's own, aimed at by path escapes: it mu
 // would: "../../tmp/TestBadKeys123/001/victim". Cleanup removes them.
 func escapeVictims(t testing.TB) *victims {
 	t.Helper()
-	return escapeVictimsFrom(t, shmDir)
+	return escapeVictimsFrom(t, shm.Dir)
 }
 
 // escapeVictimsFrom is escapeVictims with the shm directory dir. macOS has
@@ -351,7 +352,7 @@ func wouldReach(key string) string {
 	if i := strings.IndexByte(name, 0); i >= 0 {
 		name = name[:i]
 	}
-	return shmDir + "/" + name
+	return shm.Dir + "/" + name
 }
 
 // ints returns those of xs that an int can hold: a table of sizes for

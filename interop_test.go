@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/shmmap-go/shmmap/internal/peer"
+	"github.com/shmmap-go/shmmap/internal/shm"
 	"golang.org/x/sys/unix"
 )
 
@@ -166,7 +167,7 @@ func TestReadmeSharing(t *testing.T) {
 		if runtime.GOOS != "linux" {
 			return
 		}
-		if _, err := os.Lstat(shmDir + key); err == nil {
+		if _, err := os.Lstat(shm.Dir + key); err == nil {
 			t.Errorf("the README's program left %s behind", key)
 		}
 	}
@@ -299,7 +300,7 @@ func stillThere(t *testing.T, key string) {
 	if runtime.GOOS != "linux" {
 		return
 	}
-	if _, err := os.Stat(shmDir + canonical(key)); err != nil {
+	if _, err := os.Stat(shm.Dir + canonical(key)); err != nil {
 		t.Errorf("the peer removed our segment: %v", err)
 	}
 }
@@ -333,7 +334,7 @@ func TestPythonNumPy(t *testing.T) {
 		keys := checkLeaks(t)
 		key, _ := newSegment(t, keys, 4096)
 		_, stderr := runPeer(t, peerCommand(t, python, "-I", script, "attach-naive", key))
-		if _, err := os.Stat(shmDir + key); !errors.Is(err, os.ErrNotExist) {
+		if _, err := os.Stat(shm.Dir + key); !errors.Is(err, os.ErrNotExist) {
 			t.Errorf("after a plain SharedMemory(name): stat %s: %v; if this Python no longer unlinks segments it did not create, README.md and interop.py say otherwise", key, err)
 		}
 		if !strings.Contains(stderr, "leaked shared_memory") {

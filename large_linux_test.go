@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/shmmap-go/shmmap/internal/shm"
 	"golang.org/x/sys/unix"
 )
 
@@ -60,7 +61,7 @@ var sparseSeq atomic.Int64
 func plantSparse(t *testing.T, keys *keySet, size int64) (key, path string) {
 	t.Helper()
 	name := fmt.Sprintf("shmmap_test_sparse_%d_%d", os.Getpid(), sparseSeq.Add(1))
-	path = filepath.Join(shmDir, name)
+	path = filepath.Join(shm.Dir, name)
 	keys.add("/" + name)
 	t.Cleanup(func() { os.Remove(path) })
 	cmd := exec.Command("/bin/sh", "-c", `umask 077 && set -C && : >"$1" && exec truncate -s "$2" "$1"`,
@@ -85,7 +86,7 @@ func plantSparse(t *testing.T, keys *keySet, size int64) (key, path string) {
 func checkTooLarge(t *testing.T, what, key string, has int64, err error) {
 	t.Helper()
 	if !errors.Is(err, ErrInvalidSize) {
-		t.Errorf("%s of a %d-byte segment, past the %d a process can map: %v, want ErrInvalidSize", what, has, int64(maxSize), err)
+		t.Errorf("%s of a %d-byte segment, past the %d a process can map: %v, want ErrInvalidSize", what, has, int64(shm.MaxSize), err)
 		return
 	}
 	var pe *fs.PathError
@@ -130,7 +131,7 @@ func TestLargeOffsets(t *testing.T) {
 		// Before touching the end, which would fault if it were missing:
 		// the segment has its size, and fallocate reserved all of it.
 		var st unix.Stat_t
-		if err := unix.Stat(shmDir+key, &st); err != nil {
+		if err := unix.Stat(shm.Dir+key, &st); err != nil {
 			t.Fatal(err)
 		}
 		if st.Size != size || st.Blocks*512 < size {
@@ -181,12 +182,12 @@ func TestLargeOffsets(t *testing.T) {
 		if strconv.IntSize == 32 {
 			refusesWhole(t, key, size)
 			// The largest prefix that a 32-bit process may map.
-			b, err := Read(key, maxSize)
+			b, err := Read(key, shm.MaxSize)
 			if err != nil {
-				t.Fatalf("Read(key, %d) of a 3 GiB segment: %v", maxSize, err)
+				t.Fatalf("Read(key, %d) of a 3 GiB segment: %v", shm.MaxSize, err)
 			}
-			if len(b) != maxSize || b[0] != 0xa5 || b[maxSize-1] != 0 {
-				t.Fatalf("Read(key, %d): %d bytes, first %d, last %d", maxSize, len(b), b[0], b[len(b)-1])
+			if len(b) != shm.MaxSize || b[0] != 0xa5 || b[shm.MaxSize-1] != 0 {
+				t.Fatalf("Read(key, %d): %d bytes, first %d, last %d", shm.MaxSize, len(b), b[0], b[len(b)-1])
 			}
 		} else {
 			b, err := Read(key, 0)
@@ -205,7 +206,7 @@ func TestLargeOffsets(t *testing.T) {
 
 	t.Run("PastMaxSize", func(t *testing.T) {
 		keys := checkLeaks(t)
-		const size = int64(maxSize) + 1
+		const size = int64(shm.MaxSize) + 1
 		key, _ := plantSparse(t, keys, size)
 		t.Cleanup(func() { Release(key) })
 		refusesWhole(t, key, size)

@@ -22,6 +22,7 @@ import (
 	"testing/cryptotest"
 	"time"
 
+	"github.com/shmmap-go/shmmap/internal/shm"
 	"github.com/shmmap-go/shmmap/internal/sweeplock"
 	"golang.org/x/sys/unix"
 )
@@ -30,9 +31,9 @@ import (
 // (name first, mode 0 until the lock) for the rest of t.
 func forceNamed(t *testing.T) {
 	t.Helper()
-	was := noTmpfile.Load()
-	noTmpfile.Store(true)
-	t.Cleanup(func() { noTmpfile.Store(was) })
+	was := shm.NoTmpfile.Load()
+	shm.NoTmpfile.Store(true)
+	t.Cleanup(func() { shm.NoTmpfile.Store(was) })
 }
 
 // createModes runs f for each way Create can make a segment here: unnamed
@@ -40,7 +41,7 @@ func forceNamed(t *testing.T) {
 func createModes(t *testing.T, f func(t *testing.T)) {
 	t.Helper()
 	t.Run("unnamed", func(t *testing.T) {
-		if noTmpfile.Load() {
+		if shm.NoTmpfile.Load() {
 			t.Skip("no O_TMPFILE in /dev/shm here")
 		}
 		f(t)
@@ -56,8 +57,8 @@ func createModes(t *testing.T, f func(t *testing.T)) {
 // is not nil, or reserves as usual.
 func hookFallocate(t *testing.T, hook func(fd int), fail error) {
 	t.Helper()
-	was := fallocate
-	fallocate = func(fd int, off, n int64) error {
+	was := shm.Fallocate
+	shm.Fallocate = func(fd int, off, n int64) error {
 		if off == 0 && hook != nil {
 			hook(fd)
 		}
@@ -66,7 +67,7 @@ func hookFallocate(t *testing.T, hook func(fd int), fail error) {
 		}
 		return was(fd, off, n)
 	}
-	t.Cleanup(func() { fallocate = was })
+	t.Cleanup(func() { shm.Fallocate = was })
 }
 
 // lockState opens path anew (a new open file description) and reports
@@ -129,13 +130,13 @@ func TestCreateLocksBeforeNaming(t *testing.T) {
 			t.Errorf("the segment was not locked yet when Create sized it")
 		}
 		want := uint64(0) // no name yet
-		if noTmpfile.Load() {
+		if shm.NoTmpfile.Load() {
 			want = 1
 		}
 		if links != want {
 			t.Errorf("the segment had %d names while Create sized it, want %d", links, want)
 		}
-		if _, err := os.Lstat(shmDir + key); err != nil {
+		if _, err := os.Lstat(shm.Dir + key); err != nil {
 			t.Errorf("Create returned and %s has no name: %v", key, err)
 		}
 	})
@@ -160,7 +161,7 @@ func TestCreatorLockOutlivesOwnOpens(t *testing.T) {
 			t.Errorf("List #%d in the creator: %v, want alive", i+1, got)
 		}
 	}
-	if ok, err := reap(key); ok || err != nil {
+	if ok, err := shm.Reap(key); ok || err != nil {
 		t.Errorf("reap in the creator: %v, %v; want the segment kept", ok, err)
 	}
 	if got := statesIn(t, nil, []string{key})[key]; got != "alive" {
@@ -169,7 +170,7 @@ func TestCreatorLockOutlivesOwnOpens(t *testing.T) {
 	if slices.Contains(sweepIn(t, nil), key) {
 		t.Errorf("another process swept %s of a live creator", key)
 	}
-	if _, err := os.Lstat(shmDir + key); err != nil {
+	if _, err := os.Lstat(shm.Dir + key); err != nil {
 		t.Errorf("a live creator's %s is gone: %v", key, err)
 	}
 }
@@ -180,13 +181,13 @@ func TestCreatorLockOutlivesOwnOpens(t *testing.T) {
 func TestCreatorLockIsShared(t *testing.T) {
 	keys := checkLeaks(t)
 	key, _ := newSegment(t, keys, 4096)
-	if !lockState(t, shmDir+key, unix.F_WRLCK) {
+	if !lockState(t, shm.Dir+key, unix.F_WRLCK) {
 		t.Errorf("no lock conflicts with an exclusive one on a live creator's segment")
 	}
-	if lockState(t, shmDir+key, unix.F_RDLCK) {
+	if lockState(t, shm.Dir+key, unix.F_RDLCK) {
 		t.Errorf("the creator's lock conflicts with a shared one: it is exclusive")
 	}
-	f, err := os.Open(shmDir + key)
+	f, err := os.Open(shm.Dir + key)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -238,7 +239,7 @@ func TestReleaseDropsCreatorLock(t *testing.T) {
 			keys.add(key)
 			t.Cleanup(func() { Release(key) })
 			// An fd of our own keeps the file, and asks after the name is gone.
-			f, err := os.Open(shmDir + key)
+			f, err := os.Open(shm.Dir + key)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -327,7 +328,7 @@ func TestCreateTakenName(t *testing.T) {
 		seed := uint64(time.Now().UnixNano()) ^ uint64(os.Getpid())<<40
 		cryptotest.SetGlobalRandom(t, seed)
 		taken := newKey()
-		path := shmDir + taken
+		path := shm.Dir + taken
 		plantSegment(t, keys, taken[1:], 7)
 		if err := os.WriteFile(path, []byte("planted"), 0); err != nil {
 			t.Fatal(err)
@@ -386,7 +387,7 @@ func TestCreateFailureLeavesNothingEitherWay(t *testing.T) {
 			t.Fatalf("Create: %v, want an EIO *fs.PathError naming the key", err)
 		}
 		keys.add(pe.Path)
-		if _, err := os.Lstat(shmDir + pe.Path); !errors.Is(err, fs.ErrNotExist) {
+		if _, err := os.Lstat(shm.Dir + pe.Path); !errors.Is(err, fs.ErrNotExist) {
 			t.Errorf("the failed Create left %s: %v", pe.Path, err)
 		}
 	})
@@ -396,17 +397,17 @@ func TestCreateFailureLeavesNothingEitherWay(t *testing.T) {
 // (Linux before 6.10 without CAP_DAC_READ_SEARCH), Create names the
 // segment through /proc/self/fd; the name is the file it mapped and locked.
 func TestCreateLinksThroughProc(t *testing.T) {
-	if noTmpfile.Load() {
+	if shm.NoTmpfile.Load() {
 		t.Skip("no O_TMPFILE in /dev/shm here")
 	}
 	keys := checkLeaks(t)
-	was := noEmptyPathLink.Load()
-	noEmptyPathLink.Store(true)
-	t.Cleanup(func() { noEmptyPathLink.Store(was) })
+	was := shm.NoEmptyPathLink.Load()
+	shm.NoEmptyPathLink.Store(true)
+	t.Cleanup(func() { shm.NoEmptyPathLink.Store(was) })
 	key, data := newSegment(t, keys, 4096)
 	data[0] = 42
 	var named, held unix.Stat_t
-	if err := unix.Lstat(shmDir+key, &named); err != nil {
+	if err := unix.Lstat(shm.Dir+key, &named); err != nil {
 		t.Fatal(err)
 	}
 	if err := unix.Fstat(creatorFD(key), &held); err != nil {
@@ -418,7 +419,7 @@ func TestCreateLinksThroughProc(t *testing.T) {
 	if got := creatorOf(t, key); got != CreatorAlive {
 		t.Errorf("List: %v, want alive", got)
 	}
-	b, err := os.ReadFile(shmDir + key)
+	b, err := os.ReadFile(shm.Dir + key)
 	if err != nil || len(b) != 4096 || b[0] != 42 {
 		t.Errorf("the named file: %d bytes, first %v, %v", len(b), b[:min(len(b), 1)], err)
 	}
@@ -431,7 +432,7 @@ func TestListModeZero(t *testing.T) {
 	keys := checkLeaks(t)
 	key := newKey()
 	plantSegment(t, keys, key[1:], 10)
-	if err := os.Chmod(shmDir+key, 0); err != nil {
+	if err := os.Chmod(shm.Dir+key, 0); err != nil {
 		t.Fatal(err)
 	}
 	switch got := creatorOf(t, key); {
@@ -470,10 +471,10 @@ func TestSweepLeased(t *testing.T) {
 	keys := checkLeaks(t)
 	key := newKey()
 	plantSegment(t, keys, key[1:], 4096) // unlocked: no creator
-	cmd := helperCommand(t, "lease", shmDir+key)
+	cmd := helperCommand(t, "lease", shm.Dir+key)
 	if os.Geteuid() == 0 {
 		// Another user's file and lease: root opens it, and would break it.
-		if err := os.Chown(shmDir+key, 23456, 23456); err != nil {
+		if err := os.Chown(shm.Dir+key, 23456, 23456); err != nil {
 			t.Fatal(err)
 		}
 		cmd.Env = append(cmd.Env, helperUIDEnv+"=23456")
@@ -482,10 +483,10 @@ func TestSweepLeased(t *testing.T) {
 	if line := readLine(t, r); line != "leased" {
 		t.Fatalf("lease helper: %q", line)
 	}
-	if ok, err := reap(key); ok || err != nil {
+	if ok, err := shm.Reap(key); ok || err != nil {
 		t.Errorf("Sweep of a leased segment: removed %v, error %v; want it left alone", ok, err)
 	}
-	if _, err := os.Lstat(shmDir + key); err != nil {
+	if _, err := os.Lstat(shm.Dir + key); err != nil {
 		t.Errorf("the leased segment is gone: %v", err)
 	}
 	stdin.Close()
@@ -534,10 +535,10 @@ func TestSweepUnmappedShared(t *testing.T) {
 		keys := checkLeaks(t)
 		key := newKey()
 		plantSegment(t, keys, key[1:], 4096) // unlocked: its creator is gone
-		if err := os.Chown(shmDir+key, 23456, 23456); err != nil {
+		if err := os.Chown(shm.Dir+key, 23456, 23456); err != nil {
 			t.Fatal(err)
 		}
-		if err := os.Chmod(shmDir+key, 0o666); err != nil {
+		if err := os.Chmod(shm.Dir+key, 0o666); err != nil {
 			t.Fatal(err)
 		}
 		return key
@@ -547,7 +548,7 @@ func TestSweepUnmappedShared(t *testing.T) {
 		if slices.Contains(sweepIn(t, []string{"--user"}), key) {
 			t.Errorf("root in a user namespace removed another user's %s", key)
 		}
-		if _, err := os.Lstat(shmDir + key); err != nil {
+		if _, err := os.Lstat(shm.Dir + key); err != nil {
 			t.Errorf("another user's %s is gone: %v", key, err)
 		}
 	})
@@ -570,7 +571,7 @@ func TestSweepUnmappedShared(t *testing.T) {
 				t.Errorf("an ordinary user's Sweep in a user namespace: %s", line)
 			}
 		}
-		if _, err := os.Lstat(shmDir + key); err != nil {
+		if _, err := os.Lstat(shm.Dir + key); err != nil {
 			t.Errorf("another user's %s is gone: %v", key, err)
 		}
 	})

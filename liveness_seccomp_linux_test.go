@@ -23,6 +23,7 @@ import (
 	"testing"
 	"unsafe"
 
+	"github.com/shmmap-go/shmmap/internal/shm"
 	"github.com/shmmap-go/shmmap/internal/sweeplock"
 	"golang.org/x/sys/unix"
 )
@@ -75,7 +76,7 @@ func helperStopSweep(args ...string) error {
 // error), then waits for stdin to close.
 func helperStopCreateNamed(args ...string) error {
 	nr, _ := strconv.Atoi(args[0])
-	noTmpfile.Store(true)
+	shm.NoTmpfile.Store(true)
 	if err := stopAt(nr); err != nil {
 		return err
 	}
@@ -84,7 +85,7 @@ func helperStopCreateNamed(args ...string) error {
 		return err
 	}
 	fmt.Println(key)
-	if _, err := os.Lstat(shmDir + key); err != nil {
+	if _, err := os.Lstat(shm.Dir + key); err != nil {
 		fmt.Println(err)
 	} else {
 		fmt.Println("named")
@@ -256,7 +257,7 @@ func TestSweepRechecksName(t *testing.T) {
 	// The live one: a file of ours that we hold locked, as a creator does.
 	live := fmt.Sprintf("/shmmap_attack_live_%d", os.Getpid())
 	plantSegment(t, keys, live[1:], 4096)
-	f, err := os.OpenFile(shmDir+live, os.O_RDWR, 0)
+	f, err := os.OpenFile(shm.Dir+live, os.O_RDWR, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -271,11 +272,11 @@ func TestSweepRechecksName(t *testing.T) {
 	}
 	var swapped atomic.Bool
 	on := func(c stopped) { // Sweep's lstat, after its open and lock
-		if swapped.Load() || c.path(c.args[1]) != shmDir+dead {
+		if swapped.Load() || c.path(c.args[1]) != shm.Dir+dead {
 			return
 		}
 		swapped.Store(true)
-		if err := os.Rename(shmDir+live, shmDir+dead); err != nil {
+		if err := os.Rename(shm.Dir+live, shm.Dir+dead); err != nil {
 			t.Errorf("rename: %v", err)
 		}
 	}
@@ -288,7 +289,7 @@ func TestSweepRechecksName(t *testing.T) {
 		t.Fatalf("Sweep never looked at %s again after opening it (removed %q, errors %q)", dead, removed, errs)
 	}
 	var st unix.Stat_t
-	switch err := unix.Lstat(shmDir+dead, &st); {
+	switch err := unix.Lstat(shm.Dir+dead, &st); {
 	case err != nil:
 		t.Errorf("Sweep removed %s, which named a live segment by then: %v", dead, err)
 	case st.Ino != want.Ino:
@@ -313,9 +314,9 @@ func TestSweepNameGoneMeanwhile(t *testing.T) {
 	dead := deadSegment(t, keys)
 	var took atomic.Bool
 	on := func(c stopped) { // Sweep's unlink
-		if !took.Load() && c.path(c.args[1]) == shmDir+dead {
+		if !took.Load() && c.path(c.args[1]) == shm.Dir+dead {
 			took.Store(true)
-			if err := os.Remove(shmDir + dead); err != nil {
+			if err := os.Remove(shm.Dir + dead); err != nil {
 				t.Errorf("remove: %v", err)
 			}
 		}
@@ -350,11 +351,11 @@ func TestSweepMeetsNamedCreate(t *testing.T) {
 			return
 		}
 		target, _ := os.Readlink(fmt.Sprintf("/proc/%d/fd/%d", c.pid, c.args[0]))
-		name := strings.TrimPrefix(target, shmDir)
+		name := strings.TrimPrefix(target, shm.Dir)
 		if !isCreateKey(name) {
 			return
 		}
-		ok, err := reap(name)
+		ok, err := shm.Reap(name)
 		state := creatorState(name)
 		mu.Lock()
 		seen = append(seen, fmt.Sprintf("%s reap=%v,%v list=%v", name, ok, err, state))
@@ -369,7 +370,7 @@ func TestSweepMeetsNamedCreate(t *testing.T) {
 	stdin, r, wait := startStopped(t, unix.SYS_FCNTL, on, "stop-create-named")
 	key := readLine(t, r)
 	keys.add(key)
-	t.Cleanup(func() { os.Remove(shmDir + key) })
+	t.Cleanup(func() { os.Remove(shm.Dir + key) })
 	status := readLine(t, r)
 	stdin.Close()
 	if err := wait(); err != nil {
@@ -394,7 +395,7 @@ func TestReleaseUnlinksBeforeUnlocking(t *testing.T) {
 	var seen []string
 	on := func(c stopped) { // Release's unlink
 		p := c.path(c.args[1])
-		if !isCreateKey(strings.TrimPrefix(p, shmDir)) {
+		if !isCreateKey(strings.TrimPrefix(p, shm.Dir)) {
 			return
 		}
 		locked := lockState(t, p, unix.F_WRLCK)
@@ -405,7 +406,7 @@ func TestReleaseUnlinksBeforeUnlocking(t *testing.T) {
 	_, r, wait := startStopped(t, unix.SYS_UNLINKAT, on, "stop-release")
 	key := readLine(t, r)
 	keys.add(key)
-	t.Cleanup(func() { os.Remove(shmDir + key) })
+	t.Cleanup(func() { os.Remove(shm.Dir + key) })
 	if line := readLine(t, r); line != "released" {
 		t.Errorf("creator: %q", line)
 	}
@@ -414,7 +415,7 @@ func TestReleaseUnlinksBeforeUnlocking(t *testing.T) {
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	if want := []string{shmDir + key + " locked=true"}; !slices.Equal(seen, want) {
+	if want := []string{shm.Dir + key + " locked=true"}; !slices.Equal(seen, want) {
 		t.Errorf("Release's unlinks: %q, want %q", seen, want)
 	}
 }

@@ -1,270 +1,405 @@
 package shmmap
 
 import (
+	"errors"
 	"fmt"
 	"io/fs"
-	"math"
-	"unsafe"
+	"os"
+	"sync"
 
+	"github.com/shmmap-go/shmmap/internal/shm"
 	"golang.org/x/sys/unix"
 )
 
-// maxSize is the largest segment Create makes and the largest mapping Read
-// and ReadWrite make: 128 TiB, the user address space of x86-64 with 4-level
-// paging and of macOS on arm64, or the largest int on 32-bit systems.
-const maxSize = min(1<<47, math.MaxInt)
-
-// create makes segment name (canonical form) of size bytes, maps it
-// read-write, and returns the mapping and its fd, which holds the
-// creator's lock where the system keeps one (holdsName). The
-// segment gets its name only once it is locked, sized and mapped, where the
-// system allows (Linux's O_TMPFILE): then no other process, a sweeper
-// included, ever sees it half made, and a failure leaves no name to remove.
-// With RequireSealed, a file that cannot be sealed (every file of a key, on
-// Linux) is refused before it is sized. On failure nothing is left behind:
-// no name, fd or mapping.
-func create(name string, size int, o options) (data []byte, fd int, err error) {
-	fd, named, err := openNew(name)
-	if err != nil {
-		return nil, -1, &fs.PathError{Op: "shm_open", Path: name, Err: err}
-	}
-	op := "fcntl"
-	err = lockCreator(fd)
-	if err == nil && o.sealed {
-		err = checkSealed(fileSeals(fd), true)
-	}
-	if err == nil {
-		op, err = initSegment(fd, size)
-	}
-	if err == nil {
-		op = "mmap"
-		data, err = mmap(fd, size, true, o.flags)
-	}
-	if err == nil && !named {
-		op = "linkat"
-		if err = linkName(fd, name); err != nil {
-			munmap(data)
-		}
-	}
-	if err != nil {
-		if named {
-			shmUnlink(name, size)
-		}
-		closeFile(fd, int64(size)) // the last reference: it frees what initSegment reserved
-		if err == errCannotLink {
-			return create(name, size, o) // named from the start, this time
-		}
-		return nil, -1, &fs.PathError{Op: op, Path: name, Err: err}
-	}
-	return data, fd, nil
-}
-
-// open maps size bytes of the existing segment name (canonical form), or
-// all of it if size is 0, after checking with fstat that it is a segment
-// and has them, and for RequireSealed that it is sealed. It returns the
-// segment's fd too if keep, else closes it (fd -1). Errors name key, the
-// caller's spelling.
-func open(name, key string, size int, writable, keep bool, o options) (data []byte, fd int, err error) {
-	var st unix.Stat_t
-	fd, err = openSegment(name, key, writable, &st)
-	if err != nil {
-		return nil, -1, err
-	}
-	if o.sealed {
-		// The size again, after the seals: see mapFile.
-		if err = checkSealed(fileSeals(fd), writable); err != nil {
-			err = &fs.PathError{Op: "fcntl", Path: key, Err: err}
-		} else if err = fstat(fd, &st); err != nil {
-			err = &fs.PathError{Op: "fstat", Path: key, Err: err}
-		}
-	}
-	if err == nil {
-		data, err = mapSegment(fd, &st, key, size, writable, o.flags)
-	}
-	if err != nil || !keep {
-		closeFD(fd)
-		fd = -1
-	}
-	return data, fd, err
-}
-
-// openSegment opens the existing segment name (canonical form), read-only
-// or read-write, and fills st with its fstat; anything but a segment under
-// the name is an error wrapping ErrNotSegment. Errors name key, the
-// caller's spelling.
-func openSegment(name, key string, writable bool, st *unix.Stat_t) (int, error) {
-	flag := unix.O_RDONLY
-	if writable {
-		flag = unix.O_RDWR
-	}
-	fd, err := shmOpen(name, flag, 0)
-	if err != nil {
-		if mode, ok := notSegment(name, err); ok {
-			err = notSegmentError(mode, err)
-		}
-		return -1, &fs.PathError{Op: "shm_open", Path: key, Err: err}
-	}
-	if err := fstat(fd, st); err != nil {
-		closeFD(fd)
-		return -1, &fs.PathError{Op: "fstat", Path: key, Err: err}
-	}
-	if !isSegment(st) {
-		closeFD(fd)
-		return -1, &fs.PathError{Op: "shm_open", Path: key, Err: notSegmentError(uint32(st.Mode), nil)}
-	}
-	return fd, nil
-}
-
-// mapSegment maps size bytes of the segment fd, or all of it if size is 0,
-// after checking with st, its fstat, that it has them: a mapping past the
-// end would fault on first touch. Errors name path.
-func mapSegment(fd int, st *unix.Stat_t, path string, size int, writable bool, flags int) ([]byte, error) {
-	has := int64(st.Size)
-	switch {
-	case has == 0:
-		return nil, &fs.PathError{Op: "mmap", Path: path, Err: sizeError(size, "the segment has 0 bytes")}
-	case size == 0 && has > maxSize:
-		return nil, &fs.PathError{Op: "mmap", Path: path, Err: sizeError(size, fmt.Sprintf(
-			"the segment has %d bytes, more than a process can map (%d); map a part of it", has, int64(maxSize)))}
-	case int64(size) > has:
-		return nil, &fs.PathError{Op: "mmap", Path: path, Err: sizeError(size, fmt.Sprintf("the segment has %d bytes", has))}
-	case size == 0:
-		size = int(has)
-	}
-	data, err := mmap(fd, size, writable, flags)
-	if err != nil {
-		return nil, &fs.PathError{Op: "mmap", Path: path, Err: err}
-	}
-	return data, nil
-}
-
-// mapFile maps size bytes of fd, a file that a caller gave, or all of it if
-// size is 0, once checkFile has found it a segment, and for RequireSealed
-// checkFileSealed its seals; it reports whether the segment is sealed
-// (fileSealed). An O_PATH descriptor, which a peer can send, is
-// fs.ErrPermission: it can be neither read nor written. Errors name path,
-// the file's name.
+// A Mapping is a handle on one mapping of a segment: a named segment that
+// this process made (CreateNamed) or opened by key (Map, MapReadOnly), an
+// anonymous one (CreateAnonymous), or one handed over as a file (MapFile,
+// MapFileReadOnly). It belongs to the code that made it, as an *os.File
+// does: its bytes stay mapped until its Close, whatever else in the
+// process maps, releases or closes the same segment. Release and
+// ReleaseAll work only on what the key API (Create, Read, ReadWrite) made,
+// and never touch a Mapping.
 //
-// The seals are read before the size: a seal, once added, is never removed,
-// so a size read after F_SEAL_SHRINK is one the file keeps. Read after the
-// size, a seal that a peer added just after shrinking the file would vouch
-// for a mapping past its end.
-func mapFile(fd int, path string, size int, writable bool, o options) (data []byte, sealed bool, err error) {
-	seals := fileSeals(fd)
-	var st unix.Stat_t
-	kind, err := checkFile(fd, path, "mmap", &st)
-	if err != nil {
-		return nil, false, err
+// defer m.Close() is the usual shape. A Mapping dropped without Close
+// keeps its memory mapped until the process exits: the garbage collector
+// cannot unmap it, since the slices from Bytes point outside the Go heap,
+// where it cannot see them.
+//
+// The methods are safe for concurrent use, but Close must not race with
+// any use of the slice from Bytes.
+type Mapping struct {
+	mu      sync.Mutex
+	data    []byte   // nil once closed
+	fd      int      // the descriptor m owns, or -1
+	file    *os.File // fd's *os.File once File has made one; or the caller's (MapFile)
+	name    string   // the key of a named segment (canonical), else the file's name
+	named   bool     // a named segment: Key and Unlink apply
+	creator bool     // made by this Mapping, name not yet removed: Close removes it
+	sealed  bool
+}
+
+// CreateNamed makes a new shared memory segment of exactly size bytes,
+// zero-filled and mapped read-write, as Create does (mode 0600, a fresh
+// random key, memory reserved on Linux), and returns a handle on it: the
+// key is m.Key(), for other processes to map with Map or Read. The
+// segment's name lives as long as m: m.Close() unmaps and removes it, and
+// m.Unlink() removes it at once. On Linux m keeps the segment's file, with
+// the creator's lock that tells List and Sweep that its creator is alive,
+// until Close.
+//
+// Sizes, options and errors are as for Create. On failure nothing is left
+// behind: no name, fd or mapping.
+func CreateNamed(size int, opts ...Option) (*Mapping, error) {
+	if size <= 0 || size > shm.MaxSize {
+		return nil, createSizeError(size)
 	}
-	if pathOnly(fd) {
-		return nil, false, &fs.PathError{Op: "mmap", Path: path, Err: errPathOnly}
-	}
-	if o.sealed {
-		if err := checkFileSealed(kind, seals, writable); err != nil {
-			return nil, false, &fs.PathError{Op: "fcntl", Path: path, Err: err}
+	o := parseOptions(opts)
+	for try := 1; ; try++ {
+		key := newKey()
+		data, fd, err := shm.Create(key, size, o)
+		if err == nil {
+			return &Mapping{data: data, fd: fd, name: key, named: true, creator: true}, nil
+		}
+		if !keyTaken(err, try) {
+			return nil, err
 		}
 	}
-	data, err = mapSegment(fd, &st, path, size, writable, o.flags)
+}
+
+// Map maps the existing segment key read-write and returns a handle on the
+// mapping of its first size bytes; size 0 maps the whole segment. Keys,
+// sizes, options and errors are as for ReadWrite. m keeps a descriptor of
+// the segment, m.File(), until m.Close(), which unmaps it; the segment's
+// name stays.
+func Map(key string, size int, opts ...Option) (*Mapping, error) {
+	return mapKey(key, size, true, true, parseOptions(opts))
+}
+
+// MapReadOnly maps the existing segment key read-only, as Map does; a
+// write to its bytes faults. Keys, sizes, options and errors are as for
+// Read.
+func MapReadOnly(key string, size int, opts ...Option) (*Mapping, error) {
+	return mapKey(key, size, false, true, parseOptions(opts))
+}
+
+// mapKey maps segment key; keep says whether the Mapping keeps the
+// segment's descriptor (the key API's do not).
+func mapKey(key string, size int, writable, keep bool, o options) (*Mapping, error) {
+	name, err := normalize(key)
 	if err != nil {
-		return nil, false, err
+		return nil, &fs.PathError{Op: "shm_open", Path: key, Err: err}
 	}
-	return data, fileSealed(kind, seals), nil
-}
-
-// errPathOnly is the error of mapping an O_PATH descriptor.
-var errPathOnly = fmt.Errorf("%w: the file is open with O_PATH, for neither reading nor writing", fs.ErrPermission)
-
-// checkFile fills st with fstat of fd, a file that a caller or a peer
-// handed over, and returns what segment it is, or an error wrapping
-// ErrNotSegment, for op on path, unless it is one (statFile says what
-// that is on each system).
-func checkFile(fd int, path, op string, st *unix.Stat_t) (segKind, error) {
-	kind, err := statFile(fd, st)
-	if err != nil {
-		return notSeg, &fs.PathError{Op: "fstat", Path: path, Err: err}
+	if size < 0 || size > shm.MaxSize {
+		return nil, &fs.PathError{Op: "mmap", Path: key, Err: attachSizeError(size)}
 	}
-	if kind == notSeg {
-		return notSeg, &fs.PathError{Op: op, Path: path, Err: notSegmentError(uint32(st.Mode), nil)}
-	}
-	return kind, nil
-}
-
-// createAnon makes an anonymous segment of size bytes: openAnon makes it
-// without a name, or with one that it removes at once (key, on systems
-// that need one: anonNeedsKey). initSegment gives it its mode and reserves
-// its memory as Create does, seal seals it where the system can (for
-// RequireSealed, checkSealed then checks it was), and it is mapped
-// read-write. It returns the mapping, the fd (close-on-exec), the
-// name the file goes by, and whether it is sealed. On failure nothing is
-// left behind: no name, fd or mapping.
-func createAnon(key string, size int, o options) (data []byte, fd int, name string, sealed bool, err error) {
-	fd, name, op, err := openAnon(key)
-	if err != nil {
-		return nil, -1, "", false, &fs.PathError{Op: op, Path: name, Err: err}
-	}
-	op, err = initSegment(fd, size)
-	if err == nil {
-		op = "fcntl"
-		sealed, err = seal(fd)
-	}
-	if err == nil && o.sealed {
-		err = checkSealed(fileSeals(fd), true)
-	}
-	if err == nil {
-		op = "mmap"
-		data, err = mmap(fd, size, true, o.flags)
-	}
-	if err != nil {
-		closeFile(fd, int64(size)) // the last reference: it frees what initSegment reserved
-		return nil, -1, "", false, &fs.PathError{Op: op, Path: name, Err: err}
-	}
-	return data, fd, name, sealed, nil
-}
-
-// notSegmentError is ErrNotSegment for a file of the given mode, with the
-// error that showed it, if any.
-func notSegmentError(mode uint32, cause error) error {
-	if cause != nil {
-		return fmt.Errorf("%w: it is %s (%w)", ErrNotSegment, fileKind(mode), cause)
-	}
-	return fmt.Errorf("%w: it is %s", ErrNotSegment, fileKind(mode))
-}
-
-// fileKind names the type of file that mode describes, for ErrNotSegment.
-func fileKind(mode uint32) string {
-	switch mode & unix.S_IFMT {
-	case unix.S_IFIFO:
-		return "a FIFO"
-	case unix.S_IFDIR:
-		return "a directory"
-	case unix.S_IFSOCK:
-		return "a socket"
-	case unix.S_IFCHR:
-		return "a character device"
-	case unix.S_IFBLK:
-		return "a block device"
-	case unix.S_IFLNK:
-		return "a symbolic link"
-	case unix.S_IFREG:
-		return "a regular file outside memory (on a disk, say)"
-	}
-	return fmt.Sprintf("a file of type %#o", mode&unix.S_IFMT)
-}
-
-// mmap maps size bytes of fd, shared, with extra flags. It goes around
-// unix.Mmap, which keeps a second table of mappings under a lock of its own.
-// ENOMEM gets a word on what the system ran out of.
-func mmap(fd, size int, writable bool, flags int) ([]byte, error) {
-	prot := unix.PROT_READ
-	if writable {
-		prot |= unix.PROT_WRITE
-	}
-	p, err := mmapFD(fd, size, prot, unix.MAP_SHARED|flags)
-	if err == unix.ENOMEM {
-		return nil, explainENOMEM(size)
-	}
+	data, fd, err := shm.Open(name, key, size, writable, keep, o)
 	if err != nil {
 		return nil, err
 	}
-	return unsafe.Slice((*byte)(p), size), nil
+	return &Mapping{data: data, fd: fd, name: name, named: true}, nil
+}
+
+// MapFileReadOnly maps the segment that f is a file of read-only and
+// returns its first size bytes; size 0 maps the whole segment. A write to
+// the slice faults. f is typically a file received with ReceiveSegment, or
+// inherited through os/exec's ExtraFiles (os.NewFile(3, name) in the
+// child); it stays the caller's: close it when it is no longer needed to
+// hand on, as soon as MapFileReadOnly returns if it is not, since the
+// mapping does not need it. m.Close() unmaps but does not close f.
+//
+// f must be a segment: on Linux a regular file in memory (a memfd, a file
+// in /dev/shm or another tmpfs, or hugetlbfs), on macOS a shm object.
+// Anything else, a pipe, socket, directory or device, and a regular file
+// on disk (whose mapping writes to the disk, and faults at the access when
+// a page cannot be read or written back), is an error wrapping
+// ErrNotSegment. A nil f is an error wrapping fs.ErrInvalid, a closed one
+// fs.ErrClosed. A size that is negative or larger than the segment is
+// ErrInvalidSize (checked with fstat before mapping: a mapping past the end
+// would fault on first touch), and so is size 0 of an empty segment, or
+// of one larger than a process can map (on 32-bit systems: map a part of
+// it). A file opened without read access is fs.ErrPermission.
+//
+// m.Sealed() reports whether the segment is sealed against shrinking (on
+// Linux, F_SEAL_SHRINK: CreateAnonymous's segments are, and so are memfds
+// that other programs seal so; on hugetlbfs F_SEAL_WRITE or
+// F_SEAL_FUTURE_WRITE as well, see Sealed). If it is, no process can
+// ftruncate it below its size, so no access to the mapping can fault
+// because another process shrank the segment; if it is not, one can, as
+// with keys: an access past the new end is a fault that kills this process
+// (see Bytes). The seals are read before the size, so a segment shrunk
+// while MapFileReadOnly runs is never Sealed over a mapping past its end.
+// A file from a process that is not trusted is best mapped with
+// RequireSealed, which refuses one that is not sealed (ErrNotSealed)
+// before mapping anything.
+//
+// To learn whether f is a segment, MapFileReadOnly asks its filesystem
+// (fstat, fstatfs). A file on a filesystem that a process serves (FUSE,
+// which an unprivileged peer can mount in a user namespace of its own) or
+// on one over a network (NFS) can make that call wait on the server, in
+// the kernel, for as long as the server does not answer, past every
+// signal but a fatal one; a received file is checked so once already, by
+// ReceiveSegment.
+//
+// An O_PATH descriptor, which a peer can send, is an error wrapping
+// fs.ErrPermission: the file can be neither read nor written through it.
+// m.Bytes() is valid until m.Close(). If there is an error, it will be of
+// type *fs.PathError naming f.Name().
+func MapFileReadOnly(f *os.File, size int, opts ...Option) (*Mapping, error) {
+	return mapOf(f, size, false, parseOptions(opts))
+}
+
+// MapFile maps the segment that f is a file of read-write and returns its
+// first size bytes; size 0 maps the whole segment. Files, sizes, seals and
+// errors are as for MapFileReadOnly; a file opened without write access,
+// or a segment sealed against writing (F_SEAL_WRITE), is an error wrapping
+// fs.ErrPermission, and with RequireSealed a segment must be sealed
+// against growing too (F_SEAL_GROW). Like MapFileReadOnly, it asks f's
+// filesystem whether f is a segment, which for a file on FUSE or NFS can
+// wait on the server. f stays the caller's, and m.Bytes()
+// is valid until m.Close(). If there is an error, it will be of type
+// *fs.PathError naming f.Name().
+func MapFile(f *os.File, size int, opts ...Option) (*Mapping, error) {
+	return mapOf(f, size, true, parseOptions(opts))
+}
+
+func mapOf(f *os.File, size int, writable bool, o options) (*Mapping, error) {
+	if size < 0 || size > shm.MaxSize {
+		return nil, &fs.PathError{Op: "mmap", Path: fileName(f), Err: attachSizeError(size)}
+	}
+	var m *Mapping
+	var err error
+	if ferr := withFD(f, func(fd int) {
+		var data []byte
+		var sealed bool
+		data, sealed, err = shm.MapFile(fd, f.Name(), size, writable, o)
+		if err == nil {
+			m = &Mapping{data: data, fd: -1, file: f, name: f.Name(), sealed: sealed}
+		}
+	}); ferr != nil {
+		return nil, &fs.PathError{Op: "mmap", Path: fileName(f), Err: ferr}
+	}
+	return m, err
+}
+
+// withFD calls fn with f's descriptor, which f cannot close meanwhile. A
+// nil f is an error wrapping fs.ErrInvalid, a closed one fs.ErrClosed.
+func withFD(f *os.File, fn func(fd int)) error {
+	if f == nil {
+		return fs.ErrInvalid
+	}
+	rc, err := f.SyscallConn()
+	if err == nil {
+		err = rc.Control(func(fd uintptr) { fn(int(fd)) })
+	}
+	if err != nil && !errors.Is(err, fs.ErrInvalid) {
+		// Control fails only for a closed file, with poll's "use of
+		// closed file", which is not fs.ErrClosed.
+		return fs.ErrClosed
+	}
+	return err
+}
+
+// fileName is f's name, or "" for a nil f.
+func fileName(f *os.File) string {
+	if f == nil {
+		return ""
+	}
+	return f.Name()
+}
+
+// Bytes returns the mapped memory: all of the segment, or the size bytes
+// asked for. It points outside the Go heap, at memory that other processes
+// may change at any moment, and is valid until Close. Any access after
+// that, a write to the bytes of a read-only mapping, and an access past the
+// end of a segment that another process shrank (possible unless Sealed)
+// kill the process with a fault, which recover cannot take unless the
+// goroutine has called debug.SetPanicOnFault(true): see the package
+// documentation. After Close, and of a nil Mapping, Bytes returns nil.
+func (m *Mapping) Bytes() []byte {
+	if m == nil {
+		return nil
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.data
+}
+
+// Key returns the key of a named segment, with its leading slash, for
+// another process to map with Map or Read; "" for an anonymous segment or a
+// file handed over, which have none, and for a nil Mapping.
+func (m *Mapping) Key() string {
+	if m == nil || !m.named {
+		return ""
+	}
+	return m.name
+}
+
+// File returns the file of the segment, to hand over to another process:
+// in os/exec's Cmd.ExtraFiles (the child finds it as fd 3 and on, and
+// maps it with MapFile(os.NewFile(3, name), 0)), or with SendSegment. Its
+// descriptor is close-on-exec, so no other child inherits it.
+//
+// For CreateNamed, Map, MapReadOnly and CreateAnonymous, the file belongs
+// to m: Close closes it, so do not close it yourself, and do not use it
+// after Close. For MapFile and MapFileReadOnly it is the caller's f, which
+// m neither needs nor closes. A nil Mapping has no file: nil; nor has one
+// closed before its first File, except CreateAnonymous's.
+func (m *Mapping) File() *os.File {
+	if m == nil {
+		return nil
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.file == nil && m.fd >= 0 && m.name != "" { // not of a zero Mapping
+		// Made on demand: os.NewFile costs system calls that most
+		// Mappings never need.
+		m.file = os.NewFile(uintptr(m.fd), m.name)
+	}
+	return m.file
+}
+
+// Sealed reports whether the segment is sealed against shrinking: then no
+// process can make it smaller, and no access to m's bytes can fault
+// because another process truncated it. On Linux that is the memfd seal
+// F_SEAL_SHRINK, which every segment of CreateAnonymous has (unless
+// memfd_create did not exist) and MapFile and MapFileReadOnly look for; a
+// named segment never has it. On macOS, which has no seals, Sealed is
+// always false, although no segment can shrink there once its size is set
+// (RequireSealed takes every segment there). A nil Mapping is not sealed.
+//
+// Sealed covers the size, not the pages within it. A process that may
+// write the file can still punch a hole into it (fallocate(2) with
+// FALLOC_FL_PUNCH_HOLE, or madvise MADV_REMOVE), which the size seals do
+// not stop and only F_SEAL_WRITE or F_SEAL_FUTURE_WRITE do. On tmpfs (a
+// memfd, /dev/shm) that only zeroes the bytes: the next access to the
+// hole gets a new zero page, as an access to a page never touched does,
+// and that fault fails only when memory cannot be had (shmem_fault and
+// shmem_get_folio_gfp in mm/shmem.c): a SIGBUS where the commit limit
+// refuses the page (vm.overcommit_memory=2) or the tmpfs is full (its
+// size=; a memfd's has none), the OOM killer where no page is left. On
+// hugetlbfs the punch gives the huge page back to the pool, and the next
+// access needs one from the pool again, a SIGBUS if the sender has taken
+// it meanwhile (hugetlb_no_page in mm/hugetlb.c): so there Sealed also
+// wants F_SEAL_WRITE or F_SEAL_FUTURE_WRITE, which stop the punch
+// (hugetlbfs_punch_hole in fs/hugetlbfs/inode.c).
+func (m *Mapping) Sealed() bool { return m != nil && m.sealed }
+
+// Unlink removes the name of m's segment now, as Unlink does by key: no
+// other process can open it any more, and its memory is freed once every
+// mapping and descriptor of it is gone. m's bytes stay valid until Close,
+// which then removes nothing. A name already gone is an error wrapping
+// fs.ErrNotExist; a Mapping without a key (anonymous, or of a file), an
+// error wrapping fs.ErrInvalid, and a closed one fs.ErrClosed. If there is
+// an error, it will be of type *fs.PathError naming the key.
+func (m *Mapping) Unlink() error {
+	if m == nil || !m.named {
+		return &fs.PathError{Op: "shm_unlink", Path: "", Err: fs.ErrInvalid}
+	}
+	m.mu.Lock()
+	closed := m.data == nil
+	m.creator = false
+	m.mu.Unlock()
+	if closed {
+		return &fs.PathError{Op: "shm_unlink", Path: m.name, Err: fs.ErrClosed}
+	}
+	if err := shm.Unlink(m.name, -1); err != nil {
+		return &fs.PathError{Op: "shm_unlink", Path: m.name, Err: err}
+	}
+	return nil
+}
+
+// Close unmaps the segment, removes its name if m made it (CreateNamed)
+// and has not unlinked it, and closes the file that m owns. The slices
+// from Bytes become invalid: any access to them faults. Other processes'
+// mappings and descriptors stay valid, and so do this process' other
+// Mappings of the same segment; the memory is freed once the last of them
+// goes. A name already gone is not an error. A second Close returns an
+// error wrapping fs.ErrClosed and does nothing else; Close of a nil
+// Mapping (of a failed constructor, say), or of one not made by this
+// package, an error wrapping fs.ErrInvalid. If there is an error, it will
+// be of type *fs.PathError naming the key or the file.
+func (m *Mapping) Close() error {
+	if m == nil || m.name == "" && m.file == nil {
+		return &fs.PathError{Op: "close", Path: "", Err: fs.ErrInvalid}
+	}
+	return m.close(m.name)
+}
+
+// close is Close, with errors naming path.
+func (m *Mapping) close(path string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.data == nil {
+		return &fs.PathError{Op: "close", Path: path, Err: fs.ErrClosed}
+	}
+	var err error
+	if merr := shm.Munmap(m.data); merr != nil {
+		err = &fs.PathError{Op: "munmap", Path: path, Err: merr}
+	}
+	if m.creator {
+		// The whole segment was mapped: its length is the size.
+		if uerr := shm.Unlink(m.name, len(m.data)); uerr != nil && uerr != unix.ENOENT && err == nil {
+			err = &fs.PathError{Op: "shm_unlink", Path: path, Err: uerr}
+		}
+		m.creator = false
+	}
+	size := int64(len(m.data))
+	m.data = nil
+	m.dropFile(size)
+	return err
+}
+
+// disown makes m no longer the creator of its segment, whose name someone
+// removed: Close must not remove a later segment of that name. It closes
+// the creator's descriptor, and the lock on it, where m keeps no *os.File.
+func (m *Mapping) disown() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !m.creator {
+		return
+	}
+	m.creator = false
+	if m.file == nil {
+		m.dropFile(-1)
+	}
+}
+
+// dropFile closes the descriptor that m owns, if any; with the mapping and
+// the name gone, that is likely the last reference, which frees size
+// bytes (-1: unknown). The caller's file (MapFile) is left alone. m.mu is
+// held.
+func (m *Mapping) dropFile(size int64) {
+	if m.fd < 0 {
+		return
+	}
+	if m.file != nil {
+		m.file.Close() // and kept: File returns it, closed, after Close
+	} else {
+		shm.CloseFile(m.fd, size)
+	}
+	m.fd = -1
+}
+
+// maxCreateTries bounds Create's retries on a key that already exists; with
+// 128 random bits in each key a single retry is already unheard of.
+const maxCreateTries = 100
+
+// createSizeError is the error of a size that Create and CreateAnonymous
+// cannot make.
+func createSizeError(size int) error {
+	return &fs.PathError{Op: "create", Path: "", Err: shm.SizeError(size, fmt.Sprintf("want 0 < size <= %d", int64(shm.MaxSize)))}
+}
+
+// keyTaken reports whether err, of the try-th attempt to create a segment
+// under a fresh key, is that the key is taken (an *fs.PathError wrapping
+// EEXIST) and another may be drawn: at most maxCreateTries in all.
+func keyTaken(err error, try int) bool {
+	pe, ok := err.(*fs.PathError)
+	return ok && pe.Err == unix.EEXIST && try < maxCreateTries
+}
+
+// attachSizeError wraps ErrInvalidSize for a size that no segment can be
+// mapped with.
+func attachSizeError(size int) error {
+	return shm.SizeError(size, fmt.Sprintf("want 0 <= size <= %d", int64(shm.MaxSize)))
 }

@@ -1,15 +1,15 @@
 package shmmap
 
+import "github.com/shmmap-go/shmmap/internal/shm"
+
 // An Option changes how Create, Read, ReadWrite, CreateAnonymous, MapFileReadOnly
 // and MapFile map a segment: Populate prefaults it, RequireSealed
 // refuses a segment whose size a peer could change. A nil Option is
 // ignored.
 type Option func(*options)
 
-type options struct {
-	flags  int  // extra mmap flags: Populate
-	sealed bool // RequireSealed
-}
+// options are what the Options ask of the mechanism.
+type options = shm.Options
 
 // Populate prefaults the mapping: on Linux, mmap with MAP_POPULATE fills the
 // page tables for the whole segment in one call, instead of one page fault
@@ -23,7 +23,7 @@ type options struct {
 //
 // Populate adds no error: prefaulting is best effort, and pages it could not
 // fill are faulted in at first touch as without it.
-func Populate() Option { return func(o *options) { o.flags |= mapPopulate } }
+func Populate() Option { return func(o *options) { o.Flags |= shm.MapPopulate } }
 
 // RequireSealed refuses a segment whose size another process could change
 // under the mapping: the call fails, mapping nothing, with an error
@@ -63,7 +63,7 @@ func Populate() Option { return func(o *options) { o.flags |= mapPopulate } }
 // sets a shm object's size once (pshm_truncate in bsd/kern/posix_shm.c
 // refuses a second ftruncate with EINVAL) and maps no byte past it
 // (pshm_mmap), so no segment can change size under a mapping.
-func RequireSealed() Option { return func(o *options) { o.sealed = true } }
+func RequireSealed() Option { return func(o *options) { o.Sealed = true } }
 
 // parseOptions returns what opts ask for.
 func parseOptions(opts []Option) options {

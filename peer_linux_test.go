@@ -17,6 +17,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/shmmap-go/shmmap/internal/shm"
 )
 
 func init() {
@@ -78,7 +80,7 @@ func TestPeerKilledMidWrite(t *testing.T) {
 func TestTruncatedByAnother(t *testing.T) {
 	keys := checkLeaks(t)
 	key, _ := newSegment(t, keys, 1<<20)
-	if err := os.Truncate(shmDir+key, 4096); err != nil {
+	if err := os.Truncate(shm.Dir+key, 4096); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := ReadWrite(key, 1<<20); !errors.Is(err, ErrInvalidSize) {
@@ -147,7 +149,7 @@ func TestStress(t *testing.T) {
 	var made []string
 	t.Cleanup(func() {
 		for _, key := range made {
-			os.Remove(shmDir + key)
+			os.Remove(shm.Dir + key)
 		}
 	})
 	for range procs {
@@ -209,7 +211,7 @@ func TestStress(t *testing.T) {
 		t.Errorf("the helpers made %d segments, want %d", len(made), procs*rounds*8)
 	}
 	for _, key := range made {
-		if _, err := os.Lstat(shmDir + key); !errors.Is(err, fs.ErrNotExist) {
+		if _, err := os.Lstat(shm.Dir + key); !errors.Is(err, fs.ErrNotExist) {
 			t.Errorf("a stress helper left %s: %v", key, err)
 		}
 	}

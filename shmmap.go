@@ -63,6 +63,8 @@ import (
 	"errors"
 	"io/fs"
 	"sync"
+
+	"github.com/shmmap-go/shmmap/internal/shm"
 )
 
 // Create makes a new shared memory segment of exactly size bytes, zero-filled
@@ -90,8 +92,8 @@ func Create(size int, opts ...Option) (key string, data []byte, err error) {
 	if err != nil {
 		return "", nil, err
 	}
-	if !holdsName && m.fd >= 0 {
-		closeFD(m.fd) // no lock to hold: the key API keeps no fd here
+	if !shm.HoldsName && m.fd >= 0 {
+		shm.CloseFD(m.fd) // no lock to hold: the key API keeps no fd here
 		m.fd = -1
 	}
 	table.add(m.name, m)
@@ -177,7 +179,7 @@ func Unlink(key string) error {
 	if err != nil {
 		return &fs.PathError{Op: "shm_unlink", Path: key, Err: err}
 	}
-	err = shmUnlink(name, -1)
+	err = shm.Unlink(name, -1)
 	// A creator's Release must not remove a later segment of the same name,
 	// and the creator no longer owns one to hold.
 	table.forget(name)

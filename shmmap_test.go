@@ -16,6 +16,8 @@ import (
 	"testing"
 	"testing/cryptotest"
 	"unsafe"
+
+	"github.com/shmmap-go/shmmap/internal/shm"
 )
 
 func init() {
@@ -112,7 +114,7 @@ func TestChildToParent(t *testing.T) {
 	keys.add(key)
 	t.Cleanup(func() { Unlink(key) }) // if the child dies first
 
-	data, err := Read(key, 0) // the whole segment: its size from fstat
+	data, err := Read(key, 0) // the whole segment: its size from shm.Fstat
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -338,7 +340,7 @@ func TestBadSizes(t *testing.T) {
 	keys := checkLeaks(t)
 	// math.MaxInt64 and MinInt64 are left out where an int cannot hold
 	// them; on 32-bit systems maxSize is math.MaxInt, a valid size.
-	for _, size := range ints(0, -1, -4096, math.MinInt32, math.MinInt64, maxSize+1, math.MaxInt64) {
+	for _, size := range ints(0, -1, -4096, math.MinInt32, math.MinInt64, shm.MaxSize+1, math.MaxInt64) {
 		key, data, err := Create(size)
 		if !errors.Is(err, ErrInvalidSize) || key != "" || data != nil {
 			t.Errorf("Create(%d) = %q, %d bytes, %v; want ErrInvalidSize", size, key, len(data), err)
@@ -347,8 +349,8 @@ func TestBadSizes(t *testing.T) {
 
 	const size = 8192
 	key, _ := newSegment(t, keys, size)
-	has := segmentSize(size) // what fstat says: on macOS, whole pages
-	for _, n := range ints(-1, math.MinInt, int64(has+1), 1<<40, maxSize+1, math.MaxInt) {
+	has := segmentSize(size) // what shm.Fstat says: on macOS, whole pages
+	for _, n := range ints(-1, math.MinInt, int64(has+1), 1<<40, shm.MaxSize+1, math.MaxInt) {
 		if _, err := Read(key, n); !errors.Is(err, ErrInvalidSize) {
 			t.Errorf("Read(key, %d) of %d bytes: %v, want ErrInvalidSize", n, size, err)
 		}
@@ -466,7 +468,7 @@ func TestReleaseSemantics(t *testing.T) {
 	// A name removed behind the creator's back is not an error either.
 	key3, _ := newSegment(t, keys, 4096)
 	if runtime.GOOS == "linux" {
-		if err := os.Remove(shmDir + key3); err != nil {
+		if err := os.Remove(shm.Dir + key3); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -511,7 +513,7 @@ func TestLarge(t *testing.T) {
 		t.Skip("reserves 2 or 4 GiB of shared memory")
 	}
 	keys := checkLeaks(t)
-	size, at := maxSize, 1<<30 // 32-bit: at the second chunk
+	size, at := shm.MaxSize, 1<<30 // 32-bit: at the second chunk
 	if strconv.IntSize == 64 {
 		size, at = bigInt(t, 4<<30+4097), bigInt(t, 1<<32)
 	}

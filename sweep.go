@@ -4,6 +4,8 @@ import (
 	"errors"
 	"io/fs"
 	"time"
+
+	"github.com/shmmap-go/shmmap/internal/shm"
 )
 
 // A Segment describes a shared memory segment, as List reports it.
@@ -68,7 +70,7 @@ func (c Creator) String() string {
 // On macOS, which has no way to list shm names, List always returns an error
 // for which errors.Is(err, errors.ErrUnsupported) holds.
 func List() ([]Segment, error) {
-	names, err := listNames()
+	names, err := shm.ListNames()
 	if err != nil {
 		return nil, err
 	}
@@ -77,7 +79,7 @@ func List() ([]Segment, error) {
 		if _, err := normalize(name); err != nil {
 			continue // no key can name it
 		}
-		size, mode, uid, changed, ok := statName(name)
+		size, mode, uid, changed, ok := shm.StatName(name)
 		if !ok {
 			continue // gone meanwhile, or not a segment
 		}
@@ -92,7 +94,7 @@ func List() ([]Segment, error) {
 
 // creatorState asks the kernel whether the creator of segment name, a key
 // of Create's form, still holds it.
-func creatorState(name string) Creator { return stateOf(creatorHolds(name)) }
+func creatorState(name string) Creator { return stateOf(shm.CreatorHolds(name)) }
 
 // stateOf is the Creator state that the kernel's answer (held, ok) tells.
 func stateOf(held, ok bool) Creator {
@@ -122,7 +124,7 @@ func stateOf(held, ok bool) Creator {
 // process removes first is not an error. On macOS Sweep always returns an
 // error for which errors.Is(err, errors.ErrUnsupported) holds.
 func Sweep() (removed []string, err error) {
-	names, err := listNames()
+	names, err := shm.ListNames()
 	if err != nil {
 		return nil, err
 	}
@@ -131,7 +133,7 @@ func Sweep() (removed []string, err error) {
 		if !isCreateKey(name) {
 			continue
 		}
-		ok, err := reap(name)
+		ok, err := shm.Reap(name)
 		if ok {
 			removed = append(removed, name)
 		}

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/shmmap-go/shmmap/internal/peer"
+	"github.com/shmmap-go/shmmap/internal/shm"
 	"github.com/shmmap-go/shmmap/internal/sweeplock"
 	"golang.org/x/sys/unix"
 )
@@ -38,7 +39,7 @@ func init() {
 func helperHold(args ...string) error {
 	n, _ := strconv.Atoi(args[0])
 	if len(args) > 1 && args[1] == "named" {
-		noTmpfile.Store(true)
+		shm.NoTmpfile.Store(true)
 	}
 	for range n {
 		key, _, err := Create(4096)
@@ -95,7 +96,7 @@ func helperList(args ...string) error {
 func helperCreateMany(args ...string) error {
 	n, _ := strconv.Atoi(args[0])
 	if len(args) > 1 && args[1] == "named" {
-		noTmpfile.Store(true)
+		shm.NoTmpfile.Store(true)
 	}
 	fmt.Println("started")
 	var made []string
@@ -108,7 +109,7 @@ func helperCreateMany(args ...string) error {
 		made = append(made, key)
 	}
 	for _, key := range made {
-		if _, err := os.Lstat(shmDir + key); err != nil {
+		if _, err := os.Lstat(shm.Dir + key); err != nil {
 			return fmt.Errorf("a live creator's segment is gone: %v", err)
 		}
 	}
@@ -167,7 +168,7 @@ func startHolderCmd(t *testing.T, keys *keySet, cmd *exec.Cmd) ([]string, *exec.
 	var made []string
 	t.Cleanup(func() { // runs before startCommand's, which then kills the holder
 		for _, k := range made {
-			os.Remove(shmDir + k)
+			os.Remove(shm.Dir + k)
 		}
 	})
 	for {
@@ -348,7 +349,7 @@ func TestSweep(t *testing.T) {
 	}
 	for what, plant := range odd {
 		key := newKey()
-		path := shmDir + key
+		path := shm.Dir + key
 		if err := plant(path); err != nil {
 			t.Fatalf("%s: %v", what, err)
 		}
@@ -363,7 +364,7 @@ func TestSweep(t *testing.T) {
 		// Another user's leftover: root could remove it; Sweep must not.
 		other := newKey()
 		plantSegment(t, keys, other[1:], 10)
-		if err := os.Chown(shmDir+other, 65534, 65534); err != nil {
+		if err := os.Chown(shm.Dir+other, 65534, 65534); err != nil {
 			t.Fatal(err)
 		}
 		mustStay = append(mustStay, other)
@@ -377,7 +378,7 @@ func TestSweep(t *testing.T) {
 		if !slices.Contains(removed, k) {
 			t.Errorf("Sweep did not remove %s of a killed process (removed %q)", k, removed)
 		}
-		if _, err := os.Lstat(shmDir + k); !errors.Is(err, fs.ErrNotExist) {
+		if _, err := os.Lstat(shm.Dir + k); !errors.Is(err, fs.ErrNotExist) {
 			t.Errorf("%s still exists: %v", k, err)
 		}
 	}
@@ -385,7 +386,7 @@ func TestSweep(t *testing.T) {
 		if slices.Contains(removed, k) {
 			t.Errorf("Sweep removed %s", k)
 		}
-		if _, err := os.Lstat(shmDir + k); err != nil {
+		if _, err := os.Lstat(shm.Dir + k); err != nil {
 			t.Errorf("%s is gone: %v", k, err)
 		}
 	}
@@ -423,7 +424,7 @@ s.close(); s.unlink()`)
 	if slices.Contains(removed, name) {
 		t.Errorf("Sweep removed Python's %s", name)
 	}
-	if _, err := os.Lstat(shmDir + name); err != nil {
+	if _, err := os.Lstat(shm.Dir + name); err != nil {
 		t.Errorf("Python's %s is gone: %v", name, err)
 	}
 	if got := creatorOf(t, name); got != CreatorNone {
@@ -473,7 +474,7 @@ func TestSweepAcrossNamespaces(t *testing.T) {
 				}
 			}
 			for _, k := range held {
-				if _, err := os.Lstat(shmDir + k); err != nil {
+				if _, err := os.Lstat(shm.Dir + k); err != nil {
 					t.Fatalf("a live creator's %s is gone: %v", k, err)
 				}
 			}
@@ -532,7 +533,7 @@ func TestSweepOwners(t *testing.T) {
 			removed := sweepIn(t, c.flags, env...)
 			for uid, held := range byOwner {
 				for _, k := range held {
-					_, err := os.Lstat(shmDir + k)
+					_, err := os.Lstat(shm.Dir + k)
 					switch {
 					case uid == c.uid && !slices.Contains(removed, k):
 						t.Errorf("Sweep did not remove the sweeper's own %s (removed %q)", k, removed)
@@ -570,7 +571,7 @@ func TestSweepGoesOn(t *testing.T) {
 	awaitGone(t, held)
 	slices.Sort(held) // Sweep meets them in this order
 	stuck := held[0]
-	f, err := os.Open(shmDir + stuck)
+	f, err := os.Open(shm.Dir + stuck)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -765,7 +766,7 @@ func TestUnlinkEndsCreatorsClaim(t *testing.T) {
 	keys := checkLeaks(t)
 	sweeplock.Lock(t) // the planted name has Create's form and no lock: no Sweep may take it
 	key, data := newSegment(t, keys, 4096)
-	seg, err := os.Stat(shmDir + key)
+	seg, err := os.Stat(shm.Dir + key)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -782,11 +783,11 @@ func TestUnlinkEndsCreatorsClaim(t *testing.T) {
 
 	// Another party makes a new segment under the name.
 	const content = "another party's segment"
-	plantFile(t, shmDir+key, content)
+	plantFile(t, shm.Dir+key, content)
 	if err := Release(key); err != nil {
 		t.Fatalf("Release after Unlink: %v", err)
 	}
-	mustHold(t, shmDir+key, content, "after the first creator's Release")
+	mustHold(t, shm.Dir+key, content, "after the first creator's Release")
 	if got := creatorOf(t, key); got != CreatorGone {
 		t.Errorf("List: the planted segment's creator is %v, want gone (no one holds it)", got)
 	}
@@ -805,9 +806,9 @@ func TestReapNameGoneMeanwhile(t *testing.T) {
 	sweeplock.Lock(t)
 	key := newKey()
 	keys.add(key)
-	hidden := fmt.Sprintf("%s/shmmap_test_hidden_%d_%d", shmDir, os.Getpid(), time.Now().UnixNano())
+	hidden := fmt.Sprintf("%s/shmmap_test_hidden_%d_%d", shm.Dir, os.Getpid(), time.Now().UnixNano())
 	plantFile(t, hidden, "dead")
-	t.Cleanup(func() { os.Remove(shmDir + key) })
+	t.Cleanup(func() { os.Remove(shm.Dir + key) })
 
 	stop := make(chan struct{})
 	var toggles atomic.Int64
@@ -819,8 +820,8 @@ func TestReapNameGoneMeanwhile(t *testing.T) {
 				return
 			default:
 			}
-			unix.Link(hidden, shmDir+key)
-			unix.Unlink(shmDir + key)
+			unix.Link(hidden, shm.Dir+key)
+			unix.Unlink(shm.Dir + key)
 			toggles.Add(1)
 		}
 	})
@@ -834,7 +835,7 @@ func TestReapNameGoneMeanwhile(t *testing.T) {
 	}
 	rounds, removed, errs := 0, 0, 0
 	for start := time.Now(); removed < enough && time.Since(start) < budget; rounds++ {
-		ok, err := reap(key)
+		ok, err := shm.Reap(key)
 		if ok {
 			removed++
 		}

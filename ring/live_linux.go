@@ -8,12 +8,13 @@ import (
 	"os"
 
 	"github.com/shmmap-go/shmmap"
+	"github.com/shmmap-go/shmmap/internal/shm"
 	"golang.org/x/sys/unix"
 )
 
 // Liveness on Linux (see the package documentation): the creator's process
 // holds the creator's lock of shmmap.CreateNamed until its Close or death,
-// which shmmap.CreatorOf asks about; the opener's holds a shared flock(2)
+// which shm.HoldsFD asks about; the opener's holds a shared flock(2)
 // lock through the file of its handle. flock and the creator's OFD lock
 // are separate kinds on Linux, so neither end's own lock shows in its
 // question about the other's.
@@ -48,7 +49,11 @@ func (w watch) peerAlive(seg []byte, creator bool) bool {
 		}
 		return true // EWOULDBLOCK: held
 	}
-	return shmmap.CreatorOf(w.f) != shmmap.CreatorGone
+	held, known := true, false
+	if rc, err := w.f.SyscallConn(); err == nil {
+		rc.Control(func(fd uintptr) { held, known = shm.HoldsFD(int(fd)) })
+	}
+	return held || !known
 }
 
 // flock applies how (a flock(2) operation) to f, again if a signal

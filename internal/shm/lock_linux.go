@@ -1,6 +1,6 @@
 //go:build linux
 
-package shmmap
+package shm
 
 import (
 	"io"
@@ -44,24 +44,24 @@ func lockCreator(fd int) error {
 	return err
 }
 
-// creatorHolds tells whether a process holds the creator's lock on segment
+// CreatorHolds tells whether a process holds the creator's lock on segment
 // name; ok is false where this process may not open it to ask (another
 // user's).
-func creatorHolds(name string) (held, ok bool) {
-	fd, err := shmOpen(name, unix.O_RDONLY, 0)
+func CreatorHolds(name string) (held, ok bool) {
+	fd, err := OpenName(name, unix.O_RDONLY, 0)
 	if err != nil {
 		return false, false
 	}
-	defer closeFD(fd)
-	return holdsFD(fd)
+	defer CloseFD(fd)
+	return HoldsFD(fd)
 }
 
-// holdsFD tells whether a process holds the creator's lock on fd; ok is
+// HoldsFD tells whether a process holds the creator's lock on fd; ok is
 // false where the kernel does not say, and for a file that is not a
 // segment. A segment with mode 0 is being made (see openNew): held.
-func holdsFD(fd int) (held, ok bool) {
+func HoldsFD(fd int) (held, ok bool) {
 	var st unix.Stat_t
-	if err := fstat(fd, &st); err != nil || !isSegment(&st) {
+	if err := Fstat(fd, &st); err != nil || !IsSegment(&st) {
 		return false, false
 	}
 	if st.Mode&0o777 == 0 {
@@ -85,8 +85,8 @@ func holdsFD(fd int) (held, ok bool) {
 // removes only what it can open read-write *and* whose owner is the
 // sweeper's euid as this namespace shows them; outside user namespaces the
 // second test keeps root from sweeping other users' segments.
-func reap(name string) (bool, error) {
-	fd, err := shmOpen(name, unix.O_RDWR, 0)
+func Reap(name string) (bool, error) {
+	fd, err := OpenName(name, unix.O_RDWR, 0)
 	switch err {
 	case nil:
 	case unix.ENOENT, unix.EACCES, unix.ELOOP, unix.ENXIO, unix.EISDIR, unix.EAGAIN:
@@ -104,12 +104,12 @@ func reap(name string) (bool, error) {
 	}
 	// Once the name is removed below, this close is the last reference
 	// (the creator is gone): it frees the pages, which may be many.
-	defer closeFile(fd, -1)
+	defer CloseFile(fd, -1)
 	var st unix.Stat_t
-	if err := fstat(fd, &st); err != nil {
+	if err := Fstat(fd, &st); err != nil {
 		return false, &fs.PathError{Op: "fstat", Path: name, Err: err}
 	}
-	if !isSegment(&st) || int(st.Uid) != os.Geteuid() || st.Mode&0o777 == 0 {
+	if !IsSegment(&st) || int(st.Uid) != os.Geteuid() || st.Mode&0o777 == 0 {
 		return false, nil // not a segment, another user's, or being made
 	}
 	if st.Mode&0o066 != 0 && st.Uid == overflowUID() {
@@ -133,10 +133,10 @@ func reap(name string) (bool, error) {
 	// have been removed and made anew since we opened it: remove it only if
 	// it still names the file we locked.
 	var now unix.Stat_t
-	if err := unix.Lstat(shmDir+name, &now); err != nil || now.Dev != st.Dev || now.Ino != st.Ino {
+	if err := unix.Lstat(Dir+name, &now); err != nil || now.Dev != st.Dev || now.Ino != st.Ino {
 		return false, nil
 	}
-	switch err := shmUnlink(name, -1); err {
+	switch err := Unlink(name, -1); err {
 	case nil:
 		return true, nil
 	case unix.ENOENT:

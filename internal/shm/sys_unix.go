@@ -1,6 +1,6 @@
 //go:build unix
 
-package shmmap
+package shm
 
 import (
 	"encoding/binary"
@@ -8,13 +8,13 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// rightsFDs returns the fds that the SCM_RIGHTS control messages in oob,
+// RightsFDs returns the fds that the SCM_RIGHTS control messages in oob,
 // as recvmsg(2) filled it, carry, in order; the caller owns them. The fds
 // of the other control messages that carry one, which the receiver's
 // socket options ask for (scmPIDFD: the sender's pidfd, SO_PASSPIDFD on
 // Linux), are closed; the rest are skipped. The kernel writes only whole
 // messages, so parsing never stops short of an fd it installed.
-func rightsFDs(oob []byte) []int {
+func RightsFDs(oob []byte) []int {
 	var fds []int
 	for len(oob) >= unix.CmsgLen(0) {
 		h, data, rest, err := unix.ParseOneSocketControlMessage(oob)
@@ -27,7 +27,7 @@ func rightsFDs(oob []byte) []int {
 				if h.Type == unix.SCM_RIGHTS {
 					fds = append(fds, fd)
 				} else {
-					closeFD(fd)
+					CloseFD(fd)
 				}
 			}
 		}
@@ -38,7 +38,7 @@ func rightsFDs(oob []byte) []int {
 
 // roomFDs is how many descriptors ReceiveSegment has room for at least,
 // beside the control messages that the receiver's socket options add
-// (controlSpace). The kernel installs no more than fit, and drops the
+// (ControlSpace). The kernel installs no more than fit, and drops the
 // rest (MSG_CTRUNC).
 const roomFDs = 12
 

@@ -1,6 +1,6 @@
 //go:build linux
 
-package shmmap
+package shm
 
 import (
 	"fmt"
@@ -17,8 +17,8 @@ import (
 // cap them, and which can be sealed (fcntl(2), "File Sealing"), so that no
 // process that is handed one can shrink it under a mapping.
 
-// anonNeedsKey: memfds have no name, so CreateAnonymous draws no key.
-const anonNeedsKey = false
+// AnonNeedsKey: memfds have no name, so CreateAnonymous draws no key.
+const AnonNeedsKey = false
 
 // memfdFlags are the flags of every memfd_create: close-on-exec, and
 // sealable. MFD_NOEXEC_SEAL (Linux 6.3) is added where the kernel knows it:
@@ -26,12 +26,12 @@ const anonNeedsKey = false
 // memfd_create without it is refused.
 const memfdFlags = unix.MFD_CLOEXEC | unix.MFD_ALLOW_SEALING
 
-// noNoexecSeal is set once memfd_create refuses MFD_NOEXEC_SEAL (EINVAL:
+// NoNoexecSeal is set once memfd_create refuses MFD_NOEXEC_SEAL (EINVAL:
 // a kernel before 6.3).
-var noNoexecSeal atomic.Bool
+var NoNoexecSeal atomic.Bool
 
-// anonTmpfileName is what the file of openAnon's fallback goes by.
-const anonTmpfileName = shmDir + " (O_TMPFILE)"
+// AnonTmpfileName is what the file of openAnon's fallback goes by.
+const AnonTmpfileName = Dir + " (O_TMPFILE)"
 
 // openAnon makes a new, empty anonymous file, close-on-exec, and returns
 // the name it goes by ("memfd:shmmap", as /proc shows it without its slash)
@@ -42,17 +42,17 @@ const anonTmpfileName = shmDir + " (O_TMPFILE)"
 // against /dev/shm's size, and not sealable.
 func openAnon(key string) (fd int, name, op string, err error) {
 	name, op = "memfd:shmmap", "memfd_create"
-	if noNoexecSeal.Load() {
-		fd, err = memfdCreate(memfdFlags)
-	} else if fd, err = memfdCreate(memfdFlags | unix.MFD_NOEXEC_SEAL); err == unix.EINVAL {
-		noNoexecSeal.Store(true)
-		fd, err = memfdCreate(memfdFlags)
+	if NoNoexecSeal.Load() {
+		fd, err = MemfdCreate(memfdFlags)
+	} else if fd, err = MemfdCreate(memfdFlags | unix.MFD_NOEXEC_SEAL); err == unix.EINVAL {
+		NoNoexecSeal.Store(true)
+		fd, err = MemfdCreate(memfdFlags)
 	}
 	// Where there is no memfd_create, the first call says so, whichever it
 	// was.
-	if err == unix.ENOSYS && !noTmpfile.Load() {
+	if err == unix.ENOSYS && !NoTmpfile.Load() {
 		if tfd, terr := openTmpfile(); terr == nil {
-			return tfd, anonTmpfileName, "", nil
+			return tfd, AnonTmpfileName, "", nil
 		}
 	}
 	return fd, name, op, err
@@ -205,9 +205,9 @@ func statFile(fd int, st *unix.Stat_t) (segKind, error) {
 	return notSeg, nil
 }
 
-// fdName is the name of a received fd: what /proc/self/fd says of it
+// FDName is the name of a received fd: what /proc/self/fd says of it
 // ("/memfd:NAME (deleted)" for a memfd), else "fd N".
-func fdName(fd int) string {
+func FDName(fd int) string {
 	var buf [256]byte
 	n, err := unix.Readlink("/proc/self/fd/"+strconv.Itoa(fd), buf[:])
 	if err != nil || n == 0 || n == len(buf) {
@@ -216,7 +216,7 @@ func fdName(fd int) string {
 	return string(buf[:n])
 }
 
-// controlSpace is the room for the control messages of one message that
+// ControlSpace is the room for the control messages of one message that
 // ReceiveSegment gives recvmsg. The kernel writes them in this order
 // (__scm_recv_common and scm_recv_unix in net/core/scm.c): the sender's
 // credentials if the socket has SO_PASSCRED, its security label if
@@ -226,15 +226,15 @@ func fdName(fd int) string {
 // and roomFDs descriptors: a socket that asks for credentials and pidfds
 // still receives a segment, instead of its message being cut short
 // (ErrBadMessage).
-var controlSpace = unix.CmsgSpace(unix.SizeofUcred) + unix.CmsgSpace(4) + unix.CmsgSpace(4*roomFDs)
+var ControlSpace = unix.CmsgSpace(unix.SizeofUcred) + unix.CmsgSpace(4) + unix.CmsgSpace(4*roomFDs)
 
-// recvFDs receives one message from the socket s, without waiting (EAGAIN
+// RecvFDs receives one message from the socket s, without waiting (EAGAIN
 // if there is none), into p, and returns the fds that came with it, which
 // are close-on-exec from the start: MSG_CMSG_CLOEXEC has the kernel set
 // FD_CLOEXEC as it installs them, so no fork can ever see them without.
 // truncated is true if the kernel cut the fds short for want of room in oob
 // (MSG_CTRUNC); it closes those that did not fit.
-func recvFDs(s int, p, oob []byte) (n int, fds []int, truncated bool, err error) {
+func RecvFDs(s int, p, oob []byte) (n int, fds []int, truncated bool, err error) {
 	var oobn, flags int
 	err = ignoringEINTR(func() error {
 		var err error
@@ -244,10 +244,10 @@ func recvFDs(s int, p, oob []byte) (n int, fds []int, truncated bool, err error)
 	if err != nil {
 		return 0, nil, false, err
 	}
-	return n, rightsFDs(oob[:oobn]), flags&unix.MSG_CTRUNC != 0, nil
+	return n, RightsFDs(oob[:oobn]), flags&unix.MSG_CTRUNC != 0, nil
 }
 
-// endOfStream reports whether a read of nothing, without a descriptor,
+// EndOfStream reports whether a read of nothing, without a descriptor,
 // from the socket s is the end of the connection rather than an empty
 // message. On a stream socket it is: a stream carries no empty message. A
 // SOCK_SEQPACKET socket carries them, and its non-blocking read also gives
@@ -256,7 +256,7 @@ func recvFDs(s int, p, oob []byte) (n int, fds []int, truncated bool, err error)
 // down (POLLRDHUP). A datagram socket has no end (its non-blocking read is
 // EAGAIN, shut down or not): nothing from it is an empty datagram, unless
 // this process shut it down for reading after one came.
-func endOfStream(s int) bool {
+func EndOfStream(s int) bool {
 	if typ, err := unix.GetsockoptInt(s, unix.SOL_SOCKET, unix.SO_TYPE); err == nil && typ == unix.SOCK_STREAM {
 		return true
 	}

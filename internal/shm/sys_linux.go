@@ -1,6 +1,6 @@
 //go:build linux
 
-package shmmap
+package shm
 
 import (
 	"unsafe"
@@ -100,7 +100,7 @@ func unlinkat(path unsafe.Pointer, size int64) error {
 	return err
 }
 
-func linkat(olddirfd int, oldpath, newpath unsafe.Pointer, flags int) error {
+func Linkat(olddirfd int, oldpath, newpath unsafe.Pointer, flags int) error {
 	_, err := syscall6(true, unix.SYS_LINKAT, uintptr(olddirfd), uintptr(oldpath), uintptr(atFDCWD), uintptr(newpath), uintptr(flags), 0)
 	return err
 }
@@ -110,10 +110,10 @@ func fchmod(fd int, mode uint32) error {
 	return err
 }
 
-// fallocate reserves n bytes of fd at off (mode 0). It is a variable so
+// Fallocate reserves n bytes of fd at off (mode 0). It is a variable so
 // that tests can make it fail. Each argument is one register only on 64-bit
 // systems; elsewhere x/sys splits the offsets.
-var fallocate = func(fd int, off, n int64) error {
+var Fallocate = func(fd int, off, n int64) error {
 	if unsafe.Sizeof(uintptr(0)) == 8 {
 		_, err := syscall6(bounded(n), unix.SYS_FALLOCATE, uintptr(fd), 0, uintptr(off), uintptr(n), 0, 0)
 		return err
@@ -121,13 +121,13 @@ var fallocate = func(fd int, off, n int64) error {
 	return unix.Fallocate(fd, 0, off, n)
 }
 
-// closeFD closes fd, whose file a mapping or a name still holds, or which
+// CloseFD closes fd, whose file a mapping or a name still holds, or which
 // has no pages: the close frees nothing.
-func closeFD(fd int) { closeFile(fd, 0) }
+func CloseFD(fd int) { CloseFile(fd, 0) }
 
-// closeFile closes fd, whose file of size bytes (-1: unknown) may go with
+// CloseFile closes fd, whose file of size bytes (-1: unknown) may go with
 // it: the last close of a file that has no name frees its pages.
-func closeFile(fd int, size int64) {
+func CloseFile(fd int, size int64) {
 	syscall6(bounded(size), unix.SYS_CLOSE, uintptr(fd), 0, 0, 0, 0, 0)
 }
 
@@ -135,9 +135,9 @@ func closeFile(fd int, size int64) {
 // never moves: /proc shows the file as "/memfd:shmmap (deleted)".
 const memfdName = "shmmap\x00"
 
-// memfdCreate makes an anonymous file in memory (memfd_create(2)). It is a
+// MemfdCreate makes an anonymous file in memory (memfd_create(2)). It is a
 // variable so that tests can make it fail.
-var memfdCreate = func(flags int) (int, error) {
+var MemfdCreate = func(flags int) (int, error) {
 	fd, err := syscall6(true, unix.SYS_MEMFD_CREATE, uintptr(unsafe.Pointer(unsafe.StringData(memfdName))), uintptr(flags), 0, 0, 0, 0)
 	return int(fd), err
 }
@@ -150,12 +150,12 @@ func fcntlInt(fd, cmd, arg int) (int, error) {
 	return int(r), err
 }
 
-func munmap(b []byte) error {
+func Munmap(b []byte) error {
 	_, err := syscall6(bounded(int64(len(b))), unix.SYS_MUNMAP, uintptr(unsafe.Pointer(unsafe.SliceData(b))), uintptr(len(b)), 0, 0, 0, 0)
 	return err
 }
 
 // scmPIDFD is the control message that carries the sender's pidfd, which
 // the kernel installs in the receiver when its socket has SO_PASSPIDFD
-// (Linux 6.5): rightsFDs closes it.
+// (Linux 6.5): RightsFDs closes it.
 const scmPIDFD = unix.SCM_PIDFD

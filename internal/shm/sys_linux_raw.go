@@ -1,6 +1,6 @@
 //go:build linux && (amd64 || arm64 || riscv64 || ppc64 || ppc64le)
 
-package shmmap
+package shm
 
 import (
 	"unsafe"
@@ -15,7 +15,7 @@ import (
 // sys_linux_xsys.go serves every other Linux architecture; the two build
 // constraints are complements, and a gap or an overlap fails the build.
 
-func fstat(fd int, st *unix.Stat_t) error {
+func Fstat(fd int, st *unix.Stat_t) error {
 	_, err := syscall6(true, unix.SYS_FSTAT, uintptr(fd), uintptr(unsafe.Pointer(st)), 0, 0, 0, 0)
 	return err
 }

@@ -1,6 +1,6 @@
 //go:build darwin
 
-package shmmap
+package shm
 
 import (
 	"strconv"
@@ -19,8 +19,8 @@ import (
 // seals exist; but neither can such a segment shrink: xnu sets a segment's
 // size once (pshm_truncate refuses a second ftruncate with EINVAL).
 
-// anonNeedsKey: the segment needs a name for a moment, drawn as Create's.
-const anonNeedsKey = true
+// AnonNeedsKey: the segment needs a name for a moment, drawn as Create's.
+const AnonNeedsKey = true
 
 // openAnon makes segment key as Create does (openNew: O_CREAT|O_EXCL, mode
 // 0600, checked) and removes its name at once, so that nothing is left to
@@ -32,8 +32,8 @@ func openAnon(key string) (fd int, name, op string, err error) {
 	if err != nil {
 		return -1, key, "shm_open", err
 	}
-	if err := shmUnlink(key, -1); err != nil {
-		closeFD(fd)
+	if err := Unlink(key, -1); err != nil {
+		CloseFD(fd)
 		return -1, key, "shm_unlink", err
 	}
 	return fd, key, "", nil
@@ -78,17 +78,17 @@ func statFile(fd int, st *unix.Stat_t) (segKind, error) {
 	return shmSeg, nil
 }
 
-// fdName is the name of a received fd: a shm object has no path to ask for.
-func fdName(fd int) string { return "fd " + strconv.Itoa(fd) }
+// FDName is the name of a received fd: a shm object has no path to ask for.
+func FDName(fd int) string { return "fd " + strconv.Itoa(fd) }
 
-// controlSpace is the room for the control messages of one message that
+// ControlSpace is the room for the control messages of one message that
 // ReceiveSegment gives recvmsg: roomFDs descriptors. A Unix domain socket
 // in xnu carries SCM_RIGHTS and nothing else (unp_internalize in
 // bsd/kern/uipc_usrreq.c refuses a sender's other control messages with
 // EINVAL, and the local domain adds none of its own).
-var controlSpace = unix.CmsgSpace(4 * roomFDs)
+var ControlSpace = unix.CmsgSpace(4 * roomFDs)
 
-// recvFDs receives one message from the socket s, without waiting (EAGAIN
+// RecvFDs receives one message from the socket s, without waiting (EAGAIN
 // if there is none), into p, and returns the fds that came with it,
 // close-on-exec. macOS has no MSG_CMSG_CLOEXEC, so FD_CLOEXEC is set on
 // each fd after recvmsg, and all of it happens under syscall.ForkLock's
@@ -97,7 +97,7 @@ var controlSpace = unix.CmsgSpace(4 * roomFDs)
 // inherit it. (net's ReadMsgUnix sets the flag without the lock.) truncated
 // is true if the kernel cut the fds short for want of room in oob
 // (MSG_CTRUNC).
-func recvFDs(s int, p, oob []byte) (n int, fds []int, truncated bool, err error) {
+func RecvFDs(s int, p, oob []byte) (n int, fds []int, truncated bool, err error) {
 	syscall.ForkLock.RLock()
 	defer syscall.ForkLock.RUnlock()
 	var oobn, flags int
@@ -109,20 +109,20 @@ func recvFDs(s int, p, oob []byte) (n int, fds []int, truncated bool, err error)
 	if err != nil {
 		return 0, nil, false, err
 	}
-	fds = rightsFDs(oob[:oobn])
+	fds = RightsFDs(oob[:oobn])
 	for _, fd := range fds {
 		unix.CloseOnExec(fd)
 	}
 	return n, fds, flags&unix.MSG_CTRUNC != 0, nil
 }
 
-// endOfStream reports whether a read of nothing, without a descriptor,
+// EndOfStream reports whether a read of nothing, without a descriptor,
 // from the socket s is the end of the connection rather than an empty
 // message. xnu's local domain has stream and datagram sockets alone
 // (localsw in bsd/kern/uipc_proto.c): a stream carries no empty message,
 // so nothing is its end; a datagram socket has no end that a peer can
 // signal, so nothing is an empty datagram.
-func endOfStream(s int) bool {
+func EndOfStream(s int) bool {
 	typ, err := unix.GetsockoptInt(s, unix.SOL_SOCKET, unix.SO_TYPE)
 	return err != nil || typ == unix.SOCK_STREAM
 }

@@ -1,0 +1,22 @@
+//go:build darwin
+
+package shm
+
+import (
+	"errors"
+)
+
+// macOS has no liveness to keep: it cannot list shm names, so there is no
+// Sweep to tell a live creator from a dead one (see HoldsName), and List
+// and Sweep never reach CreatorHolds or reap. CreatorOf cannot tell:
+// xnu takes no lock on a POSIX shm object (shm_open's fds are
+// DTYPE_PSXSHM, and fcntl's lock commands refuse every type but
+// DTYPE_VNODE: bsd/kern/kern_descrip.c).
+
+func lockCreator(fd int) error { return nil }
+
+func CreatorHolds(name string) (held, ok bool) { return false, false }
+
+func HoldsFD(fd int) (held, ok bool) { return false, false }
+
+func Reap(name string) (bool, error) { return false, errors.ErrUnsupported }
