@@ -29,8 +29,8 @@ func pyMessage(b []byte, i int) {
 func pySize(i int) int { return i * 7919 % 1000 }
 
 // TestPythonConsumer streams messages from a Go producer to
-// testdata/ring_consumer.py, a consumer written in Python from the package
-// documentation's layout alone (ctypes for the futex and the locks): a
+// testdata/ring_consumer.py, a consumer written in Python from LAYOUT.md
+// alone (ctypes for the futex and the locks): a
 // small ring, so that it wraps, pads and fills many times over, and both
 // sides sleep and wake each other; the producer commits fewer bytes than it
 // reserved, now and then, after writing forged records past them. The consumer checks every message's

@@ -1,6 +1,5 @@
-"""A consumer of a shmmap ring (package ring) written from the layout in the
-package documentation alone: the proof that another runtime can implement
-it. interop_test.go runs it against a Go producer.
+"""A consumer of a shmmap ring (package ring) written from ring/LAYOUT.md
+alone: the proof that another runtime can implement the layout. interop_test.go runs it against a Go producer.
 
     python3 ring_consumer.py KEY N [close]
 
@@ -45,7 +44,7 @@ import sys
 import zlib
 from multiprocessing import resource_tracker, shared_memory
 
-# The header (package ring's documentation, "Layout").
+# The header (ring/LAYOUT.md, "Header and records").
 MAGIC = b"shmring\x00"
 VERSION = 2
 HEADER_SIZE = 512
