@@ -253,8 +253,9 @@ func wakePeer(w *uint32) {
 
 // spinWhile watches w while it holds old, for up to d or until ctx ends,
 // and reports whether it moved. It pauses between loads (pause) and reads
-// the clock and ctx every spinCheck loads: a load of a word another CPU
-// writes takes ~100 ns, a read of the clock (vDSO) ~25.
+// the clock and ctx only every spinCheck loads: a read of the clock costs a
+// fair part of a load of a word that another CPU writes (BENCHMARKS.md,
+// "Figures the code reasons from").
 func spinWhile(ctx context.Context, w *uint32, old uint32, d time.Duration) bool {
 	var start time.Time // read at the first check: most spins end before
 	for i := 1; ; i++ {
@@ -274,8 +275,8 @@ func spinWhile(ctx context.Context, w *uint32, old uint32, d time.Duration) bool
 
 const spinCheck = 16
 
-// maxSpin bounds a spin: longer is no use (a wake-up costs at most tens of
-// µs), and a spin does not ask whether the peer lives. (A variable for
+// maxSpin bounds a spin: longer is no use, since a wake-up costs far less
+// than that (BENCHMARKS.md), and a spin does not ask whether the peer lives. (A variable for
 // tests, which need a spin that outlasts a slow machine's pauses.)
 var maxSpin = 10 * time.Millisecond
 
