@@ -7,8 +7,8 @@ import (
 )
 
 // TestDocs checks what pkg.go.dev will show: every exported identifier has
-// a doc comment and an example, and the doc of everything that can fail
-// says what its errors are (internal/doccheck has the rules).
+// a doc comment, every function an example, and the doc of everything that
+// can fail says what its errors are (internal/doccheck has the rules).
 func TestDocs(t *testing.T) {
 	checkLeaks(t)
 	doccheck.Check(t, "github.com/shmmap-go/shmmap")

@@ -316,39 +316,6 @@ func ExampleBytes() {
 	// Output: [-1 2 -3]
 }
 
-// Number includes types defined on the numeric types.
-func ExampleNumber() {
-	type celsius float32
-
-	key, data, err := shmmap.Create(8)
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer shmmap.Release(key)
-
-	temps, _ := shmmap.View[celsius](data)
-	temps[0], temps[1] = 21.5, -4
-	fmt.Println(temps)
-	// Output: [21.5 -4]
-}
-
-// Options go last: Populate and RequireSealed. They can be chosen at run
-// time.
-func ExampleOption() {
-	size := 16 << 20
-	var opts []shmmap.Option
-	if size >= 1<<20 {
-		opts = append(opts, shmmap.Populate()) // fill page tables up front
-	}
-	key, data, err := shmmap.Create(size, opts...)
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer shmmap.Release(key)
-	fmt.Println(len(data))
-	// Output: 16777216
-}
-
 // A worker that reads all of a large segment maps it with Populate: one
 // call maps every page instead of one page fault each.
 func ExamplePopulate() {
