@@ -54,11 +54,10 @@ func openIn(name string, flag int, mode uint32) (fd int, err error) {
 	return fd, err
 }
 
-// Unlink removes segment name, as shm_unlink(3) does. size is the
-// segment's size if known, else -1.
-func Unlink(name string, size int) error {
+// Unlink removes segment name, as shm_unlink(3) does.
+func Unlink(name string) error {
 	var p cpath
-	return ignoringEINTR(func() error { return unlinkat(p.ptr(Dir, name), int64(size)) })
+	return ignoringEINTR(func() error { return unlinkat(p.ptr(Dir, name)) })
 }
 
 // NoTmpfile is set once an O_TMPFILE open fails for want of support (a

@@ -48,7 +48,7 @@ func Create(name string, size int, o Options) (data []byte, fd int, err error) {
 	}
 	if err != nil {
 		if named {
-			Unlink(name, size)
+			Unlink(name)
 		}
 		CloseFile(fd, int64(size)) // the last reference: it frees what InitSegment reserved
 		if err == errCannotLink {

@@ -14,24 +14,23 @@ import (
 // costs 0.1 to 0.4 µs a call, 10 to 20% of the call itself (BENCHMARKS.md).
 // unix.RawSyscall skips it. A call here is raw exactly when the kernel's
 // work is short and bounded, whatever the size and whatever another user
-// put in /dev/shm: link or unlink of a name in a tmpfs directory, fchmod,
-// fstat, a lock taken or tested without waiting, close of an fd whose file
-// a mapping or a name still holds, mmap without
+// put in /dev/shm: fchmod, fstat, a lock taken or tested without waiting,
+// close of an fd whose file a mapping or a name still holds, mmap without
 // MAP_POPULATE, memfd_create, fcntl's F_ADD_SEALS of seals that wait for
 // nothing (not F_SEAL_WRITE, which waits for pinned pages) and F_GET_SEALS,
-// and munmap, fallocate or the last unlink or close of at most rawLimit
-// bytes. Past that, fallocate and MAP_POPULATE zero or map every page, and
-// munmap and the final unlink or close free them: a multi-GiB call must not
-// keep its P, and with it a garbage collection's stop, waiting. A file that
+// and munmap, fallocate or the last close of at most rawLimit bytes. Past
+// that, fallocate and MAP_POPULATE zero or map every page, and munmap and
+// the last close free them: a multi-GiB call must not keep its P, and with
+// it a garbage collection's stop, waiting. A file that
 // a caller or a peer hands over (MapFileReadOnly, SendSegment, ReceiveSegment) may be
 // anywhere, on NFS or FUSE, where even fstat waits on a server: until it is
 // known to be a segment, it is asked about with ordinary calls only.
 //
-// Opens are ordinary calls. O_NONBLOCK keeps a FIFO from blocking one, but
-// a device node that root put under a key is opened by its driver, which
-// may wait; and measured, a raw open saved nothing that noise did not
-// hide (ReadWrite+Release of 4 KiB: 7.97 µs raw, 8.00 µs not, medians of 8
-// interleaved runs).
+// Calls that take a path (openat, linkat, unlinkat) are ordinary: they take
+// the lock of the shm directory, which other users' activity can keep busy,
+// and an open reaches the driver of a device node that root put under a
+// key, which may wait. Measured, their raw form saved nothing that noise
+// did not hide (BENCHMARKS.md).
 const rawLimit = 1 << 20
 
 // bounded reports whether a call's work over n bytes (-1: unknown) is
@@ -93,15 +92,15 @@ func openat(path unsafe.Pointer, flag int, mode uint32) (int, error) {
 	return int(fd), err
 }
 
-// unlinkat removes path, which names a file of size bytes (-1: unknown):
-// the last unlink of a file frees its pages.
-func unlinkat(path unsafe.Pointer, size int64) error {
-	_, err := syscall6(bounded(size), unix.SYS_UNLINKAT, uintptr(atFDCWD), uintptr(path), 0, 0, 0, 0)
+// unlinkat removes path.
+func unlinkat(path unsafe.Pointer) error {
+	_, err := syscall6(false, unix.SYS_UNLINKAT, uintptr(atFDCWD), uintptr(path), 0, 0, 0, 0)
 	return err
 }
 
+// Linkat links oldpath (relative to olddirfd) as newpath.
 func Linkat(olddirfd int, oldpath, newpath unsafe.Pointer, flags int) error {
-	_, err := syscall6(true, unix.SYS_LINKAT, uintptr(olddirfd), uintptr(oldpath), uintptr(atFDCWD), uintptr(newpath), uintptr(flags), 0)
+	_, err := syscall6(false, unix.SYS_LINKAT, uintptr(olddirfd), uintptr(oldpath), uintptr(atFDCWD), uintptr(newpath), uintptr(flags), 0)
 	return err
 }
 
