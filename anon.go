@@ -38,7 +38,8 @@ import (
 // If size <= 0 or past what a process can map, the error wraps
 // ErrInvalidSize. On failure nothing is left behind: no name, fd or
 // mapping. If there is an error, it will be of type *fs.PathError, naming
-// the operation that failed and the file's name (a size error names none).
+// the operation that failed and the file's name (a size error names
+// "(new segment)").
 func CreateAnonymous(size int, opts ...Option) (*Mapping, error) {
 	if size <= 0 || size > shm.MaxSize {
 		return nil, createSizeError(size)

@@ -149,7 +149,7 @@ func TestCreateAnonymousBadSizes(t *testing.T) {
 			m.Close()
 			t.Errorf("CreateAnonymous(%d) made a mapping", size)
 		}
-		isPathError(t, "CreateAnonymous", err, "", ErrInvalidSize)
+		isPathError(t, "CreateAnonymous", err, newSegmentPath, ErrInvalidSize)
 	}
 }
 

@@ -228,7 +228,7 @@ func TestMessages(t *testing.T) {
 		{second(Read("/"+strings.Repeat("k", 256), 0)),
 			`is 257 bytes with its leading slash, more than 256`},
 		{second(Read("/x", -1)), "mmap /x: shmmap: invalid size -1: want 0 <= size <= "},
-		{func() error { _, _, err := Create(0); return err }(), "create : shmmap: invalid size 0: want 0 < size <= "},
+		{func() error { _, _, err := Create(0); return err }(), "create (new segment): shmmap: invalid size 0: want 0 < size <= "},
 	} {
 		if c.err == nil || !strings.Contains(c.err.Error(), c.want) {
 			t.Errorf("error %q, want it to contain %q", c.err, c.want)

@@ -302,7 +302,7 @@ func (m *Mapping) Unlink() error {
 	if closed {
 		return &fs.PathError{Op: "shm_unlink", Path: m.name, Err: fs.ErrClosed}
 	}
-	if err := shm.Unlink(m.name, -1); err != nil {
+	if err := shm.Unlink(m.name); err != nil {
 		return &fs.PathError{Op: "shm_unlink", Path: m.name, Err: err}
 	}
 	return nil
@@ -338,7 +338,7 @@ func (m *Mapping) close(path string) error {
 	}
 	if m.creator {
 		// The whole segment was mapped: its length is the size.
-		if uerr := shm.Unlink(m.name, len(m.data)); uerr != nil && uerr != unix.ENOENT && err == nil {
+		if uerr := shm.Unlink(m.name); uerr != nil && uerr != unix.ENOENT && err == nil {
 			err = &fs.PathError{Op: "shm_unlink", Path: path, Err: uerr}
 		}
 		m.creator = false
@@ -384,10 +384,14 @@ func (m *Mapping) dropFile(size int64) {
 // 128 random bits in each key a single retry is already unheard of.
 const maxCreateTries = 100
 
+// newSegmentPath is the Path of the error of a size that no segment can be
+// made with, which names no key: there is none yet.
+const newSegmentPath = "(new segment)"
+
 // createSizeError is the error of a size that Create and CreateAnonymous
 // cannot make.
 func createSizeError(size int) error {
-	return &fs.PathError{Op: "create", Path: "", Err: shm.SizeError(size, fmt.Sprintf("want 0 < size <= %d", int64(shm.MaxSize)))}
+	return &fs.PathError{Op: "create", Path: newSegmentPath, Err: shm.SizeError(size, fmt.Sprintf("want 0 < size <= %d", int64(shm.MaxSize)))}
 }
 
 // keyTaken reports whether err, of the try-th attempt to create a segment
