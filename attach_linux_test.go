@@ -25,7 +25,7 @@ func init() {
 	registerHelper("open-odd", helperOpenOdd)
 }
 
-// openClose opens key with OpenFile and closes what it opened.
+// openClose opens the file of key, as Map keeps it, and closes it.
 func openClose(key string, writable bool) error {
 	f, err := openFile(key, writable)
 	if f != nil {
@@ -35,7 +35,7 @@ func openClose(key string, writable bool) error {
 }
 
 // helperOpenOdd KEY...: maps each key with Read and ReadWrite, whole and
-// in part, and opens it with OpenFile, while the garbage collector runs, and prints each error as
+// in part, and opens its file, while the garbage collector runs, and prints each error as
 // "KEY OP ERR". A raw open that blocked (a FIFO opened without O_NONBLOCK)
 // would keep its P, the next collection would wait for it, and nothing
 // would run again, the timer below included: the parent's deadline then
@@ -53,8 +53,8 @@ func helperOpenOdd(keys ...string) error {
 				{"ReadWrite", func() ([]byte, error) { return ReadWrite(key, 0) }},
 				{"Read10", func() ([]byte, error) { return Read(key, 10) }},
 				{"ReadWrite10", func() ([]byte, error) { return ReadWrite(key, 10) }},
-				{"OpenFile", func() ([]byte, error) { return nil, openClose(key, false) }},
-				{"OpenFileRW", func() ([]byte, error) { return nil, openClose(key, true) }},
+				{"open", func() ([]byte, error) { return nil, openClose(key, false) }},
+				{"open-rw", func() ([]byte, error) { return nil, openClose(key, true) }},
 			} {
 				_, err := c.open()
 				lines = append(lines, fmt.Sprintf("%s %s %v %v", key, c.op, errors.Is(err, ErrNotSegment), err))

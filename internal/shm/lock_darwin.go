@@ -8,10 +8,11 @@ import (
 
 // macOS has no liveness to keep: it cannot list shm names, so there is no
 // Sweep to tell a live creator from a dead one (see HoldsName), and List
-// and Sweep never reach CreatorHolds or reap. CreatorOf cannot tell:
+// and Sweep never reach CreatorHolds or Reap. HoldsFD cannot tell either:
 // xnu takes no lock on a POSIX shm object (shm_open's fds are
 // DTYPE_PSXSHM, and fcntl's lock commands refuse every type but
-// DTYPE_VNODE: bsd/kern/kern_descrip.c).
+// DTYPE_VNODE: bsd/kern/kern_descrip.c); package ring asks about pids
+// there instead.
 
 func lockCreator(fd int) error { return nil }
 
