@@ -116,7 +116,7 @@ func foreignSegment(b testing.TB, size int) string {
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.Cleanup(func() { shm.Unlink(key) })
+	b.Cleanup(func() { shm.UnlinkName(key) })
 	defer unix.Close(fd)
 	if _, err := shm.InitSegment(fd, size); err != nil {
 		b.Fatal(err)

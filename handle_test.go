@@ -159,7 +159,7 @@ func TestHandleUnlink(t *testing.T) {
 	isPathError(t, "second Unlink", h.Unlink(), h.Key(), fs.ErrNotExist)
 
 	// Another segment now takes the name: the handle's Close must leave it.
-	data, fd, err := shm.Create(h.Key(), 4096, options{})
+	data, fd, err := shm.CreateSegment(h.Key(), 4096, options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,13 +18,15 @@ import (
 	"testing"
 )
 
-// TestLayers: the library's files depend on each other in one direction
+// TestLayers: the package's files depend on each other in one direction
 // only, on every system: file A depends on file B when A uses a name that B
-// declares, and no file depends on itself around a loop. Layers, from the
-// top: the API and its table of mappings (shmmap.go) and List/Sweep
-// (sweep.go), key rules (key.go), the creation and mapping of a segment
-// (mmap.go), the per-OS files, and at the bottom the system calls and the
-// sentinel errors.
+// declares, and no file depends on itself around a loop. Between packages
+// the compiler keeps the layers (the mechanism is internal/shm, which
+// imports nothing of this module); within this package only this test
+// does. From the top: the key API and its table (shmmap.go), the handover
+// and anonymous segments, List and Sweep (sweep.go), the handle (mmap.go),
+// keys and views, and at the bottom options, errors and each system's key
+// rules.
 func TestLayers(t *testing.T) {
 	if testing.Short() {
 		t.Skip("type-checks the package for three systems")

@@ -33,7 +33,7 @@ type Mapping struct {
 	fd      int      // the descriptor m owns, or -1
 	file    *os.File // fd's *os.File once File has made one; or the caller's (MapFile)
 	name    string   // the key of a named segment (canonical), else the file's name
-	named   bool     // a named segment: Key and Unlink apply
+	named   bool     // a named segment, with a key
 	creator bool     // made by this Mapping, name not yet removed: Close removes it
 	sealed  bool
 }
@@ -56,7 +56,7 @@ func CreateNamed(size int, opts ...Option) (*Mapping, error) {
 	o := parseOptions(opts)
 	for try := 1; ; try++ {
 		key := newKey()
-		data, fd, err := shm.Create(key, size, o)
+		data, fd, err := shm.CreateSegment(key, size, o)
 		if err == nil {
 			return &Mapping{data: data, fd: fd, name: key, named: true, creator: true}, nil
 		}
@@ -92,7 +92,7 @@ func mapKey(key string, size int, writable, keep bool, o options) (*Mapping, err
 	if size < 0 || size > shm.MaxSize {
 		return nil, &fs.PathError{Op: "mmap", Path: key, Err: attachSizeError(size)}
 	}
-	data, fd, err := shm.Open(name, key, size, writable, keep, o)
+	data, fd, err := shm.MapNamed(name, key, size, writable, keep, o)
 	if err != nil {
 		return nil, err
 	}
@@ -302,7 +302,7 @@ func (m *Mapping) Unlink() error {
 	if closed {
 		return &fs.PathError{Op: "shm_unlink", Path: m.name, Err: fs.ErrClosed}
 	}
-	if err := shm.Unlink(m.name); err != nil {
+	if err := shm.UnlinkName(m.name); err != nil {
 		return &fs.PathError{Op: "shm_unlink", Path: m.name, Err: err}
 	}
 	return nil
@@ -338,7 +338,7 @@ func (m *Mapping) close(path string) error {
 	}
 	if m.creator {
 		// The whole segment was mapped: its length is the size.
-		if uerr := shm.Unlink(m.name); uerr != nil && uerr != unix.ENOENT && err == nil {
+		if uerr := shm.UnlinkName(m.name); uerr != nil && uerr != unix.ENOENT && err == nil {
 			err = &fs.PathError{Op: "shm_unlink", Path: path, Err: uerr}
 		}
 		m.creator = false

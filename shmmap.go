@@ -179,7 +179,7 @@ func Unlink(key string) error {
 	if err != nil {
 		return &fs.PathError{Op: "shm_unlink", Path: key, Err: err}
 	}
-	err = shm.Unlink(name)
+	err = shm.UnlinkName(name)
 	// A creator's Release must not remove a later segment of the same name,
 	// and the creator no longer owns one to hold.
 	table.forget(name)

@@ -407,7 +407,7 @@ GB/s through a ring of 8 messages' capacity (Go's holds 7: each record has
 an 8-byte head). In `go-shmmap`, the goroutine that sends and receives is
 locked to its thread and that thread pinned, where the C peers pin their
 one thread; the Go runtime's other threads keep every CPU and GOMAXPROCS
-its unpinned value (see internal/ringbench.Pin). `go-shmmap-taskset` pins
+its unpinned value (see bench/ringbench.Pin). `go-shmmap-taskset` pins
 the whole process to the one CPU with GOMAXPROCS=1, as `taskset` and Go's
 default make it: there sysmon runs beside the worker, and every sleep of
 more than ~20 µs has the runtime take the sleeping thread's only P and

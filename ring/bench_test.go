@@ -1,7 +1,7 @@
 package ring_test
 
 // The benchmarks run between two processes, as the shared peers' pingpong
-// and stream do (see internal/ringbench for the payload): this test binary
+// and stream do (see bench/ringbench for the payload): this test binary
 // and a child, the same binary run with benchChildEnv set, which TestMain
 // cannot dispatch from package ring_test, so the child's work starts from
 // init. SHMMAP_PEERS_PIN=same|split pins both as the peers pin theirs.
@@ -16,7 +16,7 @@ import (
 	"testing"
 
 	"github.com/shmmap-go/shmmap"
-	"github.com/shmmap-go/shmmap/internal/ringbench"
+	"github.com/shmmap-go/shmmap/bench/ringbench"
 	"github.com/shmmap-go/shmmap/ring"
 )
 

@@ -4,7 +4,7 @@ package main
 // package ring: this process and a child (this binary, --ring-child), each
 // message read in place in full and checked, as the peers do, and copied
 // from a pattern both share, as the C peers' forked processes do (see
-// internal/ringbench). With SHMMAP_PEERS_PIN set both are pinned as the
+// bench/ringbench). With SHMMAP_PEERS_PIN set both are pinned as the
 // peers pin theirs, and the lines carry "pin".
 
 import (
@@ -19,7 +19,7 @@ import (
 	"time"
 
 	"github.com/shmmap-go/shmmap"
-	"github.com/shmmap-go/shmmap/internal/ringbench"
+	"github.com/shmmap-go/shmmap/bench/ringbench"
 	"github.com/shmmap-go/shmmap/ring"
 )
 

@@ -32,7 +32,7 @@ func openAnon(key string) (fd int, name, op string, err error) {
 	if err != nil {
 		return -1, key, "shm_open", err
 	}
-	if err := Unlink(key); err != nil {
+	if err := UnlinkName(key); err != nil {
 		CloseFD(fd)
 		return -1, key, "shm_unlink", err
 	}

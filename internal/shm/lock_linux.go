@@ -136,7 +136,7 @@ func Reap(name string) (bool, error) {
 	if err := unix.Lstat(Dir+name, &now); err != nil || now.Dev != st.Dev || now.Ino != st.Ino {
 		return false, nil
 	}
-	switch err := Unlink(name); err {
+	switch err := UnlinkName(name); err {
 	case nil:
 		return true, nil
 	case unix.ENOENT:

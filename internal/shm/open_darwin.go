@@ -71,8 +71,8 @@ func OpenName(name string, flag int, mode uint32) (fd int, err error) {
 	return fd, err
 }
 
-// Unlink removes segment name, as shm_unlink(2) does.
-func Unlink(name string) error {
+// UnlinkName removes segment name, as shm_unlink(2) does.
+func UnlinkName(name string) error {
 	p, err := unix.BytePtrFromString(name)
 	if err != nil {
 		return err
@@ -103,7 +103,7 @@ func openNew(name string) (fd int, named bool, err error) {
 		err = fmt.Errorf("shmmap: shm_open made mode %#o, not 0600", st.Mode&0o777)
 	}
 	if err != nil {
-		Unlink(name)
+		UnlinkName(name)
 		CloseFD(fd)
 		return -1, true, err
 	}

@@ -54,8 +54,8 @@ func openIn(name string, flag int, mode uint32) (fd int, err error) {
 	return fd, err
 }
 
-// Unlink removes segment name, as shm_unlink(3) does.
-func Unlink(name string) error {
+// UnlinkName removes segment name, as shm_unlink(3) does.
+func UnlinkName(name string) error {
 	var p cpath
 	return ignoringEINTR(func() error { return unlinkat(p.ptr(Dir, name)) })
 }

@@ -23,7 +23,7 @@ const MaxSize = min(1<<47, math.MaxInt)
 // With RequireSealed, a file that cannot be sealed (every file of a key, on
 // Linux) is refused before it is sized. On failure nothing is left behind:
 // no name, fd or mapping.
-func Create(name string, size int, o Options) (data []byte, fd int, err error) {
+func CreateSegment(name string, size int, o Options) (data []byte, fd int, err error) {
 	fd, named, err := openNew(name)
 	if err != nil {
 		return nil, -1, &fs.PathError{Op: "shm_open", Path: name, Err: err}
@@ -48,11 +48,11 @@ func Create(name string, size int, o Options) (data []byte, fd int, err error) {
 	}
 	if err != nil {
 		if named {
-			Unlink(name)
+			UnlinkName(name)
 		}
 		CloseFile(fd, int64(size)) // the last reference: it frees what InitSegment reserved
 		if err == errCannotLink {
-			return Create(name, size, o) // named from the start, this time
+			return CreateSegment(name, size, o) // named from the start, this time
 		}
 		return nil, -1, &fs.PathError{Op: op, Path: name, Err: err}
 	}
@@ -64,7 +64,7 @@ func Create(name string, size int, o Options) (data []byte, fd int, err error) {
 // and has them, and for RequireSealed that it is sealed. It returns the
 // segment's fd too if keep, else closes it (fd -1). Errors name key, the
 // caller's spelling.
-func Open(name, key string, size int, writable, keep bool, o Options) (data []byte, fd int, err error) {
+func MapNamed(name, key string, size int, writable, keep bool, o Options) (data []byte, fd int, err error) {
 	var st unix.Stat_t
 	fd, err = OpenSegment(name, key, writable, &st)
 	if err != nil {

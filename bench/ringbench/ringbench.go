@@ -2,7 +2,9 @@
 // and of cmd/shmbench share: the payload the shared peers send (a fixed
 // pattern with the message number in its first and last 8 bytes, checked
 // by a sum of its 64-bit words), the two loops of the child process, and
-// pinning to CPUs as SHMMAP_PEERS_PIN asks.
+// pinning to CPUs as SHMMAP_PEERS_PIN asks. It lives with the benchmarks,
+// above package ring, whose benchmarks and cmd/shmbench import it; it is
+// no API of the module.
 package ringbench
 
 import (
