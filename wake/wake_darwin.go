@@ -119,23 +119,22 @@ const maxFaults = 100
 // ("transient", retried).
 func wait(addr *uint32, old uint32, tag uint32, timeout time.Duration) (result, error) {
 	s := loadOSSync()
-	p := uintptr(unsafe.Pointer(addr))
 	ns := uintptr(max(timeout, 1)) // a timeout of 0 is EINVAL for os_sync, forever for __ulock_wait2
 	for faults := 0; ; faults++ {
 		var errno syscall.Errno
 		name := "os_sync_wait_on_address"
 		switch {
 		case s.wait != 0 && timeout < 0:
-			_, _, errno = syscall_syscall6(s.wait, p, uintptr(old), 4, osSyncShared, 0, 0)
+			_, _, errno = syscall_syscall6(s.wait, uintptr(unsafe.Pointer(addr)), uintptr(old), 4, osSyncShared, 0, 0)
 		case s.wait != 0:
 			name += "_with_timeout"
-			_, _, errno = syscall_syscall6(s.waitTimeout, p, uintptr(old), 4, osSyncShared, osClockMachAbsoluteTime, ns)
+			_, _, errno = syscall_syscall6(s.waitTimeout, uintptr(unsafe.Pointer(addr)), uintptr(old), 4, osSyncShared, osClockMachAbsoluteTime, ns)
 		default:
 			name = "__ulock_wait2"
 			if timeout < 0 {
 				ns = 0
 			}
-			_, _, errno = syscall_syscall6(libc___ulock_wait2_trampoline_addr, ulCompareAndWaitShared, p, uintptr(old), ns, 0, 0)
+			_, _, errno = syscall_syscall6(libc___ulock_wait2_trampoline_addr, ulCompareAndWaitShared, uintptr(unsafe.Pointer(addr)), uintptr(old), ns, 0, 0)
 		}
 		switch errno {
 		case 0:
@@ -178,23 +177,22 @@ func wake(addr *uint32, n int) (int, error) {
 // __ulock_wake can be interrupted (libpthread retries it on EINTR).
 func wakeOnce(addr *uint32, all bool) (bool, error) {
 	s := loadOSSync()
-	p := uintptr(unsafe.Pointer(addr))
 	for {
 		var errno syscall.Errno
 		name := "os_sync_wake_by_address_any"
 		switch {
 		case s.wakeAny != 0 && all:
 			name = "os_sync_wake_by_address_all"
-			_, _, errno = syscall_syscall(s.wakeAll, p, 4, osSyncShared)
+			_, _, errno = syscall_syscall(s.wakeAll, uintptr(unsafe.Pointer(addr)), 4, osSyncShared)
 		case s.wakeAny != 0:
-			_, _, errno = syscall_syscall(s.wakeAny, p, 4, osSyncShared)
+			_, _, errno = syscall_syscall(s.wakeAny, uintptr(unsafe.Pointer(addr)), 4, osSyncShared)
 		default:
 			name = "__ulock_wake"
 			op := uintptr(ulCompareAndWaitShared)
 			if all {
 				op |= ulfWakeAll
 			}
-			_, _, errno = syscall_syscall(libc___ulock_wake_trampoline_addr, op, p, 0)
+			_, _, errno = syscall_syscall(libc___ulock_wake_trampoline_addr, op, uintptr(unsafe.Pointer(addr)), 0)
 		}
 		switch errno {
 		case 0:
