@@ -67,11 +67,14 @@ func RequireSealed() Option { return func(o *options) { o.Sealed = true } }
 
 // parseOptions returns what opts ask for.
 func parseOptions(opts []Option) options {
-	var o options
+	if len(opts) == 0 {
+		return options{} // without the allocation that opt(o) makes o escape to
+	}
+	o := new(options)
 	for _, opt := range opts {
 		if opt != nil {
-			opt(&o)
+			opt(o)
 		}
 	}
-	return o
+	return *o
 }
