@@ -11,7 +11,7 @@ import (
 // System calls, and which are raw. unix.Syscall tells the scheduler that the
 // thread is leaving (entersyscall/exitsyscall), so that a call that blocks
 // does not hold up the goroutines behind it; on this package's hot path that
-// costs 0.1 to 0.4 µs a call, 10 to 20% of the call itself (BENCHMARKS.md).
+// is a sizeable part of each call (BENCHMARKS.md has the figures).
 // unix.RawSyscall skips it. A call here is raw exactly when the kernel's
 // work is short and bounded, whatever the size and whatever another user
 // put in /dev/shm: fchmod, fstat, a lock taken or tested without waiting,
