@@ -51,7 +51,7 @@ func CreateAnonymous(size int, opts ...Option) (*Mapping, error) {
 		}
 		data, fd, name, sealed, err := shm.CreateAnon(key, size, parseOptions(opts))
 		if err == nil {
-			return &Mapping{data: data, fd: fd, file: os.NewFile(uintptr(fd), name), name: name, sealed: sealed}, nil
+			return &Mapping{data: data, fd: fd, file: os.NewFile(uintptr(fd), name), name: name, sealed: sealed, segSize: int64(size)}, nil
 		}
 		if !keyTaken(err, try) {
 			return nil, err

@@ -35,6 +35,8 @@ type Mapping struct {
 	name    string   // the key of a named segment (canonical), else the file's name
 	named   bool     // a named segment, with a key
 	creator bool     // made by this Mapping, name not yet removed: Close removes it
+	keyAPI  bool     // made by Create: removing the name also drops the creator's fd
+	segSize int64    // the segment's size when mapped: Close may free all of it
 	sealed  bool
 }
 
@@ -50,15 +52,21 @@ type Mapping struct {
 // Sizes, options and errors are as for Create. On failure nothing is left
 // behind: no name, fd or mapping.
 func CreateNamed(size int, opts ...Option) (*Mapping, error) {
+	return createNamed(size, parseOptions(opts), false)
+}
+
+// createNamed is CreateNamed; keyAPI marks the key API's creators.
+func createNamed(size int, o options, keyAPI bool) (*Mapping, error) {
 	if size <= 0 || size > shm.MaxSize {
 		return nil, createSizeError(size)
 	}
-	o := parseOptions(opts)
 	for try := 1; ; try++ {
 		key := newKey()
 		data, fd, err := shm.CreateSegment(key, size, o)
 		if err == nil {
-			return &Mapping{data: data, fd: fd, name: key, named: true, creator: true}, nil
+			m := &Mapping{data: data, fd: fd, name: key, named: true, creator: true, keyAPI: keyAPI, segSize: int64(size)}
+			creators.add(m)
+			return m, nil
 		}
 		if !keyTaken(err, try) {
 			return nil, err
@@ -92,11 +100,11 @@ func mapKey(key string, size int, writable, keep bool, o options) (*Mapping, err
 	if size < 0 || size > shm.MaxSize {
 		return nil, &fs.PathError{Op: "mmap", Path: key, Err: attachSizeError(size)}
 	}
-	data, fd, err := shm.MapNamed(name, key, size, writable, keep, o)
+	data, fd, segSize, err := shm.MapNamed(name, key, size, writable, keep, o)
 	if err != nil {
 		return nil, err
 	}
-	return &Mapping{data: data, fd: fd, name: name, named: true}, nil
+	return &Mapping{data: data, fd: fd, name: name, named: true, segSize: segSize}, nil
 }
 
 // MapFileReadOnly maps the segment that f is a file of read-only and
@@ -171,9 +179,10 @@ func mapOf(f *os.File, size int, writable bool, o options) (*Mapping, error) {
 	if ferr := withFD(f, func(fd int) {
 		var data []byte
 		var sealed bool
-		data, sealed, err = shm.MapFile(fd, f.Name(), size, writable, o)
+		var segSize int64
+		data, sealed, segSize, err = shm.MapFile(fd, f.Name(), size, writable, o)
 		if err == nil {
-			m = &Mapping{data: data, fd: -1, file: f, name: f.Name(), sealed: sealed}
+			m = &Mapping{data: data, fd: -1, file: f, name: f.Name(), sealed: sealed, segSize: segSize}
 		}
 	}); ferr != nil {
 		return nil, &fs.PathError{Op: "mmap", Path: fileName(f), Err: ferr}
@@ -286,8 +295,10 @@ func (m *Mapping) Sealed() bool { return m != nil && m.sealed }
 
 // Unlink removes the name of m's segment now, as Unlink does by key: no
 // other process can open it any more, and its memory is freed once every
-// mapping and descriptor of it is gone. m's bytes stay valid until Close,
-// which then removes nothing. A name already gone is an error wrapping
+// mapping and descriptor of it is gone. m's bytes stay valid until Close.
+// The segment's creator in this process, m or another, handle or key API,
+// then removes nothing at Close or Release: not even a later segment of
+// the same name. A name already gone is an error wrapping
 // fs.ErrNotExist; a Mapping without a key (anonymous, or of a file), an
 // error wrapping fs.ErrInvalid, and a closed one fs.ErrClosed. If there is
 // an error, it will be of type *fs.PathError naming the key.
@@ -297,12 +308,15 @@ func (m *Mapping) Unlink() error {
 	}
 	m.mu.Lock()
 	closed := m.data == nil
-	m.creator = false
 	m.mu.Unlock()
 	if closed {
 		return &fs.PathError{Op: "shm_unlink", Path: m.name, Err: fs.ErrClosed}
 	}
-	if err := shm.UnlinkName(m.name); err != nil {
+	err := shm.UnlinkName(m.name)
+	if err == nil || err == unix.ENOENT {
+		creators.nameRemoved(m.name) // m, or whichever Mapping made the segment
+	}
+	if err != nil {
 		return &fs.PathError{Op: "shm_unlink", Path: m.name, Err: err}
 	}
 	return nil
@@ -319,7 +333,13 @@ func (m *Mapping) Unlink() error {
 // package, an error wrapping fs.ErrInvalid. If there is an error, it will
 // be of type *fs.PathError naming the key or the file.
 func (m *Mapping) Close() error {
-	if m == nil || m.name == "" && m.file == nil {
+	if m == nil {
+		return &fs.PathError{Op: "close", Path: "", Err: fs.ErrInvalid}
+	}
+	m.mu.Lock()
+	made := m.name != "" || m.file != nil // not a zero Mapping
+	m.mu.Unlock()
+	if !made {
 		return &fs.PathError{Op: "close", Path: "", Err: fs.ErrInvalid}
 	}
 	return m.close(m.name)
@@ -333,25 +353,26 @@ func (m *Mapping) close(path string) error {
 		return &fs.PathError{Op: "close", Path: path, Err: fs.ErrClosed}
 	}
 	var err error
-	if merr := shm.Munmap(m.data); merr != nil {
+	if merr := shm.Munmap(m.data, m.segSize); merr != nil {
 		err = &fs.PathError{Op: "munmap", Path: path, Err: merr}
 	}
 	if m.creator {
-		// The whole segment was mapped: its length is the size.
+		creators.drop(m)
 		if uerr := shm.UnlinkName(m.name); uerr != nil && uerr != unix.ENOENT && err == nil {
 			err = &fs.PathError{Op: "shm_unlink", Path: path, Err: uerr}
 		}
 		m.creator = false
 	}
-	size := int64(len(m.data))
 	m.data = nil
-	m.dropFile(size)
+	m.dropFile(m.segSize)
 	return err
 }
 
 // disown makes m no longer the creator of its segment, whose name someone
-// removed: Close must not remove a later segment of that name. It closes
-// the creator's descriptor, and the lock on it, where m keeps no *os.File.
+// in this process removed: Close must not remove a later segment of that
+// name. For the key API's creator it also closes the creator's descriptor,
+// and the lock on it, as Unlink by key documents; a handle keeps its file,
+// and its lock, until Close.
 func (m *Mapping) disown() {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -359,8 +380,46 @@ func (m *Mapping) disown() {
 		return
 	}
 	m.creator = false
-	if m.file == nil {
+	if m.keyAPI {
 		m.dropFile(-1)
+	}
+}
+
+// creators are the Mappings that made a named segment in this process and
+// still own its name, by key. Whichever API removes a name, Unlink by key
+// or a Mapping's Unlink, tells the name's creator here, so that no Close or
+// Release removes a later segment of the same name.
+var creators = creatorTable{m: make(map[string]*Mapping)}
+
+type creatorTable struct {
+	mu sync.Mutex
+	m  map[string]*Mapping
+}
+
+func (t *creatorTable) add(m *Mapping) {
+	t.mu.Lock()
+	t.m[m.name] = m
+	t.mu.Unlock()
+}
+
+// drop forgets m, which is removing its own name.
+func (t *creatorTable) drop(m *Mapping) {
+	t.mu.Lock()
+	if t.m[m.name] == m {
+		delete(t.m, m.name)
+	}
+	t.mu.Unlock()
+}
+
+// nameRemoved tells the creator of name, if it is in this process, that
+// the name is gone.
+func (t *creatorTable) nameRemoved(name string) {
+	t.mu.Lock()
+	m := t.m[name]
+	delete(t.m, name)
+	t.mu.Unlock()
+	if m != nil {
+		m.disown()
 	}
 }
 

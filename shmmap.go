@@ -88,7 +88,7 @@ import (
 // a segment with a key cannot be sealed. On failure nothing is left behind:
 // no name, fd or mapping.
 func Create(size int, opts ...Option) (key string, data []byte, err error) {
-	m, err := CreateNamed(size, opts...)
+	m, err := createNamed(size, parseOptions(opts), true)
 	if err != nil {
 		return "", nil, err
 	}
@@ -171,18 +171,19 @@ func ReleaseAll() error {
 
 // Unlink removes the name of segment key now, so that no other process can
 // open it and its memory is freed once every mapping is gone. Mappings,
-// this process' included, stay valid until Release. In the creating
-// process it also closes the fd that Create kept. A missing name is an
-// error wrapping fs.ErrNotExist.
+// this process' included, stay valid until Release (a handle's, until its
+// Close). In the creating process it also closes the fd that Create kept,
+// and a creator, Create's or CreateNamed's, then removes nothing at
+// Release or Close. A missing name is an error wrapping fs.ErrNotExist.
 func Unlink(key string) error {
 	name, err := normalize(key)
 	if err != nil {
 		return &fs.PathError{Op: "shm_unlink", Path: key, Err: err}
 	}
 	err = shm.UnlinkName(name)
-	// A creator's Release must not remove a later segment of the same name,
-	// and the creator no longer owns one to hold.
-	table.forget(name)
+	// A creator's Release or Close must not remove a later segment of the
+	// same name, and the key API's creator no longer owns one to hold.
+	creators.nameRemoved(name)
 	if err != nil {
 		return &fs.PathError{Op: "shm_unlink", Path: key, Err: err}
 	}
@@ -254,16 +255,4 @@ func (t *holdingTable) removeAll() map[string]holding {
 	segs := t.segs
 	t.segs = make(map[string]holding)
 	return segs
-}
-
-// forget records that name's segment, whose name is gone, is no longer the
-// key API's to unlink: its creator's Mapping, if the table has one, is
-// disowned, which drops the creator's lock.
-func (t *holdingTable) forget(name string) {
-	t.mu.Lock()
-	s, ok := t.segs[name]
-	t.mu.Unlock()
-	if ok {
-		s.first.disown() // the creator's, if any, is the first
-	}
 }

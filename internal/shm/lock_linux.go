@@ -61,7 +61,7 @@ func CreatorHolds(name string) (held, ok bool) {
 // segment. A segment with mode 0 is being made (see openNew): held.
 func HoldsFD(fd int) (held, ok bool) {
 	var st unix.Stat_t
-	if err := Fstat(fd, &st); err != nil || !IsSegment(&st) {
+	if err := Fstat(fd, &st); err != nil || !isSegment(&st) {
 		return false, false
 	}
 	if st.Mode&0o777 == 0 {
@@ -109,7 +109,7 @@ func Reap(name string) (bool, error) {
 	if err := Fstat(fd, &st); err != nil {
 		return false, &fs.PathError{Op: "fstat", Path: name, Err: err}
 	}
-	if !IsSegment(&st) || int(st.Uid) != os.Geteuid() || st.Mode&0o777 == 0 {
+	if !isSegment(&st) || int(st.Uid) != os.Geteuid() || st.Mode&0o777 == 0 {
 		return false, nil // not a segment, another user's, or being made
 	}
 	if st.Mode&0o066 != 0 && st.Uid == overflowUID() {

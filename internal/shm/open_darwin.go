@@ -114,11 +114,11 @@ func openNew(name string) (fd int, named bool, err error) {
 // segment.
 func linkName(fd int, name string) error { return unix.ENOTSUP }
 
-// IsSegment is true of every fd that shm_open(2) returns: xnu keeps shm
+// isSegment is true of every fd that shm_open(2) returns: xnu keeps shm
 // names in a table of its own, not in a filesystem, so nothing else can
 // stand under a name; and pshm_stat fills st_mode with the object's
 // permission bits alone, so there is no file type to check.
-func IsSegment(st *unix.Stat_t) bool { return true }
+func isSegment(st *unix.Stat_t) bool { return true }
 
 // notSegment is never true: nothing but segments has a shm name on macOS.
 func notSegment(name string, err error) (mode uint32, ok bool) { return 0, false }

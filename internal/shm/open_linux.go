@@ -109,13 +109,13 @@ var NoEmptyPathLink atomic.Bool
 func linkName(fd int, name string) error {
 	var empty, proc, p cpath
 	if !NoEmptyPathLink.Load() {
-		err := Linkat(fd, empty.ptr("", ""), p.ptr(Dir, name), unix.AT_EMPTY_PATH)
+		err := linkat(fd, empty.ptr("", ""), p.ptr(Dir, name), unix.AT_EMPTY_PATH)
 		if err != unix.ENOENT {
 			return err
 		}
 		NoEmptyPathLink.Store(true)
 	}
-	err := Linkat(atFDCWD, proc.ptr("/proc/self/fd/", strconv.Itoa(fd)), p.ptr(Dir, name), unix.AT_SYMLINK_FOLLOW)
+	err := linkat(atFDCWD, proc.ptr("/proc/self/fd/", strconv.Itoa(fd)), p.ptr(Dir, name), unix.AT_SYMLINK_FOLLOW)
 	if err == unix.ENOENT {
 		var st unix.Stat_t
 		if unix.Stat("/proc/self/fd", &st) != nil {
@@ -126,9 +126,9 @@ func linkName(fd int, name string) error {
 	return err
 }
 
-// IsSegment reports whether st describes a segment: a regular file in
+// isSegment reports whether st describes a segment: a regular file in
 // /dev/shm. Anyone may put a FIFO, socket or directory there under a name.
-func IsSegment(st *unix.Stat_t) bool { return st.Mode&unix.S_IFMT == unix.S_IFREG }
+func isSegment(st *unix.Stat_t) bool { return st.Mode&unix.S_IFMT == unix.S_IFREG }
 
 // notSegment tells, after an open of name failed with err, whether that is
 // because something other than a segment stands under the name (a symlink:
@@ -139,7 +139,7 @@ func notSegment(name string, err error) (mode uint32, ok bool) {
 		return 0, false
 	}
 	var st unix.Stat_t
-	if unix.Lstat(Dir+name, &st) != nil || IsSegment(&st) {
+	if unix.Lstat(Dir+name, &st) != nil || isSegment(&st) {
 		return 0, false
 	}
 	return st.Mode, true
@@ -262,7 +262,7 @@ func ListNames() ([]string, error) {
 // gone or is not a segment (a symlink, a FIFO, a directory).
 func StatName(name string) (size int64, mode uint32, uid int, changed time.Time, ok bool) {
 	var st unix.Stat_t
-	if err := unix.Lstat(Dir+name, &st); err != nil || !IsSegment(&st) {
+	if err := unix.Lstat(Dir+name, &st); err != nil || !isSegment(&st) {
 		return 0, 0, 0, time.Time{}, false
 	}
 	return st.Size, st.Mode, int(st.Uid), time.Unix(st.Ctim.Unix()), true

@@ -43,7 +43,7 @@ func CreateSegment(name string, size int, o Options) (data []byte, fd int, err e
 	if err == nil && !named {
 		op = "linkat"
 		if err = linkName(fd, name); err != nil {
-			Munmap(data)
+			Munmap(data, int64(size))
 		}
 	}
 	if err != nil {
@@ -62,13 +62,13 @@ func CreateSegment(name string, size int, o Options) (data []byte, fd int, err e
 // open maps size bytes of the existing segment name (canonical form), or
 // all of it if size is 0, after checking with fstat that it is a segment
 // and has them, and for RequireSealed that it is sealed. It returns the
-// segment's fd too if keep, else closes it (fd -1). Errors name key, the
-// caller's spelling.
-func MapNamed(name, key string, size int, writable, keep bool, o Options) (data []byte, fd int, err error) {
+// segment's fd too if keep, else closes it (fd -1), and the segment's size
+// as mapped. Errors name key, the caller's spelling.
+func MapNamed(name, key string, size int, writable, keep bool, o Options) (data []byte, fd int, segSize int64, err error) {
 	var st unix.Stat_t
 	fd, err = OpenSegment(name, key, writable, &st)
 	if err != nil {
-		return nil, -1, err
+		return nil, -1, 0, err
 	}
 	if o.Sealed {
 		// The size again, after the seals: see MapFile.
@@ -85,7 +85,7 @@ func MapNamed(name, key string, size int, writable, keep bool, o Options) (data 
 		CloseFD(fd)
 		fd = -1
 	}
-	return data, fd, err
+	return data, fd, int64(st.Size), err
 }
 
 // OpenSegment opens the existing segment name (canonical form), read-only
@@ -100,7 +100,7 @@ func OpenSegment(name, key string, writable bool, st *unix.Stat_t) (int, error) 
 	fd, err := OpenName(name, flag, 0)
 	if err != nil {
 		if mode, ok := notSegment(name, err); ok {
-			err = NotSegmentError(mode, err)
+			err = notSegmentError(mode, err)
 		}
 		return -1, &fs.PathError{Op: "shm_open", Path: key, Err: err}
 	}
@@ -108,9 +108,9 @@ func OpenSegment(name, key string, writable bool, st *unix.Stat_t) (int, error) 
 		CloseFD(fd)
 		return -1, &fs.PathError{Op: "fstat", Path: key, Err: err}
 	}
-	if !IsSegment(st) {
+	if !isSegment(st) {
 		CloseFD(fd)
-		return -1, &fs.PathError{Op: "shm_open", Path: key, Err: NotSegmentError(uint32(st.Mode), nil)}
+		return -1, &fs.PathError{Op: "shm_open", Path: key, Err: notSegmentError(uint32(st.Mode), nil)}
 	}
 	return fd, nil
 }
@@ -149,26 +149,26 @@ func mapSegment(fd int, st *unix.Stat_t, path string, size int, writable bool, f
 // so a size read after F_SEAL_SHRINK is one the file keeps. Read after the
 // size, a seal that a peer added just after shrinking the file would vouch
 // for a mapping past its end.
-func MapFile(fd int, path string, size int, writable bool, o Options) (data []byte, sealed bool, err error) {
+func MapFile(fd int, path string, size int, writable bool, o Options) (data []byte, sealed bool, segSize int64, err error) {
 	seals := fileSeals(fd)
 	var st unix.Stat_t
 	kind, err := CheckFile(fd, path, "mmap", &st)
 	if err != nil {
-		return nil, false, err
+		return nil, false, 0, err
 	}
 	if pathOnly(fd) {
-		return nil, false, &fs.PathError{Op: "mmap", Path: path, Err: errPathOnly}
+		return nil, false, 0, &fs.PathError{Op: "mmap", Path: path, Err: errPathOnly}
 	}
 	if o.Sealed {
 		if err := checkFileSealed(kind, seals, writable); err != nil {
-			return nil, false, &fs.PathError{Op: "fcntl", Path: path, Err: err}
+			return nil, false, 0, &fs.PathError{Op: "fcntl", Path: path, Err: err}
 		}
 	}
 	data, err = mapSegment(fd, &st, path, size, writable, o.Flags)
 	if err != nil {
-		return nil, false, err
+		return nil, false, 0, err
 	}
-	return data, fileSealed(kind, seals), nil
+	return data, fileSealed(kind, seals), int64(st.Size), nil
 }
 
 // errPathOnly is the error of mapping an O_PATH descriptor.
@@ -184,7 +184,7 @@ func CheckFile(fd int, path, op string, st *unix.Stat_t) (segKind, error) {
 		return notSeg, &fs.PathError{Op: "fstat", Path: path, Err: err}
 	}
 	if kind == notSeg {
-		return notSeg, &fs.PathError{Op: op, Path: path, Err: NotSegmentError(uint32(st.Mode), nil)}
+		return notSeg, &fs.PathError{Op: op, Path: path, Err: notSegmentError(uint32(st.Mode), nil)}
 	}
 	return kind, nil
 }
@@ -221,9 +221,9 @@ func CreateAnon(key string, size int, o Options) (data []byte, fd int, name stri
 	return data, fd, name, sealed, nil
 }
 
-// NotSegmentError is ErrNotSegment for a file of the given mode, with the
+// notSegmentError is ErrNotSegment for a file of the given mode, with the
 // error that showed it, if any.
-func NotSegmentError(mode uint32, cause error) error {
+func notSegmentError(mode uint32, cause error) error {
 	if cause != nil {
 		return fmt.Errorf("%w: it is %s (%w)", ErrNotSegment, fileKind(mode), cause)
 	}

@@ -17,7 +17,7 @@ func mmapFD(fd, size, prot, flags int) (unsafe.Pointer, error) {
 	return unix.MmapPtr(fd, 0, nil, uintptr(size), prot, flags)
 }
 
-func Munmap(b []byte) error {
+func Munmap(b []byte, segSize int64) error {
 	return unix.MunmapPtr(unsafe.Pointer(unsafe.SliceData(b)), uintptr(len(b)))
 }
 

@@ -98,8 +98,8 @@ func unlinkat(path unsafe.Pointer) error {
 	return err
 }
 
-// Linkat links oldpath (relative to olddirfd) as newpath.
-func Linkat(olddirfd int, oldpath, newpath unsafe.Pointer, flags int) error {
+// linkat links oldpath (relative to olddirfd) as newpath.
+func linkat(olddirfd int, oldpath, newpath unsafe.Pointer, flags int) error {
 	_, err := syscall6(false, unix.SYS_LINKAT, uintptr(olddirfd), uintptr(oldpath), uintptr(atFDCWD), uintptr(newpath), uintptr(flags), 0)
 	return err
 }
@@ -149,8 +149,11 @@ func fcntlInt(fd, cmd, arg int) (int, error) {
 	return int(r), err
 }
 
-func Munmap(b []byte) error {
-	_, err := syscall6(bounded(int64(len(b))), unix.SYS_MUNMAP, uintptr(unsafe.Pointer(unsafe.SliceData(b))), uintptr(len(b)), 0, 0, 0, 0)
+// Munmap unmaps b, a mapping of a segment of segSize bytes (-1: unknown).
+// It may drop the last reference to the segment, which frees all of it, not
+// only what b maps: so it is raw only when the segment is small too.
+func Munmap(b []byte, segSize int64) error {
+	_, err := syscall6(bounded(int64(len(b))) && bounded(segSize), unix.SYS_MUNMAP, uintptr(unsafe.Pointer(unsafe.SliceData(b))), uintptr(len(b)), 0, 0, 0, 0)
 	return err
 }
 
