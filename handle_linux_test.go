@@ -1,6 +1,7 @@
 package shmmap
 
 import (
+	"io/fs"
 	"testing"
 
 	"github.com/shmmap-go/shmmap/internal/shm"
@@ -56,4 +57,41 @@ func TestNameRemovedElsewhere(t *testing.T) {
 		}
 		mustHold(t, shm.Dir+key, "later", "after Release")
 	})
+}
+
+// TestHandleWorstCaller: what a careless caller does with handles is an
+// error, never a panic, and never reaches another segment: a zero Mapping
+// has no key to unlink, and a creator closed twice leaves alone a later
+// segment of its name the second time.
+func TestHandleWorstCaller(t *testing.T) {
+	keys := checkLeaks(t)
+	var zero Mapping
+	isPathError(t, "Unlink of a zero Mapping", zero.Unlink(), "", fs.ErrInvalid)
+	if zero.Key() != "" || zero.File() != nil || zero.Bytes() != nil {
+		t.Errorf("a zero Mapping has a key %q, file %v or bytes", zero.Key(), zero.File())
+	}
+
+	h, err := CreateNamed(4096)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys.add(h.Key())
+	t.Cleanup(func() { h.Close() })
+	m, err := Map(h.Key(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	if err := h.Close(); err != nil {
+		t.Fatal(err)
+	}
+	plantFile(t, shm.Dir+h.Key(), "later")
+	isPathError(t, "second Close of the creator", h.Close(), h.Key(), fs.ErrClosed)
+	isPathError(t, "Unlink after Close", h.Unlink(), h.Key(), fs.ErrClosed)
+	mustHold(t, shm.Dir+h.Key(), "later", "after the creator's second Close")
+	// The other handle outlives its creator: bytes and file.
+	m.Bytes()[0] = 1
+	if fi, err := m.File().Stat(); err != nil || fi.Size() != 4096 {
+		t.Errorf("the file of a handle whose creator closed: %v, %v", fi, err)
+	}
 }
