@@ -113,22 +113,41 @@ func helperStampAndHang(args ...string) error {
 // the bound.
 const peerGoneWithin = time.Second
 
-// expectPeerGone runs call, which must be waiting, kills c's process and
-// checks that call returns ErrPeerGone within peerGoneWithin.
-func expectPeerGone(t *testing.T, c *child, call func() error) {
+// expectPeerGone runs call, which must be waiting, kills c's process (and
+// reaps it) and checks that call returns ErrPeerGone within peerGoneWithin.
+func expectPeerGone(t *testing.T, c *child, call func(context.Context) error) {
 	t.Helper()
+	expectGone(t, func() { c.Kill(t) }, call)
+}
+
+// expectGone runs call, which must be waiting, ends the peer with kill,
+// and checks that call returns ErrPeerGone within peerGoneWithin. call's
+// context ends when this returns, so that a call still waiting after a
+// failure returns before the caller closes its end.
+func expectGone(t *testing.T, kill func(), call func(context.Context) error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
 	got := make(chan error, 1)
-	go func() { got <- call() }()
+	go func() { got <- call(ctx) }()
+	returned := false
+	defer func() {
+		cancel()
+		if !returned {
+			<-got
+		}
+	}()
 	time.Sleep(300 * time.Millisecond) // past a liveness check or so
 	select {
 	case err := <-got:
+		returned = true
 		t.Fatalf("returned %v while the peer lived", err)
 	default:
 	}
-	c.Kill(t)
+	kill()
 	killed := time.Now()
 	select {
 	case err := <-got:
+		returned = true
 		d := time.Since(killed)
 		t.Logf("ErrPeerGone %v after the kill: %v", d.Round(time.Millisecond), err)
 		if !errors.Is(err, ErrPeerGone) {
@@ -144,14 +163,29 @@ func expectPeerGone(t *testing.T, c *child, call func() error) {
 
 // nextError returns a call of c.Next that fails if it returns a message:
 // what a torn message after a death would be.
-func nextError(c *Consumer) func() error {
-	return func() error {
-		b, err := c.Next(context.Background())
+func nextError(c *Consumer) func(context.Context) error {
+	return func(ctx context.Context) error {
+		b, err := c.Next(ctx)
 		if err == nil {
 			return fmt.Errorf("a message of %d bytes", len(b))
 		}
 		return err
 	}
+}
+
+// startCreator starts a child that creates a ring as its producer, commits
+// count messages and hangs, and returns it with the ring's key, which t's
+// leak check tracks and its cleanup unlinks (a dead creator leaves it).
+func startCreator(t *testing.T, keys *[]string, count string) (*child, string) {
+	t.Helper()
+	c := helpers.Start(t, "create-and-hang", count)
+	key := c.Line(t)
+	*keys = append(*keys, key)
+	t.Cleanup(func() { shmmap.Unlink(key) })
+	if got := c.Line(t); got != "ready" {
+		t.Fatalf("child: %q", got)
+	}
+	return c, key
 }
 
 // TestProducerKilledMidMessage: the consumer (this process, the creator)
@@ -225,14 +259,7 @@ func TestProducerKilledBeforeTail(t *testing.T) {
 // Linux, from its pid and start time on macOS. The dead creator leaves the
 // name, which the test removes.
 func TestCreatorKilledMidMessage(t *testing.T) {
-	keys := checkLeaks(t)
-	c := helpers.Start(t, "create-and-hang", "3")
-	key := c.Line(t)
-	*keys = append(*keys, key)
-	t.Cleanup(func() { shmmap.Unlink(key) })
-	if got := c.Line(t); got != "ready" {
-		t.Fatalf("child: %q", got)
-	}
+	c, key := startCreator(t, checkLeaks(t), "3")
 	cons, err := OpenConsumer(key)
 	if err != nil {
 		t.Fatal(err)
@@ -262,20 +289,15 @@ func TestConsumerKilledWhileFull(t *testing.T) {
 		t.Fatalf("child: %q", got)
 	}
 	send(t, p, 200, 0)
-	expectPeerGone(t, c, func() error {
-		_, err := p.Reserve(context.Background(), 200)
+	expectPeerGone(t, c, func(ctx context.Context) error {
+		_, err := p.Reserve(ctx, 200)
 		return err
 	})
 }
 
 // TestOpenDeadCreator: Open of a ring whose creator died is ErrPeerGone.
 func TestOpenDeadCreator(t *testing.T) {
-	keys := checkLeaks(t)
-	c := helpers.Start(t, "create-and-hang", "0")
-	key := c.Line(t)
-	*keys = append(*keys, key)
-	t.Cleanup(func() { shmmap.Unlink(key) })
-	c.Line(t)
+	c, key := startCreator(t, checkLeaks(t), "0")
 	c.Kill(t)
 	if _, err := OpenConsumer(key); !errors.Is(err, ErrPeerGone) {
 		t.Fatalf("OpenConsumer: got %v, want ErrPeerGone", err)

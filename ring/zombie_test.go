@@ -3,11 +3,8 @@ package ring
 import (
 	"context"
 	"errors"
-	"fmt"
 	"testing"
 	"time"
-
-	"github.com/shmmap-go/shmmap"
 )
 
 // TestZombiePeer: a peer whose process has died but is not yet reaped (a
@@ -38,37 +35,17 @@ func TestZombiePeer(t *testing.T) {
 		})
 	})
 	t.Run("Next", func(t *testing.T) { // the opener waits on the creator
-		keys := checkLeaks(t)
-		c := helpers.Start(t, "create-and-hang", "1")
-		key := c.Line(t)
-		*keys = append(*keys, key)
-		t.Cleanup(func() { shmmap.Unlink(key) })
-		if got := c.Line(t); got != "ready" {
-			t.Fatalf("child: %q", got)
-		}
+		c, key := startCreator(t, checkLeaks(t), "1")
 		cons, err := OpenConsumer(key)
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer cons.Close()
 		receive(t, cons, 100, 0)
-		expectGoneUnreaped(t, c, func(ctx context.Context) error {
-			b, err := cons.Next(ctx)
-			if err == nil {
-				return fmt.Errorf("a message of %d bytes", len(b))
-			}
-			return err
-		})
+		expectGoneUnreaped(t, c, nextError(cons))
 	})
 	t.Run("Open", func(t *testing.T) {
-		keys := checkLeaks(t)
-		c := helpers.Start(t, "create-and-hang", "0")
-		key := c.Line(t)
-		*keys = append(*keys, key)
-		t.Cleanup(func() { shmmap.Unlink(key) })
-		if got := c.Line(t); got != "ready" {
-			t.Fatalf("child: %q", got)
-		}
+		c, key := startCreator(t, checkLeaks(t), "0")
 		c.KillNoWait(t)
 		waitZombie(t, c)
 		if cons, err := OpenConsumer(key); !errors.Is(err, ErrPeerGone) {
@@ -80,46 +57,11 @@ func TestZombiePeer(t *testing.T) {
 	})
 }
 
-// expectGoneUnreaped runs call, which must be waiting, kills c's process
-// without reaping it, and checks that call returns ErrPeerGone within
-// peerGoneWithin, and that the child was not reaped meanwhile. call's
-// context ends when this returns, so that a call still waiting after a
-// failure returns before the caller closes its end.
+// expectGoneUnreaped is expectPeerGone with c's process killed and not
+// reaped, and checks that it was a zombie all along.
 func expectGoneUnreaped(t *testing.T, c *child, call func(context.Context) error) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	got := make(chan error, 1)
-	go func() { got <- call(ctx) }()
-	returned := false
-	defer func() {
-		cancel()
-		if !returned {
-			<-got
-		}
-	}()
-	time.Sleep(300 * time.Millisecond) // past a liveness check or so
-	select {
-	case err := <-got:
-		returned = true
-		t.Fatalf("returned %v while the peer lived", err)
-	default:
-	}
-	c.KillNoWait(t)
-	killed := time.Now()
-	select {
-	case err := <-got:
-		returned = true
-		d := time.Since(killed)
-		t.Logf("ErrPeerGone %v after the kill: %v", d.Round(time.Millisecond), err)
-		if !errors.Is(err, ErrPeerGone) {
-			t.Fatalf("got %v, want ErrPeerGone", err)
-		}
-		if d > peerGoneWithin {
-			t.Fatalf("ErrPeerGone came %v after the kill, want within %v", d, peerGoneWithin)
-		}
-	case <-time.After(prompt):
-		t.Fatalf("still waiting %v after the peer died (not reaped)", prompt)
-	}
+	expectGone(t, func() { c.KillNoWait(t) }, call)
 	waitZombie(t, c)
 }
 
