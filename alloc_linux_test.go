@@ -12,12 +12,7 @@ func TestKeyAPIAllocations(t *testing.T) {
 		t.Skip("the race detector allocates")
 	}
 	keys := checkLeaks(t)
-	h, err := CreateNamed(4096) // a handle: the key API's Release leaves it
-	if err != nil {
-		t.Fatal(err)
-	}
-	keys.add(h.Key())
-	t.Cleanup(func() { h.Close() })
+	h := newHandle(t, keys, 4096) // a handle: the key API's Release leaves it
 	key := h.Key()
 	if n := testing.AllocsPerRun(100, func() {
 		if _, err := ReadWrite(key, 0); err != nil {

@@ -14,12 +14,7 @@ import (
 func TestNameRemovedElsewhere(t *testing.T) {
 	t.Run("Unlink by key, then the handle's Close", func(t *testing.T) {
 		keys := checkLeaks(t)
-		h, err := CreateNamed(4096)
-		if err != nil {
-			t.Fatal(err)
-		}
-		keys.add(h.Key())
-		t.Cleanup(func() { h.Close() })
+		h := newHandle(t, keys, 4096)
 		if err := Unlink(h.Key()); err != nil {
 			t.Fatal(err)
 		}
@@ -37,11 +32,7 @@ func TestNameRemovedElsewhere(t *testing.T) {
 		}
 		keys.add(key)
 		t.Cleanup(func() { Release(key) })
-		m, err := Map(key, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { m.Close() })
+		m := mapHandle(t, key, 0, true)
 		if err := m.Unlink(); err != nil {
 			t.Fatal(err)
 		}
@@ -71,17 +62,8 @@ func TestHandleWorstCaller(t *testing.T) {
 		t.Errorf("a zero Mapping has a key %q, file %v or bytes", zero.Key(), zero.File())
 	}
 
-	h, err := CreateNamed(4096)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keys.add(h.Key())
-	t.Cleanup(func() { h.Close() })
-	m, err := Map(h.Key(), 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { m.Close() })
+	h := newHandle(t, keys, 4096)
+	m := mapHandle(t, h.Key(), 0, true)
 	if err := h.Close(); err != nil {
 		t.Fatal(err)
 	}

@@ -39,17 +39,8 @@ func touch(m *Mapping, b byte) (err error) {
 // them.
 func TestHandlesSurviveKeyAPI(t *testing.T) {
 	keys := checkLeaks(t)
-	h, err := CreateNamed(4096)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keys.add(h.Key())
-	t.Cleanup(func() { h.Close() })
-	m, err := Map(h.Key(), 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { m.Close() })
+	h := newHandle(t, keys, 4096)
+	m := mapHandle(t, h.Key(), 0, true)
 
 	if _, err := ReadWrite(h.Key(), 0); err != nil {
 		t.Fatal(err)
@@ -85,11 +76,7 @@ func TestHandlesSurviveKeyAPI(t *testing.T) {
 	}
 	keys.add(key)
 	t.Cleanup(func() { Release(key) })
-	k, err := Map(key, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { k.Close() })
+	k := mapHandle(t, key, 0, true)
 	if err := Release(key); err != nil {
 		t.Fatal(err)
 	}
@@ -103,22 +90,9 @@ func TestHandlesSurviveKeyAPI(t *testing.T) {
 // mapped, and each Close is an error only the second time.
 func TestTwoHandles(t *testing.T) {
 	keys := checkLeaks(t)
-	h, err := CreateNamed(8192)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keys.add(h.Key())
-	t.Cleanup(func() { h.Close() })
-	a, err := Map(h.Key(), 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { a.Close() })
-	b, err := MapReadOnly(h.Key(), 4096)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { b.Close() })
+	h := newHandle(t, keys, 8192)
+	a := mapHandle(t, h.Key(), 0, true)
+	b := mapHandle(t, h.Key(), 4096, false)
 
 	if err := a.Close(); err != nil {
 		t.Fatal(err)
@@ -147,12 +121,7 @@ func TestTwoHandles(t *testing.T) {
 // key has nothing to unlink.
 func TestHandleUnlink(t *testing.T) {
 	keys := checkLeaks(t)
-	h, err := CreateNamed(4096)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keys.add(h.Key())
-	t.Cleanup(func() { h.Close() })
+	h := newHandle(t, keys, 4096)
 	if err := h.Unlink(); err != nil {
 		t.Fatal(err)
 	}
@@ -199,12 +168,7 @@ func TestHandleUnlink(t *testing.T) {
 // error.
 func TestHandleKeyAPIUnlink(t *testing.T) {
 	keys := checkLeaks(t)
-	h, err := CreateNamed(4096)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keys.add(h.Key())
-	t.Cleanup(func() { h.Close() })
+	h := newHandle(t, keys, 4096)
 	if err := Unlink(h.Key()); err != nil {
 		t.Fatal(err)
 	}
@@ -229,12 +193,7 @@ func TestHandleBadInput(t *testing.T) {
 			t.Errorf("CreateNamed(%d): %v, %v; want ErrInvalidSize", size, m, err)
 		}
 	}
-	h, err := CreateNamed(4096)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keys.add(h.Key())
-	t.Cleanup(func() { h.Close() })
+	h := newHandle(t, keys, 4096)
 	for _, tc := range []struct {
 		key  string
 		size int

@@ -209,6 +209,35 @@ func newSegment(t *testing.T, keys *keySet, size int) (string, []byte) {
 	return key, data
 }
 
+// newHandle creates a named segment of size bytes for t through a handle,
+// closed in cleanup even if the test fails (the test may close it first).
+func newHandle(t *testing.T, keys *keySet, size int) *Mapping {
+	t.Helper()
+	m, err := CreateNamed(size)
+	if err != nil {
+		t.Fatalf("CreateNamed(%d): %v", size, err)
+	}
+	keys.add(m.Key())
+	t.Cleanup(func() { m.Close() })
+	return m
+}
+
+// mapHandle maps size bytes of segment key, read-write or read-only,
+// through a handle closed in cleanup (the test may close it first).
+func mapHandle(t *testing.T, key string, size int, writable bool) *Mapping {
+	t.Helper()
+	mapFn := MapReadOnly
+	if writable {
+		mapFn = Map
+	}
+	m, err := mapFn(key, size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	return m
+}
+
 // bigInt returns x as an int, or skips t where an int cannot hold it (on
 // 32-bit systems), so that tests of large sizes compile everywhere.
 func bigInt(t testing.TB, x int64) int {
