@@ -187,8 +187,8 @@ func (p *Producer) room(ctx context.Context, rec int) error {
 			// A consumer's head is never past tail, nor behind it by more
 			// than the capacity: such a head would count bytes the consumer
 			// has not released as free.
-			if h%recordAlign != 0 || p.tail-h > uint32(len(e.buf)) {
-				return badPositions(p.tail, h)
+			if err := checkPositions(p.tail, h, len(e.buf)); err != nil {
+				return err
 			}
 			p.head = h
 			continue
