@@ -39,7 +39,7 @@ func SendSegment(c *net.UnixConn, f *os.File) error {
 		return &net.OpError{Op: "write", Net: "unix", Err: fs.ErrInvalid}
 	}
 	var err error
-	if ferr := withFD(f, func(fd int) {
+	if ferr := shm.WithFD(f, func(fd int) {
 		var st unix.Stat_t
 		if _, err = shm.CheckFile(fd, f.Name(), "sendmsg", &st); err != nil {
 			return

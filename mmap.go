@@ -1,7 +1,6 @@
 package shmmap
 
 import (
-	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -176,7 +175,7 @@ func mapOf(f *os.File, size int, writable bool, o options) (*Mapping, error) {
 	}
 	var m *Mapping
 	var err error
-	if ferr := withFD(f, func(fd int) {
+	if ferr := shm.WithFD(f, func(fd int) {
 		var data []byte
 		var sealed bool
 		var segSize int64
@@ -188,24 +187,6 @@ func mapOf(f *os.File, size int, writable bool, o options) (*Mapping, error) {
 		return nil, &fs.PathError{Op: "mmap", Path: fileName(f), Err: ferr}
 	}
 	return m, err
-}
-
-// withFD calls fn with f's descriptor, which f cannot close meanwhile. A
-// nil f is an error wrapping fs.ErrInvalid, a closed one fs.ErrClosed.
-func withFD(f *os.File, fn func(fd int)) error {
-	if f == nil {
-		return fs.ErrInvalid
-	}
-	rc, err := f.SyscallConn()
-	if err == nil {
-		err = rc.Control(func(fd uintptr) { fn(int(fd)) })
-	}
-	if err != nil && !errors.Is(err, fs.ErrInvalid) {
-		// Control fails only for a closed file, with poll's "use of
-		// closed file", which is not fs.ErrClosed.
-		return fs.ErrClosed
-	}
-	return err
 }
 
 // fileName is f's name, or "" for a nil f.

@@ -3,7 +3,6 @@
 package ring
 
 import (
-	"errors"
 	"io/fs"
 	"os"
 
@@ -50,9 +49,7 @@ func (w watch) peerAlive(seg []byte, creator bool) bool {
 		return true // EWOULDBLOCK: held
 	}
 	held, known := true, false
-	if rc, err := w.f.SyscallConn(); err == nil {
-		rc.Control(func(fd uintptr) { held, known = shm.HoldsFD(int(fd)) })
-	}
+	shm.WithFD(w.f, func(fd int) { held, known = shm.HoldsFD(fd) })
 	return held || !known
 }
 
@@ -60,18 +57,17 @@ func (w watch) peerAlive(seg []byte, creator bool) bool {
 // interrupts it. Go installs its handlers with SA_RESTART, under which the
 // kernel restarts flock itself; a handler that C code installs may lack it.
 func flock(f *os.File, how int) error {
-	rc, err := f.SyscallConn()
-	if err != nil {
-		return err
-	}
-	cerr := rc.Control(func(fd uintptr) {
+	var err error
+	if ferr := shm.WithFD(f, func(fd int) {
 		for {
-			if err = flockFD(int(fd), how); err != unix.EINTR {
+			if err = flockFD(fd, how); err != unix.EINTR {
 				return
 			}
 		}
-	})
-	return errors.Join(cerr, err)
+	}); ferr != nil {
+		return ferr
+	}
+	return err
 }
 
 // flockFD is flock(2): a variable so that tests can interrupt it.
