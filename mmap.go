@@ -54,7 +54,8 @@ func CreateNamed(size int, opts ...Option) (*Mapping, error) {
 	return createNamed(size, parseOptions(opts), false)
 }
 
-// createNamed is CreateNamed; keyAPI marks the key API's creators.
+// createNamed is CreateNamed; keyAPI marks the key API's creators, which
+// keep no fd where there is no creator's lock to hold (!shm.HoldsName).
 func createNamed(size int, o options, keyAPI bool) (*Mapping, error) {
 	if size <= 0 || size > shm.MaxSize {
 		return nil, createSizeError(size)
@@ -63,6 +64,10 @@ func createNamed(size int, o options, keyAPI bool) (*Mapping, error) {
 		key := newKey()
 		data, fd, err := shm.CreateSegment(key, size, o)
 		if err == nil {
+			if keyAPI && !shm.HoldsName {
+				shm.CloseFD(fd)
+				fd = -1
+			}
 			m := &Mapping{data: data, fd: fd, name: key, named: true, creator: true, keyAPI: keyAPI, segSize: int64(size)}
 			creators.add(m)
 			return m, nil

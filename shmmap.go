@@ -92,10 +92,6 @@ func Create(size int, opts ...Option) (key string, data []byte, err error) {
 	if err != nil {
 		return "", nil, err
 	}
-	if !shm.HoldsName && m.fd >= 0 {
-		shm.CloseFD(m.fd) // no lock to hold: the key API keeps no fd here
-		m.fd = -1
-	}
 	table.add(m.name, m)
 	return m.name, m.data, nil
 }
