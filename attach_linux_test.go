@@ -34,12 +34,12 @@ func openClose(key string, writable bool) error {
 	return err
 }
 
-// helperOpenOdd KEY...: maps each key with Read and ReadWrite, whole and
-// in part, and opens its file, while the garbage collector runs, and prints each error as
-// "KEY OP ERR". A raw open that blocked (a FIFO opened without O_NONBLOCK)
-// would keep its P, the next collection would wait for it, and nothing
-// would run again, the timer below included: the parent's deadline then
-// kills the helper, and the test fails instead of hanging.
+// helperOpenOdd KEY...: maps each key with Read and ReadWrite, whole and in
+// part, and opens its file, while the garbage collector runs, and prints
+// each error as "KEY OP ERR". A raw open that blocked (a FIFO opened without
+// O_NONBLOCK) would keep its P, the next collection would wait for it, and
+// nothing would run again, the timer below included: the parent's deadline
+// then kills the helper, and the test fails instead of hanging.
 func helperOpenOdd(keys ...string) error {
 	done := make(chan []string)
 	go func() {

@@ -276,8 +276,9 @@ func spinWhile(ctx context.Context, w *uint32, old uint32, d time.Duration) bool
 const spinCheck = 16
 
 // maxSpin bounds a spin: longer is no use, since a wake-up costs far less
-// than that (BENCHMARKS.md), and a spin does not ask whether the peer lives. (A variable for
-// tests, which need a spin that outlasts a slow machine's pauses.)
+// than that (BENCHMARKS.md), and a spin does not ask whether the peer lives.
+// (A variable for tests, which need a spin that outlasts a slow machine's
+// pauses.)
 var maxSpin = 10 * time.Millisecond
 
 // setSpin sets how long a wait spins: d, at most maxSpin; d <= 0 never

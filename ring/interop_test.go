@@ -30,14 +30,14 @@ func pySize(i int) int { return i * 7919 % 1000 }
 
 // TestPythonConsumer streams messages from a Go producer to
 // testdata/ring_consumer.py, a consumer written in Python from LAYOUT.md
-// alone (ctypes for the futex and the locks): a
-// small ring, so that it wraps, pads and fills many times over, and both
-// sides sleep and wake each other; the producer commits fewer bytes than it
-// reserved, now and then, after writing forged records past them. The consumer checks every message's
-// length and bytes; the test checks its count, total and CRC-32 against
-// what the producer sent. In "eof" the producer closes after the last
-// message and the consumer must see the end of the stream; in "close" the
-// consumer closes its end after count messages and the producer, which
+// alone (ctypes for the futex and the locks): a small ring, so that it
+// wraps, pads and fills many times over, and both sides sleep and wake each
+// other; the producer commits fewer bytes than it reserved, now and then,
+// after writing forged records past them. The consumer checks every
+// message's length and bytes; the test checks its count, total and CRC-32
+// against what the producer sent. In "eof" the producer closes after the
+// last message and the consumer must see the end of the stream; in "close"
+// the consumer closes its end after count messages and the producer, which
 // goes on, must be told that the consumer has closed (its state bit), not
 // that it died.
 func TestPythonConsumer(t *testing.T) {

@@ -98,13 +98,13 @@ var monoBase struct {
 }
 
 // monotonic returns CLOCK_MONOTONIC in ns, without a system call:
-// unix.ClockGettime is one (x/sys does not use the vDSO), which would cost
-// a system call's time at every sleep (BENCHMARKS.md has the figure). Go's monotonic time
-// (time.Since) is the runtime's nanotime, CLOCK_MONOTONIC read through the
-// vDSO on Linux (runtime/sys_linux_*.s: nanotime1), so the difference of
-// the two clocks is a constant, taken once. The reading is ahead by at most
-// the moment between the two reads of monoBase, so a sleep may end that
-// much late, never early.
+// unix.ClockGettime is one (x/sys does not use the vDSO), which would cost a
+// system call's time at every sleep (BENCHMARKS.md has the figure). Go's
+// monotonic time (time.Since) is the runtime's nanotime, CLOCK_MONOTONIC
+// read through the vDSO on Linux (runtime/sys_linux_*.s: nanotime1), so the
+// difference of the two clocks is a constant, taken once. The reading is
+// ahead by at most the moment between the two reads of monoBase, so a sleep
+// may end that much late, never early.
 func monotonic() (int64, error) {
 	b := &monoBase
 	b.once.Do(func() {

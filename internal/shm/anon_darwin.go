@@ -63,11 +63,12 @@ func fileSealed(kind segKind, seals int) bool { return false }
 func pathOnly(fd int) bool { return false }
 
 // statFile fills st with fstat of fd, a file that a caller or a peer handed
-// over, and reports whether it is a segment (shmSeg) or not (notSeg). xnu's pshm_stat fills st_mode
-// with the object's mode alone, which shm_open masked with ALLPERMS: a shm
-// object, and nothing else, has no file type bits. A regular file (on disk)
-// is not a segment: a mapping of it writes to the disk, and a page that
-// cannot be read or written back is a SIGBUS at the access.
+// over, and reports whether it is a segment (shmSeg) or not (notSeg). xnu's
+// pshm_stat fills st_mode with the object's mode alone, which shm_open
+// masked with ALLPERMS: a shm object, and nothing else, has no file type
+// bits. A regular file (on disk) is not a segment: a mapping of it writes to
+// the disk, and a page that cannot be read or written back is a SIGBUS at
+// the access.
 func statFile(fd int, st *unix.Stat_t) (segKind, error) {
 	if err := unix.Fstat(fd, st); err != nil {
 		return notSeg, err

@@ -179,12 +179,13 @@ func pathOnly(fd int) bool {
 }
 
 // statFile fills st with fstat of fd, a file that a caller or a peer handed
-// over, and reports whether it is a segment: a regular file in memory,
-// on tmpfs (shmSeg: memfds, /dev/shm, O_TMPFILEs) or hugetlbfs (hugeSeg). A regular file on disk
-// is not: a mapping of it writes to the disk, and a page that cannot be
-// read or written back (an I/O error, a full disk under a sparse file) is a
-// SIGBUS at the access. The calls are ordinary ones, not raw: the file may
-// be on NFS or FUSE, where fstat and fstatfs wait on a server.
+// over, and reports whether it is a segment: a regular file in memory, on
+// tmpfs (shmSeg: memfds, /dev/shm, O_TMPFILEs) or hugetlbfs (hugeSeg). A
+// regular file on disk is not: a mapping of it writes to the disk, and a
+// page that cannot be read or written back (an I/O error, a full disk under
+// a sparse file) is a SIGBUS at the access. The calls are ordinary ones, not
+// raw: the file may be on NFS or FUSE, where fstat and fstatfs wait on a
+// server.
 func statFile(fd int, st *unix.Stat_t) (segKind, error) {
 	if err := unix.Fstat(fd, st); err != nil {
 		return notSeg, err

@@ -13,18 +13,18 @@ import (
 // does not hold up the goroutines behind it; on this package's hot path that
 // is a sizeable part of each call (BENCHMARKS.md has the figures).
 // unix.RawSyscall skips it. A call here is raw exactly when the kernel's
-// work is short and bounded, whatever the size and whatever another user
-// put in /dev/shm: fchmod, fstat, a lock taken or tested without waiting,
-// close of an fd whose file a mapping or a name still holds, mmap without
+// work is short and bounded, whatever the size and whatever another user put
+// in /dev/shm: fchmod, fstat, a lock taken or tested without waiting, close
+// of an fd whose file a mapping or a name still holds, mmap without
 // MAP_POPULATE, memfd_create, fcntl's F_ADD_SEALS of seals that wait for
 // nothing (not F_SEAL_WRITE, which waits for pinned pages) and F_GET_SEALS,
 // and munmap, fallocate or the last close of at most rawLimit bytes. Past
 // that, fallocate and MAP_POPULATE zero or map every page, and munmap and
 // the last close free them: a multi-GiB call must not keep its P, and with
-// it a garbage collection's stop, waiting. A file that
-// a caller or a peer hands over (MapFileReadOnly, SendSegment, ReceiveSegment) may be
-// anywhere, on NFS or FUSE, where even fstat waits on a server: until it is
-// known to be a segment, it is asked about with ordinary calls only.
+// it a garbage collection's stop, waiting. A file that a caller or a peer
+// hands over (MapFileReadOnly, SendSegment, ReceiveSegment) may be anywhere,
+// on NFS or FUSE, where even fstat waits on a server: until it is known to
+// be a segment, it is asked about with ordinary calls only.
 //
 // Calls that take a path (openat, linkat, unlinkat) are ordinary: they take
 // the lock of the shm directory, which other users' activity can keep busy,
