@@ -315,24 +315,6 @@ func TestAnonymousBadFiles(t *testing.T) {
 		t.Cleanup(func() { f.Close() })
 		return f
 	}
-	memfd := func(size int64, seals int) *os.File {
-		t.Helper()
-		fd, err := unix.MemfdCreate("shmmap-test", unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
-		if err != nil {
-			t.Fatal(err)
-		}
-		f := os.NewFile(uintptr(fd), "memfd:shmmap-test")
-		t.Cleanup(func() { f.Close() })
-		if err := f.Truncate(size); err != nil {
-			t.Fatal(err)
-		}
-		if seals != 0 {
-			if _, err := unix.FcntlInt(uintptr(fd), unix.F_ADD_SEALS, seals); err != nil {
-				t.Fatal(err)
-			}
-		}
-		return f
-	}
 
 	closed := open(os.DevNull, os.O_RDONLY)
 	closed.Close()
@@ -359,9 +341,9 @@ func TestAnonymousBadFiles(t *testing.T) {
 		{"directory", open(t.TempDir(), os.O_RDONLY), ErrNotSegment, ErrNotSegment, false},
 		{"socket", sock, ErrNotSegment, ErrNotSegment, false},
 		{"device", open(os.DevNull, os.O_RDWR), ErrNotSegment, ErrNotSegment, false},
-		{"empty segment", memfd(0, 0), ErrInvalidSize, ErrInvalidSize, true},
+		{"empty segment", sealedMemfd(t, 0, 0), ErrInvalidSize, ErrInvalidSize, true},
 		{"read-only", readOnly, nil, fs.ErrPermission, true},
-		{"sealed against writes", memfd(4096, unix.F_SEAL_WRITE), nil, fs.ErrPermission, true},
+		{"sealed against writes", sealedMemfd(t, 4096, unix.F_SEAL_WRITE), nil, fs.ErrPermission, true},
 	}
 	disk := t.TempDir() + "/file"
 	if err := os.WriteFile(disk, make([]byte, 8192), 0o600); err != nil {
