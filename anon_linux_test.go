@@ -18,13 +18,11 @@ import (
 	"io/fs"
 	"net"
 	"os"
-	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
-	"unsafe"
 
 	"github.com/shmmap-go/shmmap/internal/shm"
 	"golang.org/x/sys/unix"
@@ -621,24 +619,8 @@ func checkTmpfile(t *testing.T, m *Mapping, size int) {
 // and for good, that fails system call nr with errno: what a container's
 // filter does to a call it does not know.
 func denySyscall(nr int, errno unix.Errno) error {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
-		return fmt.Errorf("no_new_privs: %w", err)
-	}
-	prog := []unix.SockFilter{
-		{Code: unix.BPF_LD | unix.BPF_W | unix.BPF_ABS, K: 0}, // seccomp_data.nr
-		{Code: unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K, K: uint32(nr), Jt: 0, Jf: 1},
-		{Code: unix.BPF_RET | unix.BPF_K, K: unix.SECCOMP_RET_ERRNO | uint32(errno)},
-		{Code: unix.BPF_RET | unix.BPF_K, K: unix.SECCOMP_RET_ALLOW},
-	}
-	fprog := unix.SockFprog{Len: uint16(len(prog)), Filter: &prog[0]}
-	_, _, e := unix.Syscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, unix.SECCOMP_FILTER_FLAG_TSYNC, uintptr(unsafe.Pointer(&fprog)))
-	runtime.KeepAlive(prog)
-	if e != 0 {
-		return fmt.Errorf("seccomp: %w", e)
-	}
-	return nil
+	_, err := filterSyscall(nr, unix.SECCOMP_RET_ERRNO|uint32(errno), unix.SECCOMP_FILTER_FLAG_TSYNC)
+	return err
 }
 
 // helperAnonNoMemfd: makes memfd_create fail with ENOSYS in this process,

@@ -7,11 +7,13 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"runtime"
 	"slices"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/shmmap-go/shmmap/internal/shm"
 	"golang.org/x/sys/unix"
@@ -112,4 +114,29 @@ func openFile(key string, writable bool) (*os.File, error) {
 		return nil, err
 	}
 	return os.NewFile(uintptr(fd), key), nil
+}
+
+// filterSyscall installs a seccomp filter, with flags, that answers every
+// call of syscall nr with action and lets every other call through, and
+// returns what seccomp(2) returns: the listener for
+// SECCOMP_FILTER_FLAG_NEW_LISTENER.
+func filterSyscall(nr int, action uint32, flags int) (uintptr, error) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+		return 0, fmt.Errorf("no_new_privs: %w", err)
+	}
+	prog := []unix.SockFilter{
+		{Code: unix.BPF_LD | unix.BPF_W | unix.BPF_ABS, K: 0}, // seccomp_data.nr
+		{Code: unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K, K: uint32(nr), Jt: 0, Jf: 1},
+		{Code: unix.BPF_RET | unix.BPF_K, K: action},
+		{Code: unix.BPF_RET | unix.BPF_K, K: unix.SECCOMP_RET_ALLOW},
+	}
+	fprog := unix.SockFprog{Len: uint16(len(prog)), Filter: &prog[0]}
+	r, _, errno := unix.Syscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, uintptr(flags), uintptr(unsafe.Pointer(&fprog)))
+	runtime.KeepAlive(prog)
+	if errno != 0 {
+		return 0, fmt.Errorf("seccomp: %w", errno)
+	}
+	return r, nil
 }
