@@ -25,13 +25,7 @@ func TestNameRemovedElsewhere(t *testing.T) {
 		mustHold(t, shm.Dir+h.Key(), "later", "after the handle's Close")
 	})
 	t.Run("a handle's Unlink, then the key API's Release", func(t *testing.T) {
-		keys := checkLeaks(t)
-		key, _, err := Create(4096)
-		if err != nil {
-			t.Fatal(err)
-		}
-		keys.add(key)
-		t.Cleanup(func() { Release(key) })
+		key, _ := newSegment(t, checkLeaks(t), 4096)
 		m := mapHandle(t, key, 0, true)
 		if err := m.Unlink(); err != nil {
 			t.Fatal(err)
