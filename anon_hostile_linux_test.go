@@ -333,12 +333,7 @@ func TestReceiveSegmentEmptyMessage(t *testing.T) {
 		{"SOCK_DGRAM", unix.SOCK_DGRAM},
 		{"SOCK_SEQPACKET", unix.SOCK_SEQPACKET},
 	} {
-		pair, err := unix.Socketpair(unix.AF_UNIX, c.typ|unix.SOCK_CLOEXEC, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		raw, ours := os.NewFile(uintptr(pair[0]), "raw"), os.NewFile(uintptr(pair[1]), "ours")
-		t.Cleanup(func() { raw.Close(); ours.Close() })
+		raw, ours := socketPairOf(t, c.typ)
 		conn := fileConn(t, ours)
 		send := func(p []byte, fds ...int) {
 			t.Helper()

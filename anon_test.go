@@ -26,7 +26,13 @@ func socketPair(t *testing.T) (a, b *net.UnixConn) {
 // cleanup.
 func socketPairFiles(t *testing.T) (a, b *os.File) {
 	t.Helper()
-	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM, 0)
+	return socketPairOf(t, unix.SOCK_STREAM)
+}
+
+// socketPairOf is socketPairFiles for a Unix socket of type typ.
+func socketPairOf(t *testing.T, typ int) (a, b *os.File) {
+	t.Helper()
+	fds, err := unix.Socketpair(unix.AF_UNIX, typ, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,7 +5,6 @@ package shmmap
 import (
 	"errors"
 	"fmt"
-	"os"
 	"testing"
 	"unsafe"
 
@@ -27,12 +26,7 @@ func TestReceiveSegmentPassPidfd(t *testing.T) {
 		typ  int
 	}{{"stream", unix.SOCK_STREAM}, {"datagram", unix.SOCK_DGRAM}, {"seqpacket", unix.SOCK_SEQPACKET}} {
 		for _, cred := range []bool{false, true} {
-			fds, err := unix.Socketpair(unix.AF_UNIX, typ.typ|unix.SOCK_CLOEXEC, 0)
-			if err != nil {
-				t.Fatal(err)
-			}
-			raw, ours := os.NewFile(uintptr(fds[0]), "socket a"), os.NewFile(uintptr(fds[1]), "socket b")
-			t.Cleanup(func() { raw.Close(); ours.Close() })
+			raw, ours := socketPairOf(t, typ.typ)
 			conn := fileConn(t, ours)
 			rc, err := conn.SyscallConn()
 			if err != nil {
