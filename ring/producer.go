@@ -8,6 +8,7 @@ import (
 	"unsafe"
 
 	"github.com/shmmap-go/shmmap"
+	"github.com/shmmap-go/shmmap/internal/memcopy"
 )
 
 // A Producer is the writing end of a ring. Its methods must be called from
@@ -161,6 +162,26 @@ func (p *Producer) Commit(n int) {
 	}
 	p.publish(next)
 	p.n = -1
+}
+
+// Send sends a copy of msg as the next message: Reserve(ctx, len(msg)),
+// a copy into the ring and Commit, in one call. It waits and fails as
+// Reserve does, with its errors; on an error nothing is sent. A reservation
+// that Reserve made and nothing committed is dropped.
+//
+// Send copies the way C's memcpy does, keeping the message in the cache
+// for the consumer to read; on amd64, Go's copy of 1 MiB or more into a
+// reservation does not (see Sending in the package documentation). So
+// send a message that is in a slice with Send, and write one in place with
+// Reserve and Commit.
+func (p *Producer) Send(ctx context.Context, msg []byte) error {
+	b, err := p.Reserve(ctx, len(msg))
+	if err != nil {
+		return err
+	}
+	memcopy.Copy(b, msg)
+	p.Commit(len(msg))
+	return nil
 }
 
 // Abort drops the reservation: nothing of it reaches the consumer, and the

@@ -7,9 +7,10 @@
 //	// the creating process: the producer here
 //	p, err := ring.CreateProducer(1 << 20)
 //	// pass p.Key() to the other process (argv, environment, a pipe)
-//	buf, err := p.Reserve(ctx, n) // n bytes in the ring
-//	copy(buf, frame)              // or write them in place
-//	p.Commit(len(frame))          // the consumer sees the message now
+//	err = p.Send(ctx, frame)      // a copy of frame is the next message
+//	buf, err := p.Reserve(ctx, n) // or: n bytes in the ring,
+//	m := encode(buf)              // written in place,
+//	p.Commit(m)                   // the first m of them sent
 //	p.Close()                     // the consumer gets io.EOF once it has read all
 //
 //	// the other process: the consumer
@@ -40,7 +41,20 @@
 // that keep up with each other make no system call at all, and allocate
 // nothing per message. While it waits, an end wakes every 200 ms to ask the
 // kernel whether its peer is still alive (see Dead peers); a wait ends with
-// ctx.Err() when ctx ends.
+// ctx.Err() when ctx ends. In a process with one P (GOMAXPROCS=1, as in a
+// container limited to one CPU), a wait keeps the P for its first
+// millisecond (package wake, Threads), which makes a ping-pong on one CPU
+// as fast as with more Ps.
+//
+// # Sending
+//
+// Send sends a message that is in a slice: it reserves room, copies the
+// message and commits it, copying as C's memcpy does. Go's copy of 1 MiB
+// or more on amd64 writes past the cache, to memory, from which the
+// consumer must then read it: a copy into a reservation of that size
+// makes a ping-pong of 1 MiB messages about twice as slow as Send does
+// (BENCHMARKS.md). Reserve and Commit are for a message written in place,
+// by an encoder or a renderer, with no copy at all.
 //
 // # Spinning
 //
@@ -52,10 +66,7 @@
 // transfer of the message's cache lines (a spinning consumer watches the
 // stamp on the record's own first line). The price is a CPU kept busy for
 // up to d by each wait, so spin only with a CPU to spare for each end. By
-// default neither end spins. BENCHMARKS.md has the figures, and two things
-// of Go's that show at large sizes: fill a reservation of 1 MiB or more in
-// pieces of 256 KiB (a larger copy on amd64 bypasses the cache), and pin
-// only the thread that waits (runtime.LockOSThread), not the whole process.
+// default neither end spins. BENCHMARKS.md has the figures.
 //
 // # Dead peers
 //
