@@ -6,6 +6,8 @@ import "math"
 // implement, each for its system:
 //
 //	wait(addr *uint32, old, tag uint32, timeout time.Duration) (result, error)
+//	waitHeld(addr *uint32, old, tag uint32, timeout time.Duration) (result, error)
+//	const holdP bool
 //	wake(addr *uint32, n int) (int, error)
 //	wakeTag(addr *uint32, tag uint32)
 //

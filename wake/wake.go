@@ -42,10 +42,20 @@
 // passes runtime/debug.SetMaxThreads (10,000 by default). Threads that a
 // burst of waiters made are kept by the runtime for later use, not freed.
 //
+// In a process with one P (GOMAXPROCS=1, as Go sets it in a container
+// limited to one CPU or under taskset -c N), a wait on Linux first lets
+// the goroutines that are ready to run go ahead, then sleeps for up to
+// 1 ms keeping the P, and only then sleeps letting it go: with one P,
+// letting it go costs the runtime several context switches on the only
+// CPU, more than a short wait itself (BENCHMARKS.md). Goroutines that
+// become ready during that first millisecond, and a cancellation, wait
+// for it to end.
+//
 // # Cancellation
 //
-// When a Wait's context ends, Wait returns ctx.Err() promptly, even while
-// its thread sleeps in the kernel: a function registered with
+// When a Wait's context ends, Wait returns ctx.Err() promptly (with one P,
+// within about 1 ms: see Threads), even while its thread sleeps in the
+// kernel: a function registered with
 // context.AfterFunc wakes the sleeper, and repeats until the waiter has
 // gone, so that a cancellation that comes just before the waiter falls
 // asleep is not lost. On Linux it wakes only the cancellable sleepers that
@@ -90,6 +100,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"sync/atomic"
 	"time"
 	"unsafe"
@@ -142,6 +153,7 @@ func WaitUntil(ctx context.Context, addr *uint32, old uint32, deadline time.Time
 		c := startCanceller(ctx, addr, tag)
 		defer c.stop()
 	}
+	held := holdP && runtime.GOMAXPROCS(0) == 1
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -156,7 +168,27 @@ func WaitUntil(ctx context.Context, addr *uint32, old uint32, deadline time.Time
 		if testHookBeforeSleep != nil {
 			testHookBeforeSleep()
 		}
-		r, err := wait(addr, old, tag, timeout)
+		var r result
+		var err error
+		if held {
+			// One P: sleep first for a moment without letting it go (see
+			// heldSleep), after the goroutines that were ready to run.
+			held = false
+			runtime.Gosched()
+			d := heldSleep
+			if timeout >= 0 && timeout < d {
+				d = timeout
+			}
+			if testHookHeld != nil {
+				testHookHeld(d)
+			}
+			r, err = waitHeld(addr, old, tag, d)
+			if r == timedOut && (timeout < 0 || d < timeout) {
+				r = again // the sleep goes on, letting the P go
+			}
+		} else {
+			r, err = wait(addr, old, tag, timeout)
+		}
 		if err != nil {
 			return err
 		}
@@ -199,6 +231,23 @@ func Wake(addr *uint32, n int) (woken int, err error) {
 	return wake(addr, n)
 }
 
+// heldSleep bounds the first sleep of a wait in a process with one P
+// (GOMAXPROCS=1, as Go sets it in a container limited to one CPU or under
+// taskset -c N), which keeps the P while it sleeps. A sleep in a blocking
+// system call lets the P go to other goroutines, but with one P that
+// costs more than the sleep: the runtime's sysmon takes the P from a
+// thread that has slept through two of its ticks (20 µs or more apart)
+// and, finding no idle P in the process, hands it to a thread it wakes to
+// look for work, which runs on the only CPU, finds none and sleeps again;
+// and while it takes Ps sysmon itself wakes every 20 µs. On one CPU that
+// is several context switches for each wait that lasts longer than a
+// tick, as a ping-pong of large messages does (BENCHMARKS.md). A raw
+// system call keeps the P, so none of that happens, at the cost of
+// goroutines that become ready meanwhile waiting for it: for at most
+// heldSleep, a tenth of the time slice after which the scheduler preempts
+// a goroutine that computes.
+const heldSleep = time.Millisecond
+
 // maxSleep bounds each sleep in the kernel: a far deadline is slept in
 // steps, so that its absolute time fits a 32-bit timespec.
 const maxSleep = 24 * time.Hour
@@ -220,8 +269,12 @@ var tagSeq atomic.Uint32
 // newTag returns one of the 31 other bits, in turn.
 func newTag() uint32 { return 1 << (1 + tagSeq.Add(1)%31) }
 
-// testHookBeforeSleep, if set, runs before each sleep in the kernel.
-var testHookBeforeSleep func()
+// testHookBeforeSleep, if set, runs before each sleep in the kernel;
+// testHookHeld before each that keeps the P, with its length.
+var (
+	testHookBeforeSleep func()
+	testHookHeld        func(time.Duration)
+)
 
 // A canceller wakes a Wait whose context has ended. The waiter may be just
 // about to fall asleep when it runs (it saw ctx live a moment ago), and then

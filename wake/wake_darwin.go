@@ -111,6 +111,14 @@ var loadOSSync = sync.OnceValue(func() osSync {
 // is EFAULT, and the header says to read the word and try again.
 const maxFaults = 100
 
+// holdP: on macOS every sleep lets its P go (see WaitUntil); a sleep that
+// kept it would need a raw call into libSystem.
+const holdP = false
+
+func waitHeld(addr *uint32, old uint32, tag uint32, timeout time.Duration) (result, error) {
+	return wait(addr, old, tag, timeout)
+}
+
 // wait sleeps while *addr == old for at most timeout (< 0: no limit); tag is
 // for Linux. Both families return the number of waiters left, >= 0, when
 // woken or when the word did not hold old (these cannot be told apart, so

@@ -43,16 +43,29 @@ const (
 // The call is unix.Syscall6, not raw: it blocks, and the runtime must hand
 // this thread's P to other goroutines meanwhile.
 func wait(addr *uint32, old uint32, tag uint32, timeout time.Duration) (result, error) {
+	return futexWait(unix.Syscall6, addr, old, tag, timeout)
+}
+
+// waitHeld is wait for at most timeout (>= 0) in a raw system call, which
+// keeps this thread's P for the whole sleep (see holdP).
+func waitHeld(addr *uint32, old uint32, tag uint32, timeout time.Duration) (result, error) {
+	return futexWait(unix.RawSyscall6, addr, old, tag, timeout)
+}
+
+// holdP: on Linux a short sleep may keep its P (see WaitUntil).
+const holdP = true
+
+func futexWait(call func(trap, a1, a2, a3, a4, a5, a6 uintptr) (r1, r2 uintptr, err unix.Errno), addr *uint32, old uint32, tag uint32, timeout time.Duration) (result, error) {
 	var errno unix.Errno
 	if timeout < 0 {
-		_, _, errno = unix.Syscall6(unix.SYS_FUTEX, uintptr(unsafe.Pointer(addr)), futexWaitBitset, uintptr(old), 0, 0, uintptr(tag))
+		_, _, errno = call(unix.SYS_FUTEX, uintptr(unsafe.Pointer(addr)), futexWaitBitset, uintptr(old), 0, 0, uintptr(tag))
 	} else {
 		now, err := monotonic()
 		if err != nil {
 			return 0, err
 		}
 		ts := unix.NsecToTimespec(now + int64(timeout))
-		_, _, errno = unix.Syscall6(unix.SYS_FUTEX, uintptr(unsafe.Pointer(addr)), futexWaitBitset, uintptr(old), uintptr(unsafe.Pointer(&ts)), 0, uintptr(tag))
+		_, _, errno = call(unix.SYS_FUTEX, uintptr(unsafe.Pointer(addr)), futexWaitBitset, uintptr(old), uintptr(unsafe.Pointer(&ts)), 0, uintptr(tag))
 	}
 	switch errno {
 	case 0:

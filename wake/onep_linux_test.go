@@ -1,0 +1,129 @@
+package wake
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"runtime"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// The tests of a process with one P (GOMAXPROCS=1), whose first sleep of a
+// wait keeps the P for at most heldSleep (see heldSleep). Each runs in a
+// helper process, which sets GOMAXPROCS=1 for itself.
+
+func init() {
+	helpers.Register("onep", helperOneP)
+}
+
+// helperOneP CASE runs one case with one P and prints its outcome:
+//
+//   - held: a wait of 50 ms, then one with two Ps; prints how many sleeps
+//     kept the P in each and how long the first was ("1 0 1ms").
+//   - others: a goroutine that sleeps 200 µs at a time runs on while
+//     another waits 300 ms on a word that nothing changes; prints its
+//     count of turns and the wait's error.
+//   - cancel: a context that a goroutine cancels 20 ms into the wait ends
+//     it; prints the wait's error.
+func helperOneP(args ...string) error {
+	runtime.GOMAXPROCS(1)
+	var w uint32
+	switch args[0] {
+	case "held":
+		var held atomic.Int64
+		var first time.Duration
+		testHookHeld = func(d time.Duration) {
+			if held.Add(1) == 1 {
+				first = d
+			}
+		}
+		err := WaitUntil(context.Background(), &w, 0, time.Now().Add(50*time.Millisecond))
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			return fmt.Errorf("WaitUntil with one P: %v, want os.ErrDeadlineExceeded", err)
+		}
+		one := held.Swap(0)
+		runtime.GOMAXPROCS(2)
+		err = WaitUntil(context.Background(), &w, 0, time.Now().Add(5*time.Millisecond))
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			return fmt.Errorf("WaitUntil with two Ps: %v, want os.ErrDeadlineExceeded", err)
+		}
+		fmt.Println(one, held.Load(), first)
+	case "others":
+		var turns atomic.Int64
+		stop := make(chan struct{})
+		go func() {
+			for {
+				select {
+				case <-stop:
+					return
+				case <-time.After(200 * time.Microsecond):
+					turns.Add(1)
+				}
+			}
+		}()
+		err := WaitUntil(context.Background(), &w, 0, time.Now().Add(300*time.Millisecond))
+		close(stop)
+		fmt.Println(turns.Load(), err)
+	case "cancel":
+		ctx, cancel := context.WithCancel(context.Background())
+		go func() {
+			time.Sleep(20 * time.Millisecond)
+			cancel()
+		}()
+		fmt.Println(Wait(ctx, &w, 0))
+	}
+	return nil
+}
+
+func runOneP(t *testing.T, name string) string {
+	t.Helper()
+	out, err := helpers.Command(t, time.Minute, "onep", name).Output()
+	if err != nil {
+		t.Fatalf("helper onep %s: %v\n%s", name, err, out)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// TestOnePHeld: with one P a wait's first sleep keeps it, once per wait,
+// for heldSleep; with two Ps none does.
+func TestOnePHeld(t *testing.T) {
+	want := fmt.Sprint("1 0 ", heldSleep)
+	if got := runOneP(t, "held"); got != want || heldSleep > time.Millisecond {
+		t.Fatalf("sleeps that kept the P with one P, with two, and the first's length: %s, want %s, at most 1ms", got, want)
+	}
+}
+
+// TestOnePOthersRun: a wait that keeps the P keeps it only for a moment:
+// another goroutine of the process, whose timer fires every 200 µs, runs
+// on through a wait of 300 ms, about 300 times here (the timers of a
+// process with one idle P fire about 1 ms apart). The floor is low, for a
+// loaded machine, and far above the turns it would get from a wait that
+// kept the P throughout, waking only when the runtime preempts it, every
+// 10 ms or more.
+func TestOnePOthersRun(t *testing.T) {
+	var turns int
+	var errText string
+	got := runOneP(t, "others")
+	if _, err := fmt.Sscanf(got, "%d %s", &turns, &errText); err != nil {
+		t.Fatalf("helper printed %q: %v", got, err)
+	}
+	if !strings.Contains(got, os.ErrDeadlineExceeded.Error()) {
+		t.Fatalf("the wait: %q, want os.ErrDeadlineExceeded", got)
+	}
+	if turns < 50 {
+		t.Fatalf("the other goroutine ran %d times during a wait of 300 ms, want at least 50", turns)
+	}
+	t.Logf("the other goroutine ran %d times", turns)
+}
+
+// TestOnePCancel: with one P, the canceller, a goroutine, still gets to
+// run and end a wait whose context is cancelled.
+func TestOnePCancel(t *testing.T) {
+	if got := runOneP(t, "cancel"); got != context.Canceled.Error() {
+		t.Fatalf("Wait with a cancelled context, one P: %q, want %q", got, context.Canceled)
+	}
+}
