@@ -4,7 +4,11 @@ package ring_test
 // and stream do (see bench/ringbench for the payload): this test binary
 // and a child, the same binary run with benchChildEnv set, which TestMain
 // cannot dispatch from package ring_test, so the child's work starts from
-// init. SHMMAP_PEERS_PIN=same|split pins both as the peers pin theirs.
+// init. SHMMAP_PEERS_PIN=same|split pins both as the peers pin theirs. The
+// child runs with this process' GOMAXPROCS, so that go test -cpu 1,2 gives
+// both processes one P, then two. Each size runs with each way of sending
+// (bench/ringbench.Sender): send (Producer.Send), copy (copy() into a
+// reservation) and tuned (the harness's own copy).
 
 import (
 	"bufio"
@@ -12,6 +16,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -27,7 +32,12 @@ func init() {
 	if args == "" {
 		return
 	}
-	if err := ringbench.Child(strings.Fields(args), 0); err != nil {
+	f := strings.Fields(args)
+	s, err := ringbench.ParseSender(f[0])
+	if err == nil {
+		err = ringbench.Child(f[1:], 0, s)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench child:", err)
 		os.Exit(1)
 	}
@@ -35,14 +45,15 @@ func init() {
 	os.Exit(0)
 }
 
-// startBenchChild starts the child with args and returns its stdout.
-func startBenchChild(b *testing.B, args string) (*exec.Cmd, *bufio.Reader) {
+// startBenchChild starts the child with args, sending as s, and returns
+// its stdout.
+func startBenchChild(b *testing.B, s ringbench.Sender, args string) (*exec.Cmd, *bufio.Reader) {
 	exe, err := os.Executable()
 	if err != nil {
 		b.Fatal(err)
 	}
 	cmd := exec.Command(exe)
-	cmd.Env = append(os.Environ(), benchChildEnv+"="+args)
+	cmd.Env = append(os.Environ(), benchChildEnv+"="+s.String()+" "+args, fmt.Sprint("GOMAXPROCS=", runtime.GOMAXPROCS(0)))
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -54,16 +65,18 @@ func startBenchChild(b *testing.B, args string) (*exec.Cmd, *bufio.Reader) {
 	return cmd, bufio.NewReader(out)
 }
 
-// sharePayload makes the payload of size bytes that the child shares; it
-// is released in cleanup.
-func sharePayload(b *testing.B, size int) (string, *ringbench.Payload) {
+// sharePayload makes the payload of size bytes that the child shares, sent
+// as s; it is released in cleanup.
+func sharePayload(b *testing.B, size int, s ringbench.Sender) (string, *ringbench.Payload) {
 	key, p, err := ringbench.SharePayload(size)
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { shmmap.Release(key) })
-	return key, p
+	return key, p.Use(s)
 }
+
+var senders = []ringbench.Sender{ringbench.OneCall, ringbench.PlainCopy, ringbench.Tuned}
 
 // pin pins the goroutine of b as SHMMAP_PEERS_PIN asks (see
 // ringbench.Pin): each benchmark runs in a goroutine of its own.
@@ -80,45 +93,49 @@ var pingSizes = []int{64, 4 << 10, 64 << 10, 1 << 20, 4 << 20}
 // same size, which this process reads; ns/oneway is half of it.
 func BenchmarkPingPong(b *testing.B) {
 	for _, size := range pingSizes {
-		b.Run(sizeName(size), func(b *testing.B) {
-			pin(b)
-			out, err := ring.CreateProducer(ringbench.PingPongCapacity(size))
-			if err != nil {
-				b.Fatal(err)
-			}
-			in, err := ring.CreateConsumer(ringbench.PingPongCapacity(size))
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer in.Close()
-			payload, p := sharePayload(b, size)
-			cmd, _ := startBenchChild(b, fmt.Sprint("echo ", out.Key(), " ", in.Key(), " ", payload, " ", size))
-			ctx := context.Background()
-			var i uint64
-			trip := func() {
-				if err := p.Send(ctx, out, i); err != nil {
-					b.Fatal(err)
-				}
-				if err := p.Recv(ctx, in, i); err != nil {
-					b.Fatal(err)
-				}
-				i++
-			}
-			for range 3 {
-				trip()
-			}
-			b.SetBytes(int64(2 * size))
-			b.ResetTimer()
-			for b.Loop() {
-				trip()
-			}
-			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/2, "ns/oneway")
-			b.StopTimer()
-			out.Close()
-			if err := cmd.Wait(); err != nil {
-				b.Fatal(err)
-			}
-		})
+		for _, sender := range senders {
+			b.Run(sizeName(size)+"/"+sender.String(), func(b *testing.B) { pingPong(b, size, sender) })
+		}
+	}
+}
+
+func pingPong(b *testing.B, size int, sender ringbench.Sender) {
+	pin(b)
+	out, err := ring.CreateProducer(ringbench.PingPongCapacity(size))
+	if err != nil {
+		b.Fatal(err)
+	}
+	in, err := ring.CreateConsumer(ringbench.PingPongCapacity(size))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer in.Close()
+	payload, p := sharePayload(b, size, sender)
+	cmd, _ := startBenchChild(b, sender, fmt.Sprint("echo ", out.Key(), " ", in.Key(), " ", payload, " ", size))
+	ctx := context.Background()
+	var i uint64
+	trip := func() {
+		if err := p.Send(ctx, out, i); err != nil {
+			b.Fatal(err)
+		}
+		if err := p.Recv(ctx, in, i); err != nil {
+			b.Fatal(err)
+		}
+		i++
+	}
+	for range 3 {
+		trip()
+	}
+	b.SetBytes(int64(2 * size))
+	b.ResetTimer()
+	for b.Loop() {
+		trip()
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/2, "ns/oneway")
+	b.StopTimer()
+	out.Close()
+	if err := cmd.Wait(); err != nil {
+		b.Fatal(err)
 	}
 }
 
@@ -127,42 +144,46 @@ func BenchmarkPingPong(b *testing.B) {
 // stops when the child has read the last.
 func BenchmarkStream(b *testing.B) {
 	for _, size := range []int{64 << 10, 1 << 20} {
-		b.Run(sizeName(size), func(b *testing.B) {
-			pin(b)
-			out, err := ring.CreateProducer(8 * size)
-			if err != nil {
-				b.Fatal(err)
-			}
-			payload, p := sharePayload(b, size)
-			cmd, lines := startBenchChild(b, fmt.Sprint("sink ", out.Key(), " ", payload, " ", size))
-			ctx := context.Background()
-			var i uint64
-			for ; i < 32; i++ {
-				if err := p.Send(ctx, out, i); err != nil {
-					b.Fatal(err)
-				}
-			}
-			if l, _ := lines.ReadString('\n'); l != "warm\n" {
-				b.Fatalf("child: %q", l)
-			}
-			b.SetBytes(int64(size))
-			b.ResetTimer()
-			for range b.N {
-				if err := p.Send(ctx, out, i); err != nil {
-					b.Fatal(err)
-				}
-				i++
-			}
-			out.Close()
-			l, _ := lines.ReadString('\n')
-			b.StopTimer()
-			if want := fmt.Sprintf("done %d\n", i); l != want {
-				b.Fatalf("child: %q, want %q", l, want)
-			}
-			if err := cmd.Wait(); err != nil {
-				b.Fatal(err)
-			}
-		})
+		for _, sender := range senders {
+			b.Run(sizeName(size)+"/"+sender.String(), func(b *testing.B) { stream(b, size, sender) })
+		}
+	}
+}
+
+func stream(b *testing.B, size int, sender ringbench.Sender) {
+	pin(b)
+	out, err := ring.CreateProducer(8 * size)
+	if err != nil {
+		b.Fatal(err)
+	}
+	payload, p := sharePayload(b, size, sender)
+	cmd, lines := startBenchChild(b, sender, fmt.Sprint("sink ", out.Key(), " ", payload, " ", size))
+	ctx := context.Background()
+	var i uint64
+	for ; i < 32; i++ {
+		if err := p.Send(ctx, out, i); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if l, _ := lines.ReadString('\n'); l != "warm\n" {
+		b.Fatalf("child: %q", l)
+	}
+	b.SetBytes(int64(size))
+	b.ResetTimer()
+	for range b.N {
+		if err := p.Send(ctx, out, i); err != nil {
+			b.Fatal(err)
+		}
+		i++
+	}
+	out.Close()
+	l, _ := lines.ReadString('\n')
+	b.StopTimer()
+	if want := fmt.Sprintf("done %d\n", i); l != want {
+		b.Fatalf("child: %q, want %q", l, want)
+	}
+	if err := cmd.Wait(); err != nil {
+		b.Fatal(err)
 	}
 }
 

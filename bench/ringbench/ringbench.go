@@ -8,6 +8,7 @@
 package ringbench
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -36,6 +37,47 @@ const k = 0x9e3779b97f4a7c15
 type Payload struct {
 	pattern []byte
 	base    uint64 // sum of the pattern's words but the first and last
+	sender  Sender
+	private []byte // the message in this process' memory, for PlainCopy and OneCall
+}
+
+// A Sender is how Payload.Send puts a message into the ring.
+type Sender int
+
+const (
+	// Tuned copies the shared pattern into a reservation in pieces of
+	// copyChunk (see copyCached), then stamps it in place.
+	Tuned Sender = iota
+	// PlainCopy stamps a message in this process' memory and copies it
+	// into a reservation with copy, as a user who holds a slice writes it
+	// first.
+	PlainCopy
+	// OneCall stamps a message in this process' memory and sends it with
+	// Producer.Send.
+	OneCall
+)
+
+var senderNames = []string{"tuned", "copy", "send"}
+
+func (s Sender) String() string { return senderNames[s] }
+
+// ParseSender returns the Sender of name: "tuned", "copy" or "send".
+func ParseSender(name string) (Sender, error) {
+	for i, n := range senderNames {
+		if n == name {
+			return Sender(i), nil
+		}
+	}
+	return 0, fmt.Errorf("ringbench: sender %q: want one of %q", name, senderNames)
+}
+
+// Use makes p send its messages as s says, and returns p.
+func (p *Payload) Use(s Sender) *Payload {
+	p.sender = s
+	if s != Tuned && p.private == nil {
+		p.private = bytes.Clone(p.pattern)
+	}
+	return p
 }
 
 // NewPayload returns the payload of size bytes, a multiple of 32, in this
@@ -103,8 +145,22 @@ func words(b []byte) []uint64 {
 // every message.
 func PingPongCapacity(size int) int { return max(size+8, 4096) }
 
-// Send writes message i into the ring in place: the pattern, then the stamps.
+// Send sends message i, the pattern with its stamps, as p's Sender says.
 func (p *Payload) Send(ctx context.Context, w *ring.Producer, i uint64) error {
+	switch p.sender {
+	case OneCall:
+		stamp(p.private, i)
+		return w.Send(ctx, p.private)
+	case PlainCopy:
+		stamp(p.private, i)
+		b, err := w.Reserve(ctx, len(p.private))
+		if err != nil {
+			return err
+		}
+		copy(b, p.private)
+		w.Commit(len(b))
+		return nil
+	}
 	b, err := w.Reserve(ctx, len(p.pattern))
 	if err != nil {
 		return err
@@ -215,8 +271,9 @@ func Sink(in *ring.Consumer, p *Payload, warm int, ack func()) (uint64, error) {
 // arguments ask: "echo IN OUT PAYLOAD SIZE" (Echo from ring IN back
 // through ring OUT) or "sink IN PAYLOAD SIZE" (Sink, printing "warm" after
 // the first 32 messages and "done N" at the end). It pins itself as
-// SHMMAP_PEERS_PIN asks, and its ends spin up to spin before they sleep.
-func Child(args []string, spin time.Duration) error {
+// SHMMAP_PEERS_PIN asks, its ends spin up to spin before they sleep, and an
+// echo sends as s says.
+func Child(args []string, spin time.Duration, s Sender) error {
 	if _, err := Pin(true); err != nil {
 		return err
 	}
@@ -232,6 +289,7 @@ func Child(args []string, spin time.Duration) error {
 	if err != nil {
 		return err
 	}
+	p.Use(s)
 	defer shmmap.Release(payload)
 	in, err := ring.OpenConsumer(args[1])
 	if err != nil {

@@ -13,8 +13,14 @@
 // CreateAnonymous and Close, an anonymous segment's create_release. With
 // --spin D it measures only pingpong and stream, as impl go-shmmap-spin,
 // with both ends spinning up to D before they sleep (ring's SetSpin).
-// --name N reports the lines as impl N (bench/compare runs a variant pinned
-// whole, with GOMAXPROCS=1, as go-shmmap-taskset).
+// With --send M it measures only pingpong and stream too, with the
+// messages sent as M says: "copy", copy() of a message in this process'
+// memory into a reservation (impl go-shmmap-copy), or "send", the same
+// message sent with ring's Producer.Send (go-shmmap-send); by default, and
+// with "tuned", the harness copies a pattern that both processes share in
+// pieces of 256 KiB (see bench/ringbench). --name N reports the lines as
+// impl N (bench/compare runs a variant pinned whole, with GOMAXPROCS=1, as
+// go-shmmap-gomaxprocs1).
 package main
 
 import (
@@ -33,6 +39,7 @@ import (
 	"time"
 
 	"github.com/shmmap-go/shmmap"
+	"github.com/shmmap-go/shmmap/bench/ringbench"
 	"github.com/shmmap-go/shmmap/internal/bytesum"
 )
 
@@ -45,8 +52,9 @@ var (
 	impl   = "go-shmmap"
 	target = time.Second
 	reps   = 3
-	spin   time.Duration // --spin: both ends' ring.SetSpin
-	name   string        // --name: the impl to report, instead of impl
+	spin   time.Duration    // --spin: both ends' ring.SetSpin
+	sender ringbench.Sender // --send: how the ring's producers send
+	name   string           // --name: the impl to report, instead of impl
 )
 
 func main() {
@@ -67,6 +75,19 @@ func main() {
 				log.Fatalf("--spin %q: want a positive duration", args[1])
 			}
 			spin, impl = d, "go-shmmap-spin"
+			args = args[1:]
+		case "--send":
+			if len(args) < 2 {
+				log.Fatal("--send needs copy, send or tuned")
+			}
+			s, err := ringbench.ParseSender(args[1])
+			if err != nil {
+				log.Fatal(err)
+			}
+			sender = s
+			if s != ringbench.Tuned {
+				impl = "go-shmmap-" + s.String()
+			}
 			args = args[1:]
 		case "--name":
 			if len(args) < 2 {
@@ -107,7 +128,7 @@ func main() {
 		impl = name
 	}
 	want := func(op string) bool { return ops == nil || slices.Contains(ops, op) }
-	if spin > 0 { // a variant of the messaging workloads only
+	if spin > 0 || sender != ringbench.Tuned { // a variant of the messaging workloads only
 		want = func(op string) bool {
 			return (op == "pingpong" || op == "stream") && (ops == nil || slices.Contains(ops, op))
 		}

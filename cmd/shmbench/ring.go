@@ -33,7 +33,7 @@ func pin(child bool) string {
 }
 
 // ringChild runs the child of pingpong or stream (ringbench.Child).
-func ringChild(args []string) { check(ringbench.Child(args, spin)) }
+func ringChild(args []string) { check(ringbench.Child(args, spin, sender)) }
 
 func startRingChild(args ...string) (*exec.Cmd, *bufio.Reader) {
 	exe, err := os.Executable()
@@ -42,6 +42,7 @@ func startRingChild(args ...string) (*exec.Cmd, *bufio.Reader) {
 	if spin > 0 {
 		args = append([]string{"--spin", spin.String()}, args...)
 	}
+	args = append([]string{"--send", sender.String()}, args...)
 	cmd := exec.Command(exe, args...)
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
@@ -68,6 +69,7 @@ func pingpong(size int) {
 	payload, p, err := ringbench.SharePayload(size)
 	check(err)
 	defer shmmap.Release(payload)
+	p.Use(sender)
 	cmd, _ := startRingChild("echo", out.Key(), in.Key(), payload, strconv.Itoa(size))
 	ctx := context.Background()
 	// One clock read per round trip, as the C peers make: it lies on the
@@ -118,6 +120,7 @@ func stream(size int) {
 	payload, p, err := ringbench.SharePayload(size)
 	check(err)
 	defer shmmap.Release(payload)
+	p.Use(sender)
 	cmd, lines := startRingChild("sink", out.Key(), payload, strconv.Itoa(size))
 	ctx := context.Background()
 	var i uint64
