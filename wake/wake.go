@@ -43,13 +43,12 @@
 // burst of waiters made are kept by the runtime for later use, not freed.
 //
 // In a process with one P (GOMAXPROCS=1, as Go sets it in a container
-// limited to one CPU or under taskset -c N), a wait on Linux first lets
-// the goroutines that are ready to run go ahead, then sleeps for up to
-// 1 ms keeping the P, and only then sleeps letting it go: with one P,
-// letting it go costs the runtime several context switches on the only
-// CPU, more than a short wait itself (BENCHMARKS.md). Goroutines that
-// become ready during that first millisecond, and a cancellation, wait
-// for it to end.
+// limited to one CPU or under taskset -c N), a wait on Linux first sleeps
+// for up to 1 ms keeping the P, and only then sleeps letting it go: with
+// one P, letting it go costs the runtime several context switches on the
+// only CPU, more than a short wait itself (BENCHMARKS.md). The process'
+// other goroutines, and a cancellation, wait for that first millisecond
+// to end, as they would behind a goroutine that computes for as long.
 //
 // # Cancellation
 //
@@ -172,9 +171,8 @@ func WaitUntil(ctx context.Context, addr *uint32, old uint32, deadline time.Time
 		var err error
 		if held {
 			// One P: sleep first for a moment without letting it go (see
-			// heldSleep), after the goroutines that were ready to run.
+			// heldSleep).
 			held = false
-			runtime.Gosched()
 			d := heldSleep
 			if timeout >= 0 && timeout < d {
 				d = timeout
@@ -242,10 +240,13 @@ func Wake(addr *uint32, n int) (woken int, err error) {
 // and while it takes Ps sysmon itself wakes every 20 µs. On one CPU that
 // is several context switches for each wait that lasts longer than a
 // tick, as a ping-pong of large messages does (BENCHMARKS.md). A raw
-// system call keeps the P, so none of that happens, at the cost of
-// goroutines that become ready meanwhile waiting for it: for at most
-// heldSleep, a tenth of the time slice after which the scheduler preempts
-// a goroutine that computes.
+// system call keeps the P, so none of that happens, at the cost of the
+// other goroutines waiting for it: for at most heldSleep, a tenth of the
+// time slice after which the scheduler preempts a goroutine that
+// computes, and less when the runtime's preemption signal interrupts the
+// sleep. (A Gosched before the sleep, to let goroutines that were ready
+// go first, slowed a ping-pong of small messages on one CPU too much:
+// BENCHMARKS.md, "One P".)
 const heldSleep = time.Millisecond
 
 // maxSleep bounds each sleep in the kernel: a far deadline is slept in
