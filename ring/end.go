@@ -36,6 +36,7 @@ type end struct {
 	watch   watch
 	closed  bool
 	spin    time.Duration // how long a wait watches the word before it sleeps
+	pid     uint32        // this process' pid, as the header records it
 
 	// tail and head as this end found them, once, when it made or opened
 	// the ring, and checked: where it starts.
@@ -161,6 +162,7 @@ func newEnd(m *shmmap.Mapping, seg []byte, capacity int, kind uint32, creator bo
 		tail:    word(seg, offTail),
 		head:    word(seg, offHead),
 		watch:   w,
+		pid:     uint32(os.Getpid()),
 
 		startTail: tail,
 		startHead: head,
@@ -213,7 +215,11 @@ func (e *end) await(ctx context.Context, w *uint32, old uint32, sleeping *uint32
 			return errPeerClosed
 		}
 		sleeps.Add(1)
-		err := wake.WaitUntil(ctx, w, old, time.Now().Add(pollInterval))
+		waitFor := wake.WaitUntil
+		if !e.peerHere() {
+			waitFor = wake.WaitPeer // with one P, keeps it for a moment
+		}
+		err := waitFor(ctx, w, old, time.Now().Add(pollInterval))
 		atomic.StoreUint32(sleeping, 0)
 		if atomic.LoadUint32(w) != old {
 			return nil
@@ -238,6 +244,19 @@ func (e *end) await(ctx context.Context, w *uint32, old uint32, sleeping *uint32
 			return errPeerDied
 		}
 	}
+}
+
+// peerHere reports whether the peer's end is in this process, by the pid
+// it wrote into the header (the creator's at once, the opener's before it
+// opens): then its waker is a goroutine of this process, which a wait that
+// keeps the process' only P would hold up (wake.WaitPeer). A pid that a
+// peer forges costs at most that.
+func (e *end) peerHere() bool {
+	off := offCreatorPID
+	if e.creator {
+		off = offOpenerPID
+	}
+	return atomic.LoadUint32(word(e.seg, off)) == e.pid
 }
 
 // sleeps and wakeups count the waits that went to sleep and the wake-ups

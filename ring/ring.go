@@ -41,10 +41,12 @@
 // that keep up with each other make no system call at all, and allocate
 // nothing per message. While it waits, an end wakes every 200 ms to ask the
 // kernel whether its peer is still alive (see Dead peers); a wait ends with
-// ctx.Err() when ctx ends. In a process with one P (GOMAXPROCS=1, as in a
-// container limited to one CPU), a wait keeps the P for its first
-// millisecond (package wake, Threads), which makes a ping-pong on one CPU
-// as fast as with more Ps.
+// ctx.Err() when ctx ends. In a process with one P (GOMAXPROCS=1, as
+// under taskset -c N or a one-CPU cpuset) on Linux, a wait for a peer in
+// another process keeps the P for its first millisecond (wake.WaitPeer),
+// which makes a ping-pong of large messages on one CPU about as fast as
+// with more Ps; the process' other goroutines wait meanwhile. Ends in one
+// process never keep it.
 //
 // # Sending
 //

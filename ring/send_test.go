@@ -118,3 +118,18 @@ func mustPanic(t *testing.T, what string, f func()) {
 	}()
 	f()
 }
+
+// TestPeerHere: the ends of a ring in one process know it, by the pids in
+// the header, so that their waits never keep a lone P from the goroutine
+// that would wake them (wake.WaitPeer); a peer in another process is not
+// here.
+func TestPeerHere(t *testing.T) {
+	p, c := pair(t, 4096)
+	if !p.e.peerHere() || !c.e.peerHere() {
+		t.Fatalf("ends in one process: peerHere %v (creator) and %v (opener), want true", p.e.peerHere(), c.e.peerHere())
+	}
+	*word(p.e.seg, offOpenerPID) = p.e.pid + 1 // as another process would
+	if p.e.peerHere() {
+		t.Fatal("creator with an opener of another pid: peerHere true")
+	}
+}

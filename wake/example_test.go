@@ -92,6 +92,23 @@ func ExampleWaitUntil() {
 }
 
 // Wake says how many it woke: here no one waits.
+// A worker process waits for the next job number that its parent, another
+// process, writes into a segment: WaitPeer, since no goroutine of the
+// worker changes the word.
+func ExampleWaitPeer() {
+	key, data, err := shmmap.Create(4096)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer shmmap.Release(key)
+	words, _ := shmmap.View[uint32](data)
+
+	err = wake.WaitPeer(context.Background(), &words[0], 0, time.Now().Add(10*time.Millisecond))
+	fmt.Println(errors.Is(err, os.ErrDeadlineExceeded), atomic.LoadUint32(&words[0]))
+	// Output:
+	// true 0
+}
+
 func ExampleWake() {
 	key, data, err := shmmap.Create(4096)
 	if err != nil {

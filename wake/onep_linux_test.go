@@ -12,8 +12,8 @@ import (
 	"time"
 )
 
-// The tests of a process with one P (GOMAXPROCS=1), whose first sleep of a
-// wait keeps the P for at most heldSleep (see heldSleep). Each runs in a
+// The tests of a process with one P (GOMAXPROCS=1), where the first sleep
+// of a WaitPeer keeps the P for at most heldSleep (see heldSleep). Each runs in a
 // helper process, which sets GOMAXPROCS=1 for itself.
 
 func init() {
@@ -22,8 +22,9 @@ func init() {
 
 // helperOneP CASE runs one case with one P and prints its outcome:
 //
-//   - held: a wait of 50 ms, then one with two Ps; prints how many sleeps
-//     kept the P in each and how long the first was ("1 0 1ms").
+//   - held: a WaitPeer of 50 ms, a WaitUntil, then a WaitPeer with two
+//     Ps; prints how many sleeps kept the P in each and how long the first
+//     was ("1 0 0 1ms").
 //   - others: a goroutine that sleeps 200 µs at a time runs on while
 //     another waits 300 ms on a word that nothing changes; prints its
 //     count of turns and the wait's error.
@@ -41,17 +42,22 @@ func helperOneP(args ...string) error {
 				first = d
 			}
 		}
-		err := WaitUntil(context.Background(), &w, 0, time.Now().Add(50*time.Millisecond))
+		err := WaitPeer(context.Background(), &w, 0, time.Now().Add(50*time.Millisecond))
 		if !errors.Is(err, os.ErrDeadlineExceeded) {
 			return fmt.Errorf("WaitUntil with one P: %v, want os.ErrDeadlineExceeded", err)
 		}
 		one := held.Swap(0)
-		runtime.GOMAXPROCS(2)
 		err = WaitUntil(context.Background(), &w, 0, time.Now().Add(5*time.Millisecond))
 		if !errors.Is(err, os.ErrDeadlineExceeded) {
-			return fmt.Errorf("WaitUntil with two Ps: %v, want os.ErrDeadlineExceeded", err)
+			return fmt.Errorf("WaitUntil with one P: %v, want os.ErrDeadlineExceeded", err)
 		}
-		fmt.Println(one, held.Load(), first)
+		plain := held.Swap(0)
+		runtime.GOMAXPROCS(2)
+		err = WaitPeer(context.Background(), &w, 0, time.Now().Add(5*time.Millisecond))
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			return fmt.Errorf("WaitPeer with two Ps: %v, want os.ErrDeadlineExceeded", err)
+		}
+		fmt.Println(one, plain, held.Load(), first)
 	case "others":
 		var turns atomic.Int64
 		stop := make(chan struct{})
@@ -65,7 +71,7 @@ func helperOneP(args ...string) error {
 				}
 			}
 		}()
-		err := WaitUntil(context.Background(), &w, 0, time.Now().Add(300*time.Millisecond))
+		err := WaitPeer(context.Background(), &w, 0, time.Now().Add(300*time.Millisecond))
 		close(stop)
 		fmt.Println(turns.Load(), err)
 	case "cancel":
@@ -74,7 +80,7 @@ func helperOneP(args ...string) error {
 			time.Sleep(20 * time.Millisecond)
 			cancel()
 		}()
-		fmt.Println(Wait(ctx, &w, 0))
+		fmt.Println(WaitPeer(ctx, &w, 0, time.Time{}))
 	}
 	return nil
 }
@@ -88,12 +94,13 @@ func runOneP(t *testing.T, name string) string {
 	return strings.TrimSpace(string(out))
 }
 
-// TestOnePHeld: with one P a wait's first sleep keeps it, once per wait,
-// for heldSleep; with two Ps none does.
+// TestOnePHeld: with one P a WaitPeer's first sleep keeps it, once per
+// wait, for heldSleep; a WaitUntil's never does (its waker may be a
+// goroutine of this process, which needs the P), nor any with two Ps.
 func TestOnePHeld(t *testing.T) {
-	want := fmt.Sprint("1 0 ", heldSleep)
+	want := fmt.Sprint("1 0 0 ", heldSleep)
 	if got := runOneP(t, "held"); got != want || heldSleep > time.Millisecond {
-		t.Fatalf("sleeps that kept the P with one P, with two, and the first's length: %s, want %s, at most 1ms", got, want)
+		t.Fatalf("sleeps that kept the P: WaitPeer with one P, WaitUntil, WaitPeer with two Ps, and the first's length: %s, want %s, at most 1ms", got, want)
 	}
 }
 

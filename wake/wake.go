@@ -42,19 +42,25 @@
 // passes runtime/debug.SetMaxThreads (10,000 by default). Threads that a
 // burst of waiters made are kept by the runtime for later use, not freed.
 //
-// In a process with one P (GOMAXPROCS=1, as Go sets it in a container
-// limited to one CPU or under taskset -c N), a wait on Linux first sleeps
-// for up to 1 ms keeping the P, and only then sleeps letting it go: with
-// one P, letting it go costs the runtime several context switches on the
-// only CPU, more than a short wait itself (BENCHMARKS.md). The process'
-// other goroutines, and a cancellation, wait for that first millisecond
-// to end, as they would behind a goroutine that computes for as long.
+// In a process with one P (GOMAXPROCS=1: a process run under taskset -c N
+// or in a container given one CPU by cpuset, on a one-CPU machine, or with
+// GOMAXPROCS set; Go gives a container limited by CPU quota at least two),
+// WaitPeer on Linux first sleeps for up to 1 ms keeping the P, and only
+// then sleeps letting it go: with one P, letting it go costs the runtime
+// several context switches on the only CPU, more than a short wait itself
+// (BENCHMARKS.md). Meanwhile the process' other goroutines, and a
+// cancellation, wait, as they would behind a goroutine that computes; the
+// waits add up: a goroutine that waits again and again with WaitPeer, each
+// wait ended within the millisecond, keeps the P until the runtime
+// preempts it (after 10 ms), and many goroutines in WaitPeer at once hold
+// it in turn. Wait and WaitUntil never keep the P: use WaitPeer only where
+// the waker is another process and this one has little else to run.
 //
 // # Cancellation
 //
-// When a Wait's context ends, Wait returns ctx.Err() promptly (with one P,
-// within about 1 ms: see Threads), even while its thread sleeps in the
-// kernel: a function registered with
+// When a Wait's context ends, Wait returns ctx.Err() promptly (WaitPeer
+// with one P, within about 1 ms: see Threads), even while its thread
+// sleeps in the kernel: a function registered with
 // context.AfterFunc wakes the sleeper, and repeats until the waiter has
 // gone, so that a cancellation that comes just before the waiter falls
 // asleep is not lost. On Linux it wakes only the cancellable sleepers that
@@ -133,6 +139,23 @@ func Wait(ctx context.Context, addr *uint32, old uint32) error {
 // alive, say) without a context for each sleep. If ctx's deadline comes
 // first, the error is ctx.Err(), as for Wait.
 func WaitUntil(ctx context.Context, addr *uint32, old uint32, deadline time.Time) error {
+	return waitUntil(ctx, addr, old, deadline, false)
+}
+
+// WaitPeer is WaitUntil for a word that only another process changes and
+// wakes, never a goroutine of this one. The difference shows in a process
+// with one P (GOMAXPROCS=1) on Linux: the wait's first sleep, of at most
+// 1 ms, keeps the P (see Threads in the package documentation), which a
+// waker in this process would need to run, so that it would wait for that
+// sleep to end; a waker in another process does not. Elsewhere WaitPeer is
+// WaitUntil. Its errors are WaitUntil's: ctx.Err(), os.ErrDeadlineExceeded,
+// an error wrapping ErrAddress, or an *os.SyscallError.
+func WaitPeer(ctx context.Context, addr *uint32, old uint32, deadline time.Time) error {
+	return waitUntil(ctx, addr, old, deadline, true)
+}
+
+// waitUntil is WaitUntil, with the first sleep keeping a lone P if hold.
+func waitUntil(ctx context.Context, addr *uint32, old uint32, deadline time.Time, hold bool) error {
 	if err := check(addr); err != nil {
 		return err
 	}
@@ -152,7 +175,7 @@ func WaitUntil(ctx context.Context, addr *uint32, old uint32, deadline time.Time
 		c := startCanceller(ctx, addr, tag)
 		defer c.stop()
 	}
-	held := holdP && runtime.GOMAXPROCS(0) == 1
+	held := hold && holdP && runtime.GOMAXPROCS(0) == 1
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -229,24 +252,21 @@ func Wake(addr *uint32, n int) (woken int, err error) {
 	return wake(addr, n)
 }
 
-// heldSleep bounds the first sleep of a wait in a process with one P
-// (GOMAXPROCS=1, as Go sets it in a container limited to one CPU or under
-// taskset -c N), which keeps the P while it sleeps. A sleep in a blocking
-// system call lets the P go to other goroutines, but with one P that
-// costs more than the sleep: the runtime's sysmon takes the P from a
-// thread that has slept through two of its ticks (20 µs or more apart)
-// and, finding no idle P in the process, hands it to a thread it wakes to
-// look for work, which runs on the only CPU, finds none and sleeps again;
-// and while it takes Ps sysmon itself wakes every 20 µs. On one CPU that
-// is several context switches for each wait that lasts longer than a
-// tick, as a ping-pong of large messages does (BENCHMARKS.md). A raw
-// system call keeps the P, so none of that happens, at the cost of the
-// other goroutines waiting for it: for at most heldSleep, a tenth of the
-// time slice after which the scheduler preempts a goroutine that
-// computes, and less when the runtime's preemption signal interrupts the
-// sleep. (A Gosched before the sleep, to let goroutines that were ready
-// go first, slowed a ping-pong of small messages on one CPU too much:
-// BENCHMARKS.md, "One P".)
+// heldSleep bounds the first sleep of a WaitPeer in a process with one P,
+// which keeps the P while it sleeps. A sleep in a blocking system call
+// lets the P go to other goroutines, but with one P that costs more than
+// the sleep: the runtime's sysmon takes the P from a thread that has slept
+// through two of its ticks (20 µs or more apart) and, finding no idle P in
+// the process, hands it to a thread it wakes to look for work, which runs
+// on the only CPU, finds none and sleeps again; and while it takes Ps
+// sysmon itself wakes every 20 µs. On one CPU that is several context
+// switches for each wait that lasts longer than a tick, as a ping-pong of
+// large messages does (BENCHMARKS.md). A raw system call keeps the P, so
+// none of that happens, at the cost of the other goroutines waiting for
+// it: for at most heldSleep (a signal, such as a profiler's, ends the
+// held sleep early). (A Gosched before the sleep, to let goroutines that
+// were ready go first, slowed a ping-pong of small messages on one CPU
+// too much: BENCHMARKS.md, "One P".)
 const heldSleep = time.Millisecond
 
 // maxSleep bounds each sleep in the kernel: a far deadline is slept in

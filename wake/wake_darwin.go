@@ -111,7 +111,7 @@ var loadOSSync = sync.OnceValue(func() osSync {
 // is EFAULT, and the header says to read the word and try again.
 const maxFaults = 100
 
-// holdP: on macOS every sleep lets its P go (see WaitUntil); a sleep that
+// holdP: on macOS every sleep lets its P go (see WaitPeer); a sleep that
 // kept it would need a raw call into libSystem.
 const holdP = false
 

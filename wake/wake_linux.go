@@ -43,29 +43,37 @@ const (
 // The call is unix.Syscall6, not raw: it blocks, and the runtime must hand
 // this thread's P to other goroutines meanwhile.
 func wait(addr *uint32, old uint32, tag uint32, timeout time.Duration) (result, error) {
-	return futexWait(unix.Syscall6, addr, old, tag, timeout)
+	return futexWait(false, addr, old, tag, timeout)
 }
 
-// waitHeld is wait for at most timeout (>= 0) in a raw system call, which
-// keeps this thread's P for the whole sleep (see holdP).
+// waitHeld is wait for at most timeout (>= 0, always given) in a raw
+// system call, which keeps this thread's P for the whole sleep (see
+// heldSleep).
 func waitHeld(addr *uint32, old uint32, tag uint32, timeout time.Duration) (result, error) {
-	return futexWait(unix.RawSyscall6, addr, old, tag, timeout)
+	return futexWait(true, addr, old, tag, timeout)
 }
 
-// holdP: on Linux a short sleep may keep its P (see WaitUntil).
+// holdP: on Linux a short sleep may keep its P (see WaitPeer).
 const holdP = true
 
-func futexWait(call func(trap, a1, a2, a3, a4, a5, a6 uintptr) (r1, r2 uintptr, err unix.Errno), addr *uint32, old uint32, tag uint32, timeout time.Duration) (result, error) {
+// futexWait sleeps as wait does, in a raw system call if raw. The calls
+// are direct, so that the compiler keeps &ts valid through each (the rule
+// of unsafe.Pointer for a conversion in a system call's argument list).
+func futexWait(raw bool, addr *uint32, old uint32, tag uint32, timeout time.Duration) (result, error) {
 	var errno unix.Errno
 	if timeout < 0 {
-		_, _, errno = call(unix.SYS_FUTEX, uintptr(unsafe.Pointer(addr)), futexWaitBitset, uintptr(old), 0, 0, uintptr(tag))
+		_, _, errno = unix.Syscall6(unix.SYS_FUTEX, uintptr(unsafe.Pointer(addr)), futexWaitBitset, uintptr(old), 0, 0, uintptr(tag))
 	} else {
 		now, err := monotonic()
 		if err != nil {
 			return 0, err
 		}
 		ts := unix.NsecToTimespec(now + int64(timeout))
-		_, _, errno = call(unix.SYS_FUTEX, uintptr(unsafe.Pointer(addr)), futexWaitBitset, uintptr(old), uintptr(unsafe.Pointer(&ts)), 0, uintptr(tag))
+		if raw {
+			_, _, errno = unix.RawSyscall6(unix.SYS_FUTEX, uintptr(unsafe.Pointer(addr)), futexWaitBitset, uintptr(old), uintptr(unsafe.Pointer(&ts)), 0, uintptr(tag))
+		} else {
+			_, _, errno = unix.Syscall6(unix.SYS_FUTEX, uintptr(unsafe.Pointer(addr)), futexWaitBitset, uintptr(old), uintptr(unsafe.Pointer(&ts)), 0, uintptr(tag))
+		}
 	}
 	switch errno {
 	case 0:
