@@ -3,14 +3,17 @@
 // not.
 //
 // On amd64, Go's copy writes a copy of 1 MiB or more with non-temporal
-// stores (runtime/memmove_amd64.s: gobble_big_data_fwd): they bypass the
-// cache, so the process that reads the message next finds it in memory, not
-// in the shared cache, and a ping-pong of 1 MiB messages takes about twice
-// as long as C's (BENCHMARKS.md). glibc's memcpy keeps such copies cached
-// with REP MOVSB up to a threshold of a fraction of the last-level cache
-// (sysdeps/x86/dl-cacheinfo.h: rep_movsb_stop_threshold). Copy does the
-// same where the CPU has fast REP MOVSB (ERMS), and is copy everywhere
-// else.
+// stores (runtime/memmove_amd64.s: gobble_big_data_fwd) unless the CPU is
+// an Intel one with ERMS and FSRM and the destination is 16-byte aligned
+// (then it uses REP MOVSQ: runtime/cpuflags_amd64.go). Non-temporal stores
+// bypass the cache, so the process that reads the message next finds it in
+// memory, not in the shared cache, and a ping-pong of 1 MiB messages takes
+// about twice as long as C's (BENCHMARKS.md); a message in a ring's record
+// starts 8 bytes past a 16-byte boundary. glibc's memcpy keeps such copies
+// cached with REP MOVSB up to a threshold of a fraction of the last-level
+// cache (sysdeps/x86/dl-cacheinfo.h: rep_movsb_stop_threshold). Copy does
+// the same where the CPU has fast REP MOVSB (ERMS), and is copy everywhere
+// else, and under the race detector, which does not see REP MOVSB.
 //
 // Use Copy for what another process will read soon (a message put into a
 // ring); copy is as fast for everything else, and for copies smaller than
@@ -33,7 +36,7 @@ const chunk = 1 << 20
 // copy only in how it moves the bytes (see the package documentation).
 func Copy(dst, src []byte) int {
 	n := min(len(dst), len(src))
-	if n < MovsbMin || !fastMovsb || overlap(dst[:n], src[:n]) {
+	if n < MovsbMin || !fastMovsb || raceEnabled || overlap(dst[:n], src[:n]) {
 		return copy(dst, src)
 	}
 	// REP MOVSB is fastest into a 64-byte-aligned destination; glibc
