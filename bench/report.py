@@ -519,9 +519,10 @@ cmd/shmbench:
   with both processes on one CPU.
 
 Which rows are yours: a service with CPUs of its own and Go's default
-GOMAXPROCS, the tuned and Send rows; a container limited to one CPU, or a
-process run under taskset, the GOMAXPROCS=1 row; code that fills a
-reservation with a plain copy(), the plain copy() row.
+GOMAXPROCS, the tuned and Send rows; a process run under taskset or in a
+container given one CPU by cpuset (Go gives one limited by CPU quota at
+least two Ps), the GOMAXPROCS=1 row; code that fills a reservation with a
+plain copy(), the plain copy() row.
 
 Go / C futex is Go's number over the C futex ring's: for pingpong its time
 (target: at most {PINGPONG_MAX}x), for stream its throughput (at least
