@@ -42,22 +42,28 @@ func helperOneP(args ...string) error {
 				first = d
 			}
 		}
-		err := WaitPeer(context.Background(), &w, 0, time.Now().Add(50*time.Millisecond))
-		if !errors.Is(err, os.ErrDeadlineExceeded) {
-			return fmt.Errorf("WaitUntil with one P: %v, want os.ErrDeadlineExceeded", err)
+		// expire waits on w, which nothing changes, until d has passed,
+		// and returns how many sleeps kept the P.
+		expire := func(wait func(context.Context, *uint32, uint32, time.Time) error, what string, d time.Duration) (int64, error) {
+			if err := wait(context.Background(), &w, 0, time.Now().Add(d)); !errors.Is(err, os.ErrDeadlineExceeded) {
+				return 0, fmt.Errorf("%s: %v, want os.ErrDeadlineExceeded", what, err)
+			}
+			return held.Swap(0), nil
 		}
-		one := held.Swap(0)
-		err = WaitUntil(context.Background(), &w, 0, time.Now().Add(5*time.Millisecond))
-		if !errors.Is(err, os.ErrDeadlineExceeded) {
-			return fmt.Errorf("WaitUntil with one P: %v, want os.ErrDeadlineExceeded", err)
+		one, err := expire(WaitPeer, "WaitPeer with one P", 50*time.Millisecond)
+		if err != nil {
+			return err
 		}
-		plain := held.Swap(0)
+		plain, err := expire(WaitUntil, "WaitUntil with one P", 5*time.Millisecond)
+		if err != nil {
+			return err
+		}
 		runtime.GOMAXPROCS(2)
-		err = WaitPeer(context.Background(), &w, 0, time.Now().Add(5*time.Millisecond))
-		if !errors.Is(err, os.ErrDeadlineExceeded) {
-			return fmt.Errorf("WaitPeer with two Ps: %v, want os.ErrDeadlineExceeded", err)
+		two, err := expire(WaitPeer, "WaitPeer with two Ps", 5*time.Millisecond)
+		if err != nil {
+			return err
 		}
-		fmt.Println(one, plain, held.Load(), first)
+		fmt.Println(one, plain, two, first)
 	case "others":
 		var turns atomic.Int64
 		stop := make(chan struct{})

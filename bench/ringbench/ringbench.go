@@ -147,26 +147,21 @@ func PingPongCapacity(size int) int { return max(size+8, 4096) }
 
 // Send sends message i, the pattern with its stamps, as p's Sender says.
 func (p *Payload) Send(ctx context.Context, w *ring.Producer, i uint64) error {
-	switch p.sender {
-	case OneCall:
+	if p.sender == OneCall {
 		stamp(p.private, i)
 		return w.Send(ctx, p.private)
-	case PlainCopy:
-		stamp(p.private, i)
-		b, err := w.Reserve(ctx, len(p.private))
-		if err != nil {
-			return err
-		}
-		copy(b, p.private)
-		w.Commit(len(b))
-		return nil
 	}
 	b, err := w.Reserve(ctx, len(p.pattern))
 	if err != nil {
 		return err
 	}
-	copyCached(b, p.pattern)
-	stamp(b, i)
+	if p.sender == PlainCopy {
+		stamp(p.private, i)
+		copy(b, p.private)
+	} else {
+		copyCached(b, p.pattern)
+		stamp(b, i)
+	}
 	w.Commit(len(b))
 	return nil
 }
