@@ -36,7 +36,7 @@ _ROOM_FDS = 12
 _SIZEOF_UCRED = 12
 _CONTROL_SPACE = (socket.CMSG_SPACE(_SIZEOF_UCRED) + socket.CMSG_SPACE(4)
                   + socket.CMSG_SPACE(4 * _ROOM_FDS))
-_SCM_PIDFD = getattr(socket, "SCM_PIDFD", 0x4C)
+_SCM_PIDFD = getattr(socket, "SCM_PIDFD", 0x04)
 _MSG_CMSG_CLOEXEC = getattr(socket, "MSG_CMSG_CLOEXEC", 0x40000000)
 
 
