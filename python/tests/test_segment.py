@@ -212,8 +212,9 @@ class TestCreateAttach(SegTestCase):
             with self.assertRaises(TypeError, msg=size):
                 shmmap.create(size)
         seg = self.create(4096)
-        for size in (-1, 4097, 1 << 40, shmmap.MAX_SIZE + 1):
-            with self.assertRaises(shmmap.InvalidSize, msg=size) as cm:
+        for size, why in ((-1, "want 0 <= size"), (4097, "the segment has 4096 bytes"),
+                          (1 << 40, "the segment has 4096 bytes"), (shmmap.MAX_SIZE + 1, "want 0 <= size")):
+            with self.assertRaisesRegex(shmmap.InvalidSize, why, msg=size) as cm:
                 shmmap.attach(seg.key, size)
             self.assertIsInstance(cm.exception, ValueError)
         empty = self.own_name("empty")
