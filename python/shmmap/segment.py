@@ -59,6 +59,10 @@ class Segment:
     """One mapping of a shared memory segment, made by create, attach,
     create_anonymous or map_fd (do not call Segment() yourself).
 
+    A process forked after the Segment was made shares its mapping; its
+    close() closes its own descriptor and leaves the name, which only the
+    creating process removes.
+
     Attributes (read-only): key, the key of a named segment with its
     leading slash (None for an anonymous segment or a descriptor mapped
     with map_fd); size, the bytes mapped; readonly; sealed, whether the
@@ -76,6 +80,7 @@ class Segment:
         self._buf = memoryview(mm)
         self._fd = fd
         self._creator = creator
+        self._pid = os.getpid()  # a forked child is not the creator
         self.name = name
         self.key = key
         self.size = len(mm)
@@ -192,7 +197,7 @@ class Segment:
         # no buffer export (ndarray releases the export at once).
         del mm, buf
         err = None
-        if creator:
+        if creator and os.getpid() == self._pid:
             _creators.drop(self.key, self)
             try:
                 _linux.unlink_name(self.key)

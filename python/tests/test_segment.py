@@ -137,6 +137,22 @@ class TestCreateAttach(SegTestCase):
         self.assertTrue(exists(seg.key), "the creator's close removed a later file of its name")
         os.unlink(SHM + seg.key)
 
+    def test_forked_child_is_not_the_creator(self):
+        seg = self.create(4096)
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                seg.close()
+                code = 0
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        self.assertEqual(os.waitstatus_to_exitcode(status), 0)
+        self.assertTrue(exists(seg.key), "a forked child's close removed the creator's name")
+        seg.close()
+        self.assertFalse(exists(seg.key))
+
     def test_segment_unlink(self):
         seg = self.create(4096)
         other = self.attach(seg.key)
