@@ -23,7 +23,8 @@ import select
 import socket
 
 from . import _linux
-from .errors import BadMessage, Closed
+from .errors import BadMessage
+from .segment import Segment
 
 __all__ = ["send_segment", "receive_segment"]
 
@@ -40,19 +41,6 @@ _SCM_PIDFD = getattr(socket, "SCM_PIDFD", 0x04)
 _MSG_CMSG_CLOEXEC = getattr(socket, "MSG_CMSG_CLOEXEC", 0x40000000)
 
 
-def _fileno(seg):
-    """The descriptor of seg: a Segment's (Closed once closed), an int, or
-    an object's fileno()."""
-    if isinstance(seg, int):
-        return seg
-    try:
-        return seg.fileno()
-    except Closed:
-        raise
-    except ValueError as e:  # a closed file or socket
-        raise Closed("sendmsg: %s" % e) from None
-
-
 def send_segment(sock, seg):
     """Send seg, a Segment or the descriptor of a segment (an int, or an
     object with fileno()), over the connected Unix domain socket sock, for
@@ -67,7 +55,19 @@ def send_segment(sock, seg):
     a regular file on disk) is NotSegment, a closed Segment Closed. The
     socket's errors are its own: BrokenPipeError once the other end is
     closed, OSError for a closed socket."""
-    fd = _fileno(seg)
+    if isinstance(seg, Segment):
+        # Under the Segment's lock, so that no close in another thread can
+        # close the descriptor, and another file take its number, before
+        # it is sent.
+        with seg._lock:
+            seg._check("sendmsg")
+            _send(sock, seg._fd)
+        return
+    fd = seg if isinstance(seg, int) else seg.fileno()
+    _send(sock, fd)
+
+
+def _send(sock, fd):
     _linux.stat_file(fd, "sendmsg", _linux.fd_name(fd))
     sock.sendmsg([b"\0"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [fd]))])
 

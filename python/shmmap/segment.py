@@ -43,7 +43,7 @@ import warnings
 import weakref
 
 from . import _linux
-from ._keys import is_create_key, new_key, normalize  # noqa: F401
+from ._keys import new_key, normalize
 from .errors import Closed, InvalidKey, InvalidSize, ShmmapError
 
 __all__ = ["Segment", "create", "attach", "unlink", "create_anonymous", "map_fd", "MAX_SIZE"]
@@ -88,9 +88,9 @@ class Segment:
         self.sealed = sealed
 
     def __repr__(self):
-        state = " closed" if self.closed else ""
         what = "key=%r" % self.key if self.key else "name=%r" % self.name
-        return "<shmmap.Segment %s size=%d%s%s>" % (what, self.size, " readonly" if self.readonly else "", state)
+        flags = (" readonly" if self.readonly else "") + (" closed" if self.closed else "")
+        return "<shmmap.Segment %s size=%d%s>" % (what, self.size, flags)
 
     @property
     def closed(self):
@@ -122,6 +122,8 @@ class Segment:
         the shape does not fit in the mapping, TypeError for a dtype that
         holds Python objects (a peer could write any pointer there), and
         Closed after close()."""
+        with self._lock:
+            self._check("array")
         try:
             import numpy as np
         except ImportError as e:

@@ -15,7 +15,7 @@ from unittest import mock
 import shmmap
 from shmmap import _keys, _linux
 
-from ._segtest import SHM, SegTestCase, Victims, exists, held, mapping_of
+from ._segtest import SHM, SegTestCase, Victims, exists, mapping_of
 
 try:
     import numpy as np
