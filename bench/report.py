@@ -498,7 +498,7 @@ def messaging_section(msg, tables, missed):
 pingpong: median one-way latency (round trip / 2), each side reading every
 byte it receives and answering with a message of the same size; stream:
 GB/s through a ring of 8 messages' capacity (Go's holds 7: each record has
-an 8-byte head). The C peers pin their one thread; the Go setups, all
+a 16-byte head). The C peers pin their one thread; the Go setups, all
 cmd/shmbench:
 - **tuned** (`go-shmmap`): the goroutine that sends and receives is locked
   to its thread and that thread pinned; the Go runtime's other threads keep

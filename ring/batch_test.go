@@ -31,7 +31,7 @@ func TestBatchRelease(t *testing.T) {
 	noPoll(t)
 	p, c := pair(t, 256)
 	for i := range 3 {
-		send(t, p, 50, uint64(i)) // records of 64: 192 bytes of 256
+		send(t, p, 48, uint64(i)) // records of 64: 192 bytes of 256
 	}
 	// With the producer's sleeper flag set, each store of head is followed
 	// by a wake-up, which counts it.
@@ -39,7 +39,7 @@ func TestBatchRelease(t *testing.T) {
 	counts()
 	var taken [][]byte
 	for i := range 3 {
-		taken = append(taken, take(t, c, 50, uint64(i)))
+		taken = append(taken, take(t, c, 48, uint64(i)))
 	}
 	if _, woke := counts(); woke != 0 {
 		t.Fatalf("%d stores of head by three Nexts, want none", woke)
@@ -51,7 +51,7 @@ func TestBatchRelease(t *testing.T) {
 		t.Fatalf("Reserve of the room of messages taken: %v, want context.Canceled", err)
 	}
 	for i, b := range taken {
-		if err := check(b, uint64(i), 50, make([]byte, 50)); err != nil {
+		if err := check(b, uint64(i), 48, make([]byte, 48)); err != nil {
 			t.Fatalf("taken message %d, before Release: %v", i, err)
 		}
 	}
@@ -78,12 +78,12 @@ func TestBatchWake(t *testing.T) {
 	noPoll(t)
 	p, c := pair(t, 256)
 	for i := range 4 {
-		send(t, p, 50, uint64(i)) // 256 bytes: full
+		send(t, p, 48, uint64(i)) // 256 bytes: full
 	}
 	counts()
 	sent := make(chan error, 1)
 	go func() {
-		b, err := p.Reserve(context.Background(), 180) // 192 bytes: three messages' room
+		b, err := p.Reserve(context.Background(), 176) // 192 bytes: three messages' room
 		if err == nil {
 			fill(b, 4)
 			p.Commit(len(b))
@@ -92,7 +92,7 @@ func TestBatchWake(t *testing.T) {
 	}()
 	waitWord(t, p.prodSleep, 1)
 	for i := range 3 {
-		take(t, c, 50, uint64(i))
+		take(t, c, 48, uint64(i))
 	}
 	c.Release()
 	if err := <-sent; err != nil {
@@ -149,14 +149,14 @@ func TestBatchWake(t *testing.T) {
 func TestBatchPadding(t *testing.T) {
 	for _, held := range []bool{true, false} {
 		p, c := pair(t, 256)
-		send(t, p, 100, 0) // a record of 112
-		receive(t, c, 100, 0)
-		send(t, p, 80, 1) // 88, to 200
-		send(t, p, 50, 2) // 56 bytes left: padding, then 64 at 256, together
+		send(t, p, 96, 0) // a record of 112
+		receive(t, c, 96, 0)
+		send(t, p, 64, 1) // 80, to 192
+		send(t, p, 50, 2) // 64 bytes left: padding, then 80 at 256, together
 		if held {
-			take(t, c, 80, 1)
+			take(t, c, 64, 1)
 		} else {
-			receive(t, c, 80, 1)
+			receive(t, c, 64, 1)
 		}
 		take(t, c, 50, 2)
 		want := uint32(256) // past the padding, released at once
@@ -167,8 +167,8 @@ func TestBatchPadding(t *testing.T) {
 			t.Fatalf("message 1 held: %v; head %d after Next passed the padding, want %d", held, h, want)
 		}
 		c.Release()
-		if h := atomic.LoadUint32(p.e.head); h != 256+64 {
-			t.Fatalf("head %d after Release, want %d", h, 256+64)
+		if h := atomic.LoadUint32(p.e.head); h != 256+80 {
+			t.Fatalf("head %d after Release, want %d", h, 256+80)
 		}
 	}
 }
@@ -199,7 +199,7 @@ func TestReleasePanics(t *testing.T) {
 		_, err := c.Next(ctx)
 		got <- err
 	}()
-	if _, err := p.Reserve(context.Background(), 248); err != nil { // padding alone, then the whole ring
+	if _, err := p.Reserve(context.Background(), 256-recordHead); err != nil { // padding alone, then the whole ring
 		t.Fatal(err)
 	}
 	p.Abort()
@@ -227,13 +227,13 @@ func TestBatchCorrupt(t *testing.T) {
 			*word(p.e.buf, int(next&p.e.mask)+4) = 0
 		}, ErrCorrupt},
 		{"tail-behind-by-more-than-capacity", func(p *Producer, next uint32) {
-			atomic.StoreUint32(p.e.tail, next-256-8)
+			atomic.StoreUint32(p.e.tail, next-256-recordAlign)
 		}, ErrCorrupt},
 		{"tail-behind-by-capacity", func(p *Producer, next uint32) {
 			atomic.StoreUint32(p.e.tail, next-256)
 		}, context.Canceled},
 		{"tail-ahead-by-more-than-capacity", func(p *Producer, next uint32) {
-			atomic.StoreUint32(p.e.tail, next+256+8)
+			atomic.StoreUint32(p.e.tail, next+256+recordAlign)
 		}, ErrCorrupt},
 		{"overlap-taken", func(p *Producer, next uint32) {
 			// Head is at 0: padding to the end, then a message at 256,
@@ -248,10 +248,10 @@ func TestBatchCorrupt(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			checkLeaks(t)
 			p, c := pair(t, 256)
-			send(t, p, 100, 0) // records of 112
-			send(t, p, 100, 1)
-			take(t, c, 100, 0)
-			take(t, c, 100, 1)
+			send(t, p, 96, 0) // records of 112
+			send(t, p, 96, 1)
+			take(t, c, 96, 0)
+			take(t, c, 96, 1)
 			tc.damage(p, 224)
 			if m, err := c.Next(ended()); !errors.Is(err, tc.want) {
 				t.Fatalf("Next: %d bytes, %v; want %v", len(m), err, tc.want)

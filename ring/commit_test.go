@@ -17,17 +17,17 @@ import (
 func TestCommitShorter(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
-		at      int // the tail, by records of 24 bytes (and at 208, by one of 208)
+		at      int // the tail, by records of 32 bytes (and at 224, by one of 224)
 		reserve int
 		commit  []int
 		wantPad int
 	}{
-		{"middle", 24, 200, []int{0, 1, 7, 8, 9, 100, 199, 200}, 0},
-		{"after-padding", 208, 200, []int{0, 1, 9, 39, 40, 41, 200}, 48},
+		{"middle", 32, 200, []int{0, 1, 15, 16, 17, 100, 199, 200}, 0},
+		{"after-padding", 224, 200, []int{0, 1, 15, 16, 17, 200}, 32},
 	} {
 		for _, m := range tc.commit {
 			p, c := pair(t, 256)
-			if tc.at == 208 {
+			if tc.at == 224 {
 				send(t, p, 200, 0)
 				receive(t, c, 200, 0)
 			}
@@ -67,14 +67,14 @@ func TestCommitShorterClears(t *testing.T) {
 				if padded {
 					send(t, p, 200, 0)
 					receive(t, c, 200, 0)
-					n = 200 // with the 48 bytes of padding, the whole ring
+					n = 200 // with the 32 bytes of padding, the whole ring
 				}
 				b, err := p.Reserve(context.Background(), n)
 				if err != nil {
 					t.Fatal(err)
 				}
 				msg := p.tail + uint32(p.pad)
-				for x := 0; x+8 <= len(b); x += 8 { // the heads of records at every later position
+				for x := 0; x+8 <= len(b); x += recordAlign { // the heads of records at every later position
 					putHead(b, x, 0, stampOf(msg+uint32(recordHead+x))|low)
 				}
 				p.Commit(m)
@@ -126,8 +126,8 @@ func TestAbort(t *testing.T) {
 	fill(b, 1)
 	p.Abort()
 	p.Abort()
-	if got := atomic.LoadUint32(p.e.tail); got != 24 || p.tail != 24 {
-		t.Fatalf("tail %d (this end's %d) after Abort, want 24", got, p.tail)
+	if got := atomic.LoadUint32(p.e.tail); got != 32 || p.tail != 32 {
+		t.Fatalf("tail %d (this end's %d) after Abort, want 32", got, p.tail)
 	}
 	nothingNext(t, c)
 	if err := noPanic(func() { p.Commit(0) }); err == nil {
@@ -163,7 +163,7 @@ func TestAbortAfterPadding(t *testing.T) {
 		_, err := c.Next(ctx)
 		next <- err
 	}()
-	b, err := p.Reserve(context.Background(), 248) // padding of 48, then 256: apart
+	b, err := p.Reserve(context.Background(), 256-recordHead) // padding of 32, then 256: apart
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -70,7 +70,7 @@ func (c *Consumer) SetSpin(d time.Duration) { c.e.setSpin(d) }
 func (c *Consumer) Key() string { return c.e.key }
 
 // MaxMessage returns the length of the longest message the ring can take:
-// its capacity minus 8.
+// its capacity minus 16.
 func (c *Consumer) MaxMessage() int { return len(c.e.buf) - recordHead }
 
 // Next takes the next message, waiting while the ring has none, and
@@ -91,7 +91,7 @@ func (c *Consumer) MaxMessage() int { return len(c.e.buf) - recordHead }
 // buffer's end, or with the records taken more than the capacity past
 // head), a padding record does not end at the buffer's end or starts at
 // its start, tail has passed a record without a stamp, or tail is not a
-// multiple of 8 or further than the capacity from the position after the
+// multiple of 16 or further than the capacity from the position after the
 // records taken (see Layout); and is ErrClosed after Close.
 func (c *Consumer) Next(ctx context.Context) ([]byte, error) {
 	e := c.e

@@ -73,9 +73,9 @@ func Example_errors() {
 	// The consumer has closed: a Reserve that must wait gets ErrPeerGone
 	// (so would one whose consumer's process died).
 	for err == nil {
-		_, err = p.Reserve(context.Background(), 56)
+		_, err = p.Reserve(context.Background(), 48)
 		if err == nil {
-			p.Commit(56)
+			p.Commit(48)
 		}
 	}
 	fmt.Println(errors.Is(err, ring.ErrPeerGone))
@@ -98,7 +98,7 @@ func ExampleCreateProducer() {
 	}
 	defer p.Close()
 	fmt.Println(p.MaxMessage())
-	// Output: 1048568
+	// Output: 1048560
 }
 
 // The creator takes the consuming end, and the other process produces.
@@ -109,7 +109,7 @@ func ExampleCreateConsumer() {
 	}
 	defer c.Close()
 	fmt.Println(c.MaxMessage())
-	// Output: 1016
+	// Output: 1008
 }
 
 // The other process opens the consuming end by key.
@@ -176,13 +176,13 @@ func ExampleProducer_Reserve() {
 		log.Fatal(err)
 	}
 	defer p.Close()
-	if _, err := p.Reserve(context.Background(), 56); err != nil {
+	if _, err := p.Reserve(context.Background(), 48); err != nil {
 		log.Fatal(err)
 	}
-	p.Commit(56) // the ring is full now, and no consumer reads
+	p.Commit(48) // the ring is full now, and no consumer reads
 	ctx, cancel := context.WithTimeout(context.Background(), 10e6)
 	defer cancel()
-	_, err = p.Reserve(ctx, 56)
+	_, err = p.Reserve(ctx, 48)
 	fmt.Println(err)
 	// Output: context deadline exceeded
 }

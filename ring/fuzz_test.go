@@ -30,7 +30,7 @@ const fuzzGuard = 64
 const (
 	opWord    = iota // offset uint16, value uint32: a word anywhere in the segment
 	opByte           // offset uint16, value byte: a byte anywhere in the segment
-	opAddTail        // delta int8: tail += delta (times 8 if the opcode's bit 7 is set)
+	opAddTail        // delta int8: tail += delta (times recordAlign if the opcode's bit 7 is set)
 	opAddHead        // delta int8: head += delta (idem)
 	opCall           // n uint16: Next, or Reserve of a length made of n
 	opDone           // n uint16: Release, or Commit or Abort as n says (see the targets)
@@ -223,7 +223,7 @@ func FuzzConsumer(f *testing.F) {
 	seed(2, false, 0, 0, stream...)
 	seed(2, true, 1<<32-256, 1<<32-256, stream...)
 	// A padding record, a record of the whole ring, a tail far off.
-	seed(0, false, 0, 0, record(0, 4|8|16|kindPadding), next, release, record(56, 4|8|16), next, release)
+	seed(0, false, 0, 0, record(0, 4|8|16|kindPadding), next, release, record(48, 4|8|16), next, release)
 	seed(0, false, 0, 0, record(100, 4|16), next)
 	seed(0, false, 0, 0, []byte{opAddTail | 0x80, 100}, next)
 	seed(0, false, 0, 0, []byte{opAddTail, 0xFD}, next)
@@ -232,7 +232,7 @@ func FuzzConsumer(f *testing.F) {
 	seed(2, false, 0, 0, record(10, 4|8|16), record(20, 4|8|16), record(30, 4|8|16), next, next, next, release,
 		record(40, 4|8|16), next, next, release)
 	seed(0, false, 0, 0, record(20, 4|8|16), next, record(0, 4|8|16|kindPadding), record(10, 4|8|16), next, next, release)
-	seed(0, false, 0, 0, record(20, 4|8|16), next, record(24, 4|8|16|kindPadding), record(8, 4|8|16), next, release)
+	seed(0, false, 0, 0, record(20, 4|8|16), next, record(0, 4|8|16|kindPadding), record(8, 4|8|16), next, release)
 	seed(0, false, 0, 0, []byte{opDone, 1, 0}, record(0, 4|8|16), next, release, []byte{opDone, 1, 0})
 	f.Fuzz(func(t *testing.T, shift, guard uint8, opener bool, tail, head, state uint32, script []byte) {
 		r := newFuzzRing(t, endConsumer, shift, guard, opener, tail, head, state, script)
@@ -307,7 +307,7 @@ func FuzzConsumer(f *testing.F) {
 // length out of range, which must panic (below 0 if bit 14 is set too);
 // else n-1 mod (reserved + 2) is the length committed, or reserved + 1
 // for Abort; with no reservation, a Commit that must panic if n is odd.
-// The peer's step stores head: tail's value, less 8*n if flags&1.
+// The peer's step stores head: tail's value, less recordAlign*n if flags&1.
 func FuzzProducer(f *testing.F) {
 	at := func(n uint16) []byte { return binary.LittleEndian.AppendUint16(nil, n) }
 	seed := func(shift uint8, opener bool, tail, head uint32, ops ...[]byte) {
@@ -320,7 +320,7 @@ func FuzzProducer(f *testing.F) {
 	// (issue 17), as opener and as creator.
 	for _, pos := range []uint32{4, 4094, 4092, 1<<32 - 4, 2} {
 		for _, opener := range []bool{true, false} {
-			ops := [][]byte{reserve(4080), commit, reserve(0), commit, reserve(100), commit, consume, reserve(4088), commit}
+			ops := [][]byte{reserve(4080), commit, reserve(0), commit, reserve(100), commit, consume, reserve(4080), commit}
 			if !opener {
 				ops = append([][]byte{{opWord}, at(offTail / 4), binary.LittleEndian.AppendUint32(nil, pos),
 					{opWord}, at(offHead / 4), binary.LittleEndian.AppendUint32(nil, pos)}, ops...)
@@ -335,18 +335,18 @@ func FuzzProducer(f *testing.F) {
 		stream = append(stream, reserve(uint16(i*37)), commit, consume)
 	}
 	seed(2, false, 0, 0, stream...)
-	seed(0, false, 0, 0, reserve(40), commit, consume, reserve(40), commit, consume, reserve(48), commit)
+	seed(0, false, 0, 0, reserve(24), commit, consume, reserve(24), commit, consume, reserve(32), commit)
 	// A head past tail, one too far behind, one unaligned.
-	seed(0, false, 0, 0, reserve(40), commit, []byte{opAddHead | 0x80, 7}, reserve(40))
-	seed(0, false, 0, 0, reserve(40), commit, []byte{opAddHead | 0x80, 0xF0}, reserve(40))
-	seed(0, false, 0, 0, reserve(40), commit, []byte{opAddHead, 3}, reserve(40))
+	seed(0, false, 0, 0, reserve(24), commit, []byte{opAddHead | 0x80, 7}, reserve(24))
+	seed(0, false, 0, 0, reserve(24), commit, []byte{opAddHead | 0x80, 0xF0}, reserve(24))
+	seed(0, false, 0, 0, reserve(24), commit, []byte{opAddHead, 3}, reserve(24))
 	// Commits shorter than the reservation, in the middle and after a
 	// padding record that goes with the message; an Abort, and one after
 	// a padding record published alone; lengths out of range.
-	seed(0, false, 0, 0, reserve(40), commitN(0), reserve(40), commitN(9), reserve(48), commitN(17), consume,
-		reserve(40), commitN(1), consume, reserve(30), commitN(30))
-	seed(0, false, 0, 0, reserve(40), commitN(41), reserve(8), commitN(9), consume, reserve(40), commitN(41), reserve(0), commit)
-	seed(0, false, 0, 0, reserve(40), commit, consume, reserve(16), commit, reserve(48), commitN(49), consume, reserve(48), commit)
+	seed(0, false, 0, 0, reserve(24), commitN(0), reserve(24), commitN(9), reserve(32), commitN(17), consume,
+		reserve(24), commitN(1), consume, reserve(30), commitN(30))
+	seed(0, false, 0, 0, reserve(24), commitN(25), reserve(8), commitN(9), consume, reserve(24), commitN(25), reserve(0), commit)
+	seed(0, false, 0, 0, reserve(24), commit, consume, reserve(16), commit, reserve(32), commitN(33), consume, reserve(32), commit)
 	seed(0, false, 0, 0, reserve(10), []byte{opDone, 1, 0x80}, []byte{opDone, 1, 0xC0}, commit, []byte{opDone, 1, 0})
 	f.Fuzz(func(t *testing.T, shift, guard uint8, opener bool, tail, head, state uint32, script []byte) {
 		r := newFuzzRing(t, endProducer, shift, guard, opener, tail, head, state, script)
@@ -417,8 +417,8 @@ func FuzzProducer(f *testing.F) {
 			if got := atomic.LoadUint32(r.e.tail); got != next || p.tail != next {
 				t.Fatalf("Commit(%d) at %d, padding %d: tail %d, this end's %d; want %d", m, tail, pad, got, p.tail, next)
 			}
-			if h := (*[2]uint32)(unsafe.Pointer(&r.e.buf[msg&r.e.mask])); h[0] != uint32(m) || h[1] != stampOf(msg) {
-				t.Fatalf("Commit(%d) at %d: head %d, %#x", m, msg, h[0], h[1])
+			if h := (*[recordHead / 4]uint32)(unsafe.Pointer(&r.e.buf[msg&r.e.mask])); h[0] != uint32(m) || h[1] != stampOf(msg) || h[2]|h[3] != 0 {
+				t.Fatalf("Commit(%d) at %d: head %d, %#x, reserved %#x %#x", m, msg, h[0], h[1], h[2], h[3])
 			}
 			if pad > 0 {
 				if h := (*[2]uint32)(unsafe.Pointer(&r.e.buf[tail&r.e.mask])); h[0] != uint32(pad-recordHead) || h[1] != stampOf(tail)|kindPadding {

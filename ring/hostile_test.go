@@ -58,7 +58,7 @@ func ended() context.Context {
 	return ctx
 }
 
-// TestCorruptPositionsAtOpen: tail and head that are not multiples of 8, or
+// TestCorruptPositionsAtOpen: tail and head that are not multiples of 16, or
 // whose distance is not from 0 to the capacity, make Open fail with
 // ErrCorrupt; a full ring opens. Each corrupt case once made the opened end
 // panic or write past the segment's end when used.
@@ -89,17 +89,17 @@ func TestCorruptPositionsAtOpen(t *testing.T) {
 		}},
 		{name: "consumer-head-4092", tail: 4092, head: 4092},
 		{name: "consumer-tail-4", tail: 4, head: 0},
-		{name: "consumer-tail-past-capacity", tail: 4096 + 8, head: 0},
-		{name: "consumer-tail-behind-head", tail: 0, head: 8},
-		{name: "consumer-full", tail: 4096 + 8, head: 8, opens: true},
+		{name: "consumer-tail-past-capacity", tail: 4096 + 16, head: 0},
+		{name: "consumer-tail-behind-head", tail: 0, head: 16},
+		{name: "consumer-full", tail: 4096 + 16, head: 16, opens: true},
 		{name: "producer-4", tail: 4, head: 4, produce: sends(4080)},
 		{name: "producer-4094", tail: 4094, head: 4094, produce: sends(0, 100, 4080)},
 		{name: "producer-4092", tail: 4092, head: 4092, produce: sends(0, 100, 4080)},
 		{name: "producer-minus-4", tail: 0xFFFFFFFC, head: 0xFFFFFFFC, produce: sends(0, 100, 4080)},
 		{name: "producer-2", tail: 2, head: 2, produce: sends(4080, 0)},
-		{name: "producer-head-4", tail: 8, head: 4, produce: sends(4080)},
-		{name: "producer-tail-past-capacity", tail: 4096 + 8, head: 0, produce: sends(100)},
-		{name: "producer-tail-behind-head", tail: 0, head: 8, produce: sends(100)},
+		{name: "producer-head-4", tail: 16, head: 4, produce: sends(4080)},
+		{name: "producer-tail-past-capacity", tail: 4096 + 16, head: 0, produce: sends(100)},
+		{name: "producer-tail-behind-head", tail: 0, head: 16, produce: sends(100)},
 		{name: "producer-full", tail: 0, head: 1<<32 - 4096, produce: sends(100), opens: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -156,19 +156,19 @@ func TestCorruptPositionsAtOpen(t *testing.T) {
 }
 
 // TestCorruptHeadSeen: a head that the producer loads while it waits for
-// room, not a multiple of 8, past its tail or more than the capacity
+// room, not a multiple of 16, past its tail or more than the capacity
 // behind it, is ErrCorrupt from Reserve; a head that moves as a consumer's
 // does makes room.
 func TestCorruptHeadSeen(t *testing.T) {
-	tail := uint32(208) // after one message of 200 bytes: 48 bytes free
+	tail := uint32(224) // after one message of 200 bytes: 32 bytes free
 	for _, tc := range []struct {
 		name string
 		head uint32
 		want error
 	}{
 		{"unaligned", 4, ErrCorrupt},
-		{"past-tail", tail + 8, ErrCorrupt},
-		{"behind-by-more-than-capacity", tail - 256 - 8, ErrCorrupt},
+		{"past-tail", tail + 16, ErrCorrupt},
+		{"behind-by-more-than-capacity", tail - 256 - 16, ErrCorrupt},
 		{"behind-by-capacity", tail - 256, context.Canceled},
 		{"at-tail", tail, nil},
 		{"unmoved", 0, context.Canceled},
@@ -191,11 +191,11 @@ func TestCorruptHeadSeen(t *testing.T) {
 }
 
 // TestCorruptTailSeen: a tail that the consumer loads while it waits, not a
-// multiple of 8, or further than the capacity from its head either way, is
+// multiple of 16, or further than the capacity from its head either way, is
 // ErrCorrupt from Next. Behind head by up to the capacity it is not: a
 // consumer that takes records by their stamps may be ahead of tail.
 func TestCorruptTailSeen(t *testing.T) {
-	head := uint32(24) // after one message of 10 bytes
+	head := uint32(32) // after one message of 10 bytes
 	for _, tc := range []struct {
 		name string
 		tail uint32
@@ -203,10 +203,10 @@ func TestCorruptTailSeen(t *testing.T) {
 	}{
 		{"unaligned-behind", head - 3, ErrCorrupt},
 		{"unaligned-ahead", head + 3, ErrCorrupt},
-		{"behind-by-more-than-capacity", head - 256 - 8, ErrCorrupt},
-		{"ahead-by-more-than-capacity", head + 256 + 8, ErrCorrupt},
+		{"behind-by-more-than-capacity", head - 256 - 16, ErrCorrupt},
+		{"ahead-by-more-than-capacity", head + 256 + 16, ErrCorrupt},
 		{"behind-by-capacity", head - 256, context.Canceled},
-		{"behind", head - 8, context.Canceled},
+		{"behind", head - 16, context.Canceled},
 		{"at-head", head, context.Canceled},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

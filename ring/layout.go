@@ -14,9 +14,9 @@ const HeaderSize = 512
 
 // Layout constants; see the package documentation.
 const (
-	version     = 2
-	recordAlign = 8
-	recordHead  = 8 // a record's length and stamp
+	version     = 3
+	recordAlign = 16 // so that a message's bytes start 16-byte aligned
+	recordHead  = 16 // a record's length, stamp and 8 reserved bytes
 	minCapacity = 64
 	maxCapacity = 1 << 30
 
@@ -48,7 +48,7 @@ const (
 
 	// A record's stamp is its position with these bits set: stamped, so
 	// that a zeroed word is no stamp, and its kind. A position is a
-	// multiple of recordAlign, so its low 3 bits are free.
+	// multiple of recordAlign, so its low 4 bits are free.
 	stampKind    = 1
 	stampStamped = 4
 )
@@ -121,7 +121,7 @@ func checkHeader(seg []byte) (capacity int, creatorEnd uint32, err error) {
 
 // checkPositions returns an error wrapping ErrCorrupt unless tail and head,
 // read from a ring of capacity bytes, can be its positions: multiples of
-// 8, with tail - head (mod 2^32) from 0 to capacity.
+// recordAlign, with tail - head (mod 2^32) from 0 to capacity.
 func checkPositions(tail, head uint32, capacity int) error {
 	if tail%recordAlign != 0 || head%recordAlign != 0 || tail-head > uint32(capacity) {
 		return badPositions(tail, head)

@@ -75,7 +75,7 @@ func (p *Producer) SetSpin(d time.Duration) { p.e.setSpin(d) }
 func (p *Producer) Key() string { return p.e.key }
 
 // MaxMessage returns the length of the longest message the ring can take:
-// its capacity minus 8.
+// its capacity minus 16.
 func (p *Producer) MaxMessage() int { return len(p.e.buf) - recordHead }
 
 // Reserve returns n bytes of the ring for the next message, waiting while
@@ -97,7 +97,7 @@ func (p *Producer) MaxMessage() int { return len(p.e.buf) - recordHead }
 // MaxMessage, and ErrTooLarge too if it is more; is ctx.Err() if ctx ends
 // while Reserve waits; wraps ErrPeerGone if, while it waits, the consumer
 // closes its end or its process dies; wraps ErrCorrupt if the consumer's
-// head is not a multiple of 8, is past tail or is behind it by more than
+// head is not a multiple of 16, is past tail or is behind it by more than
 // the capacity (see Layout); and is ErrClosed after Close.
 func (p *Producer) Reserve(ctx context.Context, n int) ([]byte, error) {
 	e := p.e
@@ -170,10 +170,10 @@ func (p *Producer) Commit(n int) {
 // that Reserve made and nothing committed is dropped.
 //
 // Send copies the way C's memcpy does, keeping the message in the cache
-// for the consumer to read; on amd64, Go's copy of 1 MiB or more into a
-// reservation does not (see Sending in the package documentation). So
-// send a message that is in a slice with Send, and write one in place with
-// Reserve and Commit.
+// for the consumer to read; on amd64 CPUs other than Intel's with FSRM,
+// Go's copy of 1 MiB or more into a reservation does not (see Sending in
+// the package documentation). So send a message that is in a slice with
+// Send, and write one in place with Reserve and Commit.
 func (p *Producer) Send(ctx context.Context, msg []byte) error {
 	b, err := p.Reserve(ctx, len(msg))
 	if err != nil {
@@ -229,19 +229,20 @@ func (p *Producer) room(ctx context.Context, rec int) error {
 }
 
 // stamp writes the head of the record at pos, n bytes of kind: the
-// length, then the stamp, in an atomic store that comes after every store
-// of the record's bytes, so that the consumer, once it has loaded the
-// stamp, reads them all.
+// length and zero reserved bytes, then the stamp, in an atomic store that
+// comes after every store of the record's bytes, so that the consumer,
+// once it has loaded the stamp, reads them all.
 func (p *Producer) stamp(pos uint32, n int, kind uint32) {
-	h := (*[2]uint32)(unsafe.Pointer(&p.e.buf[pos&p.e.mask]))
+	h := (*[recordHead / 4]uint32)(unsafe.Pointer(&p.e.buf[pos&p.e.mask]))
 	h[0] = uint32(n)
+	*(*uint64)(unsafe.Pointer(&h[2])) = 0
 	atomic.StoreUint32(&h[1], stampOf(pos)|kind)
 }
 
 // clearStamp clears the stamp word at pos, the position after the records
 // about to be stamped, so that the consumer, once there, does not take the
 // bytes of an earlier lap for a record: before the stamps that lead to it.
-// It clears only if the 8 bytes at pos are free (by the head as last seen,
+// It clears only if the record head at pos is free (by the head as last seen,
 // which is never ahead of the consumer's); when they are not, they are the
 // head of the record at pos - capacity, which the consumer has not
 // released as far as this end knows, and whose stamp is not pos's.

@@ -23,7 +23,7 @@
 // A ring has one producer and one consumer, each used by one goroutine at a
 // time: a Reserve and its Commit, a Next and its Release, come from the same
 // end, in turn. Messages are byte strings of any length from 0 to
-// MaxMessage (the capacity minus 8), delivered whole, in order, and each one
+// MaxMessage (the capacity minus 16), delivered whole, in order, and each one
 // contiguous in memory: a message that does not fit before the end of the
 // buffer starts again at its beginning. Commit(n) sends the first n bytes of
 // what Reserve gave, so that an encoder that learns a message's length as it
@@ -51,12 +51,14 @@
 // # Sending
 //
 // Send sends a message that is in a slice: it reserves room, copies the
-// message and commits it, copying as C's memcpy does. Go's copy of 1 MiB
-// or more on amd64 writes past the cache, to memory, from which the
-// consumer must then read it: a copy into a reservation of that size
-// makes a ping-pong of 1 MiB messages about twice as slow as Send does
-// (BENCHMARKS.md). Reserve and Commit are for a message written in place,
-// by an encoder or a renderer, with no copy at all.
+// message and commits it, copying as C's memcpy does. A message's bytes
+// start 16-byte aligned in the ring, and there Go's copy keeps even a
+// large message in the cache on Intel CPUs with FSRM; on other amd64 CPUs
+// its copy of 1 MiB or more writes past the cache, to memory, from which
+// the consumer must then read it, and a ping-pong of 1 MiB messages copied
+// that way takes about twice as long as with Send (BENCHMARKS.md). Reserve
+// and Commit are for a message written in place, by an encoder or a
+// renderer, with no copy at all.
 //
 // # Spinning
 //

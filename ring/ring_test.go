@@ -75,7 +75,7 @@ func TestWrapAround(t *testing.T) {
 	}
 	*keys = append(*keys, p.Key())
 	defer p.Close()
-	start := uint32(1<<32 - 1000)
+	start := uint32(1<<32 - 1008)
 	atomic.StoreUint32(p.e.tail, start)
 	atomic.StoreUint32(p.e.head, start)
 	p.tail, p.head = start, start
@@ -84,16 +84,16 @@ func TestWrapAround(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	if p.MaxMessage() != 248 || c.MaxMessage() != 248 {
-		t.Fatalf("MaxMessage: %d, %d, want 248", p.MaxMessage(), c.MaxMessage())
+	if p.MaxMessage() != 240 || c.MaxMessage() != 240 {
+		t.Fatalf("MaxMessage: %d, %d, want 240", p.MaxMessage(), c.MaxMessage())
 	}
 	// The largest message after a padding record waits for the consumer
 	// to pass the padding: the producer needs a goroutine of its own.
 	sent := make(chan error, 1)
 	go func() {
 		var i uint64
-		for n := 0; n <= 248; n++ {
-			for _, size := range []int{n, 248} { // the largest, after a tail at every offset
+		for n := 0; n <= 240; n++ {
+			for _, size := range []int{n, 240} { // the largest, after a tail at every offset
 				b, err := p.Reserve(context.Background(), size)
 				if err != nil {
 					sent <- err
@@ -107,9 +107,9 @@ func TestWrapAround(t *testing.T) {
 		sent <- nil
 	}()
 	var i uint64
-	for n := 0; n <= 248; n++ {
+	for n := 0; n <= 240; n++ {
 		receive(t, c, n, i)
-		receive(t, c, 248, i+1)
+		receive(t, c, 240, i+1)
 		i += 2
 	}
 	if err := <-sent; err != nil {
@@ -126,24 +126,24 @@ func TestWrapAround(t *testing.T) {
 // padding; nothing is published before Commit, neither tail nor a stamp
 // that a consumer would take.
 func TestPaddingWithMessage(t *testing.T) {
-	for _, n := range []int{100, 200} { // 48 bytes left: padding, then 8+n at 0
+	for _, n := range []int{100, 200} { // 32 bytes left: padding, then 16+n at 0
 		p, c := pair(t, 256)
-		send(t, p, 200, 0) // a record of 208
+		send(t, p, 200, 0) // a record of 224
 		receive(t, c, 200, 0)
 		b, err := p.Reserve(context.Background(), n)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := atomic.LoadUint32(p.e.tail); got != 208 {
-			t.Fatalf("Reserve(%d): tail %d, want 208: published before Commit", n, got)
+		if got := atomic.LoadUint32(p.e.tail); got != 224 {
+			t.Fatalf("Reserve(%d): tail %d, want 224: published before Commit", n, got)
 		}
 		done, cancel := context.WithCancel(context.Background())
 		cancel()
 		if m, err := c.Next(done); !errors.Is(err, context.Canceled) {
 			t.Fatalf("Next after Reserve(%d): %d bytes, %v; want nothing before Commit", n, len(m), err)
 		}
-		if c.next != 208 {
-			t.Fatalf("the consumer took records up to %d after Reserve(%d), want none past 208", c.next, n)
+		if c.next != 224 {
+			t.Fatalf("the consumer took records up to %d after Reserve(%d), want none past 224", c.next, n)
 		}
 		fill(b, 1)
 		p.Commit(len(b))
@@ -443,8 +443,8 @@ func TestCreatorWaitsForOpener(t *testing.T) {
 func TestSizes(t *testing.T) {
 	checkLeaks(t)
 	p, _ := pair(t, 1000) // rounded up to 1024
-	if p.MaxMessage() != 1016 {
-		t.Fatalf("MaxMessage %d, want 1016", p.MaxMessage())
+	if p.MaxMessage() != 1008 {
+		t.Fatalf("MaxMessage %d, want 1008", p.MaxMessage())
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), prompt)
 	defer cancel()
@@ -454,7 +454,7 @@ func TestSizes(t *testing.T) {
 			t.Errorf("%s: got %v; want shmmap.ErrInvalidSize, and ErrTooLarge: %v", call, err, tooLarge)
 		}
 	}
-	for _, n := range []int{1017, math.MaxInt, -1, math.MinInt} {
+	for _, n := range []int{1009, math.MaxInt, -1, math.MinInt} {
 		_, err := p.Reserve(ctx, n)
 		check(fmt.Sprintf("Reserve(%d)", n), err, n > 0)
 	}

@@ -48,7 +48,7 @@ func nothingNext(t *testing.T, c *Consumer) {
 }
 
 // forge commits and consumes a message that fills the ring's buffer from
-// offset 8, its bytes the heads that records at each offset would have one
+// offset recordHead, its bytes the heads that records at each offset would have one
 // lap later (what a hostile or unlucky payload may hold), with the given
 // low bits.
 func forge(t *testing.T, p *Producer, c *Consumer, low uint32) {
@@ -59,7 +59,7 @@ func forge(t *testing.T, p *Producer, c *Consumer, low uint32) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for x := 0; x+8 <= len(b); x += 8 {
+	for x := 0; x+8 <= len(b); x += recordAlign {
 		putHead(b, x, 0, stampOf(lap+uint32(recordHead+x))|low)
 	}
 	p.Commit(len(b))
@@ -73,7 +73,8 @@ func forge(t *testing.T, p *Producer, c *Consumer, low uint32) {
 // for records. Every Commit is held right after its stamps, where a
 // consumer on another CPU sees what this one does: the consumer takes the
 // new record and must find nothing at the next position, whichever of a
-// lap's offsets that is, and also when exactly 8 bytes are left free.
+// lap's offsets that is, and also when exactly one record head is left
+// free.
 func TestForgedStamps(t *testing.T) {
 	for _, low := range []uint32{kindMessage, kindPadding, 2, 3} {
 		p, c := pair(t, 128)
@@ -86,7 +87,7 @@ func TestForgedStamps(t *testing.T) {
 		}
 		forge(t, p, c, low)
 		onStamped(t, takeThenNothing)
-		// Records of 8 bytes stop at every offset of the next lap.
+		// Empty records (a head alone) stop at every offset of the next lap.
 		for range len(p.e.buf) / recordHead {
 			if _, err := p.Reserve(context.Background(), 0); err != nil {
 				t.Fatal(err)
@@ -95,7 +96,8 @@ func TestForgedStamps(t *testing.T) {
 		}
 		testHookStamped = nil
 		forge(t, p, c, low)
-		// One record of capacity - 8: the 8 bytes after it are free.
+		// One record of capacity - recordHead: a head's bytes after it are
+		// free.
 		onStamped(t, takeThenNothing)
 		b, err := p.Reserve(context.Background(), len(p.e.buf)-2*recordHead)
 		if err != nil {
@@ -184,8 +186,8 @@ func TestCommitAfterFailedReserve(t *testing.T) {
 		n    int
 		want error
 	}{
-		{"padding-then-no-room", done, 248, context.Canceled},
-		{"too-large", context.Background(), 249, ErrTooLarge},
+		{"padding-then-no-room", done, 256 - recordHead, context.Canceled},
+		{"too-large", context.Background(), 256 - recordHead + 1, ErrTooLarge},
 		{"negative", context.Background(), -1, shmmap.ErrInvalidSize},
 	} {
 		b, err := p.Reserve(context.Background(), 10)
@@ -221,14 +223,14 @@ func TestCorruptRecord(t *testing.T) {
 		{"length", 0, func(buf []byte, off int) {
 			putHead(buf, off, uint32(len(buf)-off-recordHead+1), stampOf(uint32(off))|kindMessage)
 		}},
-		{"length-later", 24, func(buf []byte, off int) {
+		{"length-later", 32, func(buf []byte, off int) {
 			putHead(buf, off, uint32(len(buf)-recordHead), stampOf(uint32(off))|kindMessage)
 		}},
 		{"padding-length", 0, func(buf []byte, off int) { putHead(buf, off, 1<<31, stampOf(uint32(off))|kindPadding) }},
 		// Paddings that fit but that no producer writes: one that stops
 		// short of the buffer's end, one at offset 0. A peer stamping such
 		// paddings one after another kept Next from ever looking at ctx.
-		{"padding-short", 24, func(buf []byte, off int) { putHead(buf, off, 16, stampOf(uint32(off))|kindPadding) }}, // ends at tail
+		{"padding-short", 32, func(buf []byte, off int) { putHead(buf, off, 16, stampOf(uint32(off))|kindPadding) }}, // ends at tail
 		{"padding-at-start", 0, func(buf []byte, off int) {
 			putHead(buf, off, uint32(len(buf)-recordHead), stampOf(uint32(off))|kindPadding)
 		}},
@@ -239,7 +241,7 @@ func TestCorruptRecord(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			checkLeaks(t)
 			p, c := pair(t, 256)
-			for i := 0; p.tail != uint32(tc.off); i++ { // records of 24 bytes up to off
+			for i := 0; p.tail != uint32(tc.off); i++ { // records of 32 bytes up to off
 				send(t, p, 10, uint64(i))
 				receive(t, c, 10, uint64(i))
 			}

@@ -109,7 +109,7 @@ func pingpong(size int) {
 // stream: 32 messages of warm-up, acknowledged by the child; then the
 // clock runs while this process sends until 1 GiB is sent or the target
 // has passed, and stops when the child reports that it has read all. The
-// ring holds 8 messages' worth (less their 8-byte record heads).
+// ring holds 8 messages' worth (less their 16-byte record heads).
 func stream(size int) {
 	if spinning("stream", size) {
 		return

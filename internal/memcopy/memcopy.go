@@ -8,8 +8,9 @@
 // (then it uses REP MOVSQ: runtime/cpuflags_amd64.go). Non-temporal stores
 // bypass the cache, so the process that reads the message next finds it in
 // memory, not in the shared cache, and a ping-pong of 1 MiB messages takes
-// about twice as long as C's (BENCHMARKS.md); a message in a ring's record
-// starts 8 bytes past a 16-byte boundary. glibc's memcpy keeps such copies
+// about twice as long as C's (BENCHMARKS.md). A ring's messages start
+// 16-byte aligned, for the Intel exception; on every other amd64 CPU
+// the copy bypasses the cache. glibc's memcpy keeps such copies
 // cached with REP MOVSB up to a threshold of a fraction of the last-level
 // cache (sysdeps/x86/dl-cacheinfo.h: rep_movsb_stop_threshold). Copy does
 // the same where the CPU has fast REP MOVSB (ERMS), and is copy everywhere

@@ -46,9 +46,10 @@ from multiprocessing import resource_tracker, shared_memory
 
 # The header (ring/LAYOUT.md, "Header and records").
 MAGIC = b"shmring\x00"
-VERSION = 2
+VERSION = 3
 HEADER_SIZE = 512
-ALIGN = 8
+ALIGN = 16
+RECORD_HEAD = 16  # length, stamp, 8 reserved bytes
 END_PRODUCER = 1
 OFF_VERSION, OFF_HEADER_SIZE, OFF_CAPACITY, OFF_ALIGN = 8, 12, 16, 20
 OFF_CREATOR_END, OFF_STATE, OFF_OPENER_PID = 24, 28, 36
@@ -223,14 +224,14 @@ class Ring:
                     return None
                 continue
             n = self.b32[off // 4]
-            rec = 8 + ((n + ALIGN - 1) & ~(ALIGN - 1))
-            if n > self.cap - off - 8:
+            rec = RECORD_HEAD + ((n + ALIGN - 1) & ~(ALIGN - 1))
+            if n > self.cap - off - RECORD_HEAD:
                 raise Gone(f"corrupt record: {n} bytes at {off}")
             if st & STAMP_KIND == KIND_PADDING:
                 self.publish((self.head + rec) & 0xFFFFFFFF)
                 continue
             self.pending = rec
-            return off + 8, n
+            return off + RECORD_HEAD, n
 
     def release(self):
         self.publish((self.head + self.pending) & 0xFFFFFFFF)
