@@ -11,7 +11,7 @@ import unittest
 from shmmap import _native, ring
 from shmmap.errors import Busy, Corrupt, PeerGone, ShmmapError, VersionError
 
-from test_ring import H, RingTest, get32, put32
+from .test_ring import H, RingTest, get32, put32
 
 
 class TestCorruptHeader(RingTest):
