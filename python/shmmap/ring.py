@@ -1,0 +1,860 @@
+"""Zero-copy message rings shared with Go's package ring (Linux).
+
+A ring is a segment that holds a header and a buffer of records, laid out
+as ring/LAYOUT.md in the Go module says (version 3); this module follows
+that text rule by rule and cites it rather than restate it. One process
+creates the ring and takes one end; another opens it by key and takes the
+other. Either process may be Go or Python::
+
+    # the creating process: the producer here
+    with shmmap.ring.create_producer(1 << 20) as p:
+        pass_to_the_other_process(p.key)
+        p.send(b"hello")              # a copy of the bytes is the next message
+        buf = p.reserve(n)            # or: n bytes in the ring, a memoryview,
+        m = encode_into(buf)          # written in place,
+        p.commit(m)                   # the first m of them sent
+    # the consumer gets EOFError once it has read all
+
+    # the other process: the consumer
+    with shmmap.ring.open_consumer(key) as c:
+        for msg in c:                 # memoryviews into the ring, read-only
+            use(msg)                  # valid until the next one (or release)
+
+Messages are byte strings of 0 to max_message bytes (the capacity less 16),
+delivered whole and in order, each contiguous in the ring, each starting
+16-byte aligned. An end is used by one thread at a time.
+
+Waiting. reserve waits while the ring is full, next while it has no message.
+A waiting end sets its sleeper flag and sleeps on the futex, with the GIL
+released; the other end makes the wake-up system call only if the flag is
+set, so that ends that keep up with each other make no system call. Every
+200 ms a waiting end asks the kernel whether its peer lives: a dead peer
+(SIGKILL included) is PeerGone about 200 ms after its death, never a part
+of a message. A timeout (seconds, None for none) ends a wait with
+TimeoutError; timeout=0 takes what is there and never waits. Ctrl-C
+interrupts a wait with KeyboardInterrupt.
+
+Hostile peers. The peer shares the segment and may write anything there at
+any moment. Every position and record this end reads is checked before it
+indexes anything (LAYOUT.md, "A record is corrupt" and "The positions are
+corrupt"): what does not fit is a Corrupt exception, and no value from the
+segment makes this process read or write outside the ring. (A peer that
+shrinks the segment's file with ftruncate makes any access to the lost
+pages a SIGBUS: no ring can prevent that for a named segment.)
+
+Views and lifetimes. reserve returns a writable memoryview of exactly n
+bytes in the ring, valid until commit, abort, the next reserve or close;
+next returns a read-only memoryview, valid until the release that frees it
+or close. At those points this module calls the view's release(), so that
+a later use of it raises ValueError rather than read bytes that the peer
+may be rewriting. A view made from one of these (a slice of it, a NumPy
+array over it) is not released: it stays readable memory, the mapping stays
+until it is gone, but its bytes are the ring's and may change at any moment.
+
+Atomics. The shared words are loaded and stored through shmmap._native, a
+small C extension: C11 sequentially consistent atomics (an XCHG store and a
+MOV load on x86-64; STLR and LDAR on arm64), the futex, and the creator's
+open file description lock, as LAYOUT.md asks.
+"""
+
+import errno
+import fcntl
+import mmap
+import os
+import secrets
+import stat
+import sys
+import time
+
+from . import _native
+from .errors import (
+    Busy,
+    Closed,
+    Corrupt,
+    InvalidKey,
+    InvalidSize,
+    NotSegment,
+    PeerGone,
+    TooLarge,
+    VersionError,
+)
+
+__all__ = [
+    "Producer",
+    "Consumer",
+    "create_producer",
+    "open_producer",
+    "create_consumer",
+    "open_consumer",
+    "HEADER_SIZE",
+]
+
+# The layout (LAYOUT.md, "Header and records"), version 3.
+HEADER_SIZE = 512
+VERSION = 3
+ALIGN = 16  # record alignment; positions are multiples of it
+RECORD_HEAD = 16  # length, stamp, 8 reserved bytes
+MIN_CAPACITY = 64
+MAX_CAPACITY = 1 << 30
+MAGIC = b"shmring\x00"
+
+OFF_VERSION = 8
+OFF_HEADER_SIZE = 12
+OFF_CAPACITY = 16
+OFF_ALIGN = 20
+OFF_CREATOR_END = 24
+OFF_STATE = 28
+OFF_CREATOR_PID = 32
+OFF_OPENER_PID = 36
+OFF_CREATOR_TIME = 40
+OFF_OPENER_TIME = 48
+OFF_TAIL = 128
+OFF_CONS_SLEEP = 132
+OFF_HEAD = 256
+OFF_PROD_SLEEP = 260
+
+END_PRODUCER = 1
+END_CONSUMER = 2
+
+STATE_OPENED = 1
+STATE_PROD_CLOSED = 2
+STATE_CONS_CLOSED = 4
+
+KIND_MESSAGE = 0
+KIND_PADDING = 1
+STAMP_KIND = 1
+STAMPED = 4
+
+M32 = 0xFFFFFFFF
+POLL = 0.2  # seconds between liveness checks of a waiting end, as Go's
+_WAKE_ALL = 0x7FFFFFFF
+
+# Segments (Go: shmmap.CreateNamed, Map; internal/shm/open_linux.go).
+SHM_DIR = "/dev/shm/"
+KEY_PREFIX = "/shmmap_"
+MAX_KEY_LEN = 1 + 255
+_BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+_OPEN_FLAGS = os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+
+
+def _align(n):
+    return (n + ALIGN - 1) & ~(ALIGN - 1)
+
+
+def _past(a, b):
+    """Whether position a is past b: (a - b) mod 2^32, signed, above 0."""
+    return 0 < ((a - b) & M32) < 0x80000000
+
+
+def _stamped(st, pos):
+    """Whether st, a stamp word, is the stamp of a committed record at pos."""
+    return st & ~STAMP_KIND == pos | STAMPED
+
+
+def _bad_positions(tail, head):
+    return Corrupt(f"ring: tail {tail} and head {head}")
+
+
+def _check_positions(tail, head, capacity):
+    """Raises Corrupt unless tail and head can be a ring's positions
+    (LAYOUT.md, "The positions are corrupt")."""
+    if tail % ALIGN or head % ALIGN or (tail - head) & M32 > capacity:
+        raise _bad_positions(tail, head)
+
+
+def _new_key():
+    """A fresh key of Go's Create form: the prefix and 22 base62 digits of
+    128 random bits."""
+    n = int.from_bytes(secrets.token_bytes(16), "little")
+    digits = []
+    for _ in range(22):
+        n, r = divmod(n, 62)
+        digits.append(_BASE62[r])
+    return KEY_PREFIX + "".join(reversed(digits))
+
+
+def _normalize(key):
+    """key in its canonical form, "/name", or InvalidKey (Go's normalize)."""
+    if not isinstance(key, str):
+        raise InvalidKey(f"ring: key {key!r} is not a str")
+    name = key[1:] if key.startswith("/") else key
+    if name in ("", ".", ".."):
+        raise InvalidKey(f"ring: {key!r} is not a name")
+    if "/" in name or "\x00" in name:
+        raise InvalidKey(f"ring: {key!r} has a slash or NUL after its first byte")
+    if len(name.encode()) + 1 > MAX_KEY_LEN:
+        raise InvalidKey(f"ring: {key!r} is longer than {MAX_KEY_LEN} bytes with its slash")
+    return "/" + name
+
+
+def _capacity(capacity):
+    """The capacity rounded up to a power of two, or InvalidSize/TooLarge."""
+    if not isinstance(capacity, int) or isinstance(capacity, bool):
+        raise TypeError(f"ring: capacity {capacity!r} is not an int")
+    if capacity <= 0:
+        raise InvalidSize(f"ring: capacity {capacity}, want 1 to {MAX_CAPACITY}")
+    if capacity > MAX_CAPACITY:
+        raise TooLarge(f"ring: capacity {capacity}, at most {MAX_CAPACITY}")
+    return max(MIN_CAPACITY, 1 << (capacity - 1).bit_length())
+
+
+def _create_segment(size, init):
+    """Makes a new segment of size bytes as Go's shmmap.CreateNamed does:
+    unnamed (O_TMPFILE) and mode 0 until it holds the creator's lock, is
+    0600, sized and mapped; init(mm) fills it before it gets its name. Returns
+    (key, fd, mm). On failure nothing is left: no name, fd or mapping."""
+    while True:
+        key = _new_key()
+        named = False
+        try:
+            fd = os.open(SHM_DIR, os.O_TMPFILE | os.O_RDWR | os.O_CLOEXEC | os.O_NONBLOCK, 0)
+        except OSError as e:
+            if e.errno not in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):
+                raise
+            fd = os.open(SHM_DIR + key[1:], os.O_RDWR | os.O_CREAT | os.O_EXCL | _OPEN_FLAGS, 0)
+            named = True
+        mm = None
+        try:
+            _native.lock_creator(fd)
+            os.fchmod(fd, 0o600)
+            try:
+                os.posix_fallocate(fd, 0, size)
+            except OSError as e:
+                if e.errno not in (errno.EOPNOTSUPP, errno.ENODEV, errno.ENOSYS):
+                    raise
+                os.ftruncate(fd, size)
+            mm = mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+            init(mm)
+            if not named:
+                try:
+                    _link(fd, SHM_DIR + key[1:])
+                except FileExistsError:
+                    mm.close()
+                    os.close(fd)
+                    continue  # 2^-128: another key
+            return key, fd, mm
+        except BaseException:
+            if mm is not None:
+                mm.close()
+            if named:
+                try:
+                    os.unlink(SHM_DIR + key[1:])
+                except OSError:
+                    pass
+            os.close(fd)
+            raise
+
+
+def _link(fd, path):
+    """Gives the unnamed file fd the name path: linkat(2) of /proc/self/fd/N
+    with AT_SYMLINK_FOLLOW, as linkat(2) describes (os.link uses linkat
+    only with a directory fd)."""
+    proc = os.open("/proc/self/fd", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.link(str(fd), path, src_dir_fd=proc, follow_symlinks=True)
+    finally:
+        os.close(proc)
+
+
+def _open_segment(key):
+    """Opens segment key read-write (canonical form), a regular file in
+    /dev/shm, and returns (fd, its size)."""
+    try:
+        fd = os.open(SHM_DIR + key[1:], os.O_RDWR | _OPEN_FLAGS)
+    except OSError as e:
+        if e.errno in (errno.ELOOP, errno.ENXIO, errno.EISDIR):
+            raise NotSegment(e.errno, f"ring: {key} is not a shared memory segment") from None
+        raise
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise NotSegment(f"ring: {key} is not a shared memory segment")
+        return fd, st.st_size
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _flock(fd, how):
+    """flock(2), again after EINTR (Python retries it itself: PEP 475)."""
+    fcntl.flock(fd, how)
+
+
+class _End:
+    """What a Producer and a Consumer share: the mapping, the shared words
+    and the peer's liveness (Go: ring/end.go)."""
+
+    _kind = 0  # END_PRODUCER or END_CONSUMER
+
+    def __init__(self):
+        raise TypeError("use create_producer, open_producer, create_consumer or open_consumer")
+
+    @classmethod
+    def _create(cls, capacity):
+        c = _capacity(capacity)
+        kind = cls._kind
+
+        def init(mm):
+            w = _native.Words(mm)
+            try:
+                mm[0:8] = MAGIC
+                w.store(OFF_HEADER_SIZE, HEADER_SIZE)
+                w.store(OFF_CAPACITY, c)
+                w.store(OFF_ALIGN, ALIGN)
+                w.store(OFF_CREATOR_END, kind)
+                w.store(OFF_CREATOR_PID, os.getpid() & M32)
+                w.store(OFF_VERSION, VERSION)  # last: a header with a version is complete
+            finally:
+                w.release()
+
+        key, fd, mm = _create_segment(HEADER_SIZE + c, init)
+        self = object.__new__(cls)
+        self._setup(key, fd, mm, c, True, 0, 0)
+        return self
+
+    @classmethod
+    def _open(cls, key):
+        kind = cls._kind
+        key = _normalize(key)
+        fd, size = _open_segment(key)
+        mm = w = None
+        try:
+            # LAYOUT.md, "Opening, in this order": the liveness lock first.
+            _flock(fd, fcntl.LOCK_SH)
+            if size < HEADER_SIZE:
+                raise Corrupt(f"ring: {key}: segment of {size} bytes, shorter than a ring's header")
+            c = int.from_bytes(os.pread(fd, 4, OFF_CAPACITY), sys.byteorder)
+            want = HEADER_SIZE + (c if c <= MAX_CAPACITY else 0)
+            if size < want:
+                raise Corrupt(f"ring: {key}: truncated: {size} bytes, the ring its header describes needs {want}")
+            mm = mmap.mmap(fd, want, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+            w = _native.Words(mm)
+            c, creator_end = _check_header(mm, w, key)
+            # Loaded once: the peer may write them again at any moment.
+            tail, head = w.load(OFF_TAIL), w.load(OFF_HEAD)
+            _check_positions(tail, head, c)
+            if creator_end == kind:
+                raise Busy(f"ring: {key}: the creator is the {_end_name(kind)}")
+            if _native.creator_holds(fd) is False:
+                raise PeerGone(f"ring: {key}: the creator has closed or died")
+            w.store(OFF_OPENER_PID, os.getpid() & M32)
+            w.store(OFF_OPENER_TIME, 0)
+            w.store(OFF_OPENER_TIME + 4, 0)
+            while True:
+                s = w.load(OFF_STATE)
+                if s & STATE_OPENED:
+                    raise Busy(f"ring: {key}: the {_end_name(kind)} is open in another process")
+                if w.cas(OFF_STATE, s, s | STATE_OPENED):
+                    break
+            w.release()
+        except BaseException:
+            if w is not None:
+                w.release()
+            if mm is not None:
+                mm.close()
+            os.close(fd)
+            raise
+        self = object.__new__(cls)
+        self._setup(key, fd, mm, c, False, tail, head)
+        return self
+
+    def _setup(self, key, fd, mm, capacity, creator, tail, head):
+        self._key = key
+        self._fd = fd
+        self._mm = mm
+        self._w = _native.Words(mm)
+        self._cap = capacity
+        self._mask = capacity - 1
+        self._creator = creator
+        self._closed = False
+        self._views = []  # views handed out and not yet released
+        self._start = (tail, head)
+
+    @property
+    def key(self):
+        """The ring's key, for the other end's open_* in another process."""
+        return self._key
+
+    @property
+    def max_message(self):
+        """The length of the longest message the ring takes: its capacity
+        less 16."""
+        return self._cap - RECORD_HEAD
+
+    @property
+    def closed(self):
+        """Whether close has run."""
+        return self._closed
+
+    def _check_open(self):
+        if self._closed:
+            raise Closed("ring: use of a closed end")
+
+    def _drop_views(self):
+        for v in self._views:
+            try:
+                v.release()
+            except BufferError:
+                pass  # exported (a NumPy array over it): kept alive by it
+        self._views.clear()
+
+    def close(self):
+        """Closes this end (LAYOUT.md, "Closing"): the peer learns of it
+        (a consumer gets EOFError once it has read every message; a producer
+        PeerGone); the segment is unmapped, every view this end handed out is
+        released and, in the ring's creator, the name is removed. A second
+        close does nothing. Must not run while another thread waits in a
+        call of this end: then it raises BufferError and closes nothing."""
+        if self._closed:
+            return
+        w = self._w
+        if w.waiting:
+            raise BufferError("ring: close while another thread waits on this end")
+        self._closed = True
+        if self._kind == END_PRODUCER:
+            bit, word = STATE_PROD_CLOSED, OFF_TAIL
+        else:
+            bit, word = STATE_CONS_CLOSED, OFF_HEAD
+        w.fetch_or(OFF_STATE, bit)
+        w.wake(word, _WAKE_ALL)  # the peer sleeps on the word this end writes
+        self._drop_views()
+        w.release()
+        try:
+            self._mm.close()
+        except BufferError:
+            pass  # a view derived from ours: the mapping goes with it
+        self._mm = None
+        try:
+            if self._creator:
+                self._unlink()
+        finally:
+            os.close(self._fd)
+            self._fd = -1
+
+    def _unlink(self):
+        """Removes the ring's name if it still names this end's file."""
+        path = SHM_DIR + self._key[1:]
+        try:
+            st, mine = os.lstat(path), os.fstat(self._fd)
+            if (st.st_dev, st.st_ino) == (mine.st_dev, mine.st_ino):
+                os.unlink(path)
+        except FileNotFoundError:
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        # A forgotten end: unmap and unlink rather than leak the name.
+        if getattr(self, "_closed", True) is False:
+            try:
+                self.close()
+            except Exception:
+                pass
+
+    def __repr__(self):
+        state = "closed" if self._closed else f"capacity {self._cap}"
+        return f"<shmmap.ring.{type(self).__name__} {self._key} {state}>"
+
+    def _peer_alive(self):
+        """Whether the other end lives (LAYOUT.md, "Liveness"): asked by the
+        creator, the opener's flock; by the opener, the creator's OFD lock.
+        An answer the kernel does not give counts as alive."""
+        if self._creator:
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            except OSError:
+                return True
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            return False
+        return _native.creator_holds(self._fd) is not False
+
+    def _await(self, word, old, sleeping, peer_closed, deadline):
+        """Sleeps while word (tail or head, the peer's) holds old (LAYOUT.md,
+        "Waiting, in full"). Returns True when word has moved or may have,
+        False when the peer has closed; raises PeerGone when it died, or
+        TimeoutError at deadline (a time.monotonic value, or None)."""
+        w = self._w
+        while True:
+            w.store(sleeping, 1)
+            try:
+                if w.load(word) != old:
+                    return True
+                if w.load(OFF_STATE) & peer_closed:
+                    return False
+                nap = POLL
+                if deadline is not None:
+                    nap = deadline - time.monotonic()
+                    if nap <= 0:
+                        raise TimeoutError("ring: timed out")
+                    nap = min(nap, POLL)
+                woken = w.wait(word, old, nap)
+            finally:
+                w.store(sleeping, 0)
+            if w.load(word) != old:
+                return True
+            if woken:
+                continue
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError("ring: timed out")
+            if self._creator and not w.load(OFF_STATE) & STATE_OPENED:
+                continue  # no peer yet
+            if not self._peer_alive():
+                if w.load(word) != old:
+                    return True  # a last word from the peer
+                if w.load(OFF_STATE) & peer_closed:
+                    return False
+                raise PeerGone("ring: the other end's process has died")
+
+
+def _end_name(kind):
+    return "producer" if kind == END_PRODUCER else "consumer"
+
+
+def _check_header(mm, w, key):
+    """Checks a ring's header (Go's checkHeader) and returns its capacity
+    and creator's end; raises Corrupt or VersionError."""
+    if len(mm) < HEADER_SIZE:
+        raise Corrupt(f"ring: {key}: segment of {len(mm)} bytes, shorter than a ring's header")
+    if mm[0:8] != MAGIC:
+        raise Corrupt(f"ring: {key}: no ring magic")
+    v = w.load(OFF_VERSION)
+    if v != VERSION:
+        raise VersionError(f"ring: {key}: version {v}, this package reads {VERSION}")
+    c = w.load(OFF_CAPACITY)
+    if w.load(OFF_HEADER_SIZE) != HEADER_SIZE:
+        raise Corrupt(f"ring: {key}: header size {w.load(OFF_HEADER_SIZE)}, want {HEADER_SIZE}")
+    if w.load(OFF_ALIGN) != ALIGN:
+        raise Corrupt(f"ring: {key}: alignment {w.load(OFF_ALIGN)}, want {ALIGN}")
+    if c < MIN_CAPACITY or c > MAX_CAPACITY or c & (c - 1):
+        raise Corrupt(f"ring: {key}: capacity {c}")
+    if len(mm) < HEADER_SIZE + c:
+        raise Corrupt(f"ring: {key}: truncated: {len(mm)} bytes, a ring of capacity {c} needs {HEADER_SIZE + c}")
+    e = w.load(OFF_CREATOR_END)
+    if e not in (END_PRODUCER, END_CONSUMER):
+        raise Corrupt(f"ring: {key}: creator's end {e}")
+    return c, e
+
+
+class Producer(_End):
+    """The writing end of a ring (Go: ring.Producer). Make one with
+    create_producer or open_producer; use it from one thread at a time."""
+
+    _kind = END_PRODUCER
+
+    def _setup(self, *args):
+        super()._setup(*args)
+        self._tail, self._head = self._start  # tail: = the shared word, ours alone
+        self._n = -1  # the reserved message's length, or -1: none
+        self._pad = 0
+        self._rw = memoryview(self._mm)
+        self._views.append(self._rw)
+        self._view = None
+
+    def _release_view(self):
+        v = self._view
+        if v is not None:
+            self._view = None
+            self._views.remove(v)
+            try:
+                v.release()
+            except BufferError:
+                pass
+
+    def reserve(self, n, timeout=None):
+        """Returns n bytes of the ring for the next message, a writable
+        memoryview, waiting while the ring is too full (LAYOUT.md, "Header
+        and records", for where it goes). Write the message there, then
+        commit it, or a prefix of it, or abort. The view is valid until
+        commit, abort, the next reserve or close, which release it.
+
+        A message that does not fit before the buffer's end goes at its
+        start, after a padding record; when the two do not fit in the free
+        space together, the padding is published alone first and reserve
+        waits for the consumer to pass it, even on an empty ring.
+
+        Raises InvalidSize for n below 0 or TooLarge above max_message;
+        TimeoutError if the wait outlasts timeout seconds; PeerGone if the
+        consumer closes or its process dies meanwhile; Corrupt if the
+        consumer's head is not a ring position; Closed after close. A
+        reserve that fails leaves no reservation."""
+        self._check_open()
+        self._release_view()
+        self._n = -1
+        if not isinstance(n, int):
+            raise TypeError(f"ring: message length {n!r} is not an int")
+        cap = self._cap
+        if n < 0:
+            raise InvalidSize(f"ring: message of {n} bytes")
+        if n > cap - RECORD_HEAD:
+            raise TooLarge(f"ring: message of {n} bytes, at most {cap - RECORD_HEAD}")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        rec = RECORD_HEAD + _align(n)
+        off = self._tail & self._mask
+        pad = 0
+        left = cap - off
+        if rec > left:
+            if left + rec <= cap:
+                pad = left
+            else:
+                self._room(left, deadline)
+                t = self._tail
+                self._clear_stamp((t + left) & M32)
+                self._w.stamp(HEADER_SIZE + off, left - RECORD_HEAD, t | STAMPED | KIND_PADDING)
+                self._publish((t + left) & M32)
+            off = 0
+        self._room(pad + rec, deadline)
+        self._n, self._pad = n, pad
+        start = HEADER_SIZE + off + RECORD_HEAD
+        v = self._rw[start : start + n]
+        self._view = v
+        self._views.append(v)
+        return v
+
+    def commit(self, n):
+        """Sends the first n bytes of the reserved message as the message
+        and wakes the consumer if it sleeps (LAYOUT.md, "Committing"). The
+        reservation's view is released. Raises ValueError if there is no
+        reservation or n is out of 0 to the reserved length (the
+        reservation stays), Closed after close."""
+        self._check_open()
+        if self._n < 0:
+            raise ValueError("ring: commit without reserve")
+        if not isinstance(n, int) or not 0 <= n <= self._n:
+            raise ValueError(f"ring: commit({n!r}) of a reservation of {self._n} bytes")
+        w = self._w
+        t, pad, mask = self._tail, self._pad, self._mask
+        msg = (t + pad) & M32
+        nxt = (msg + RECORD_HEAD + _align(n)) & M32
+        self._release_view()
+        self._clear_stamp(nxt)
+        w.stamp(HEADER_SIZE + (msg & mask), n, msg | STAMPED | KIND_MESSAGE)
+        if pad:
+            w.stamp(HEADER_SIZE + (t & mask), pad - RECORD_HEAD, t | STAMPED | KIND_PADDING)
+        self._publish(nxt)
+        self._n = -1
+
+    def abort(self):
+        """Drops the reservation, if any, and releases its view: nothing of
+        it reaches the consumer. A padding record that reserve published
+        alone stays published. Does nothing on a closed end."""
+        if not self._closed:
+            self._release_view()
+        self._n = -1
+
+    def send(self, data, timeout=None):
+        """Sends a copy of data (bytes, bytearray, or any contiguous buffer)
+        as the next message: reserve, copy, commit. Waits and raises as
+        reserve does; on an error nothing is sent."""
+        src = memoryview(data)
+        if src.format != "B" or src.ndim != 1:
+            src = src.cast("B")
+        v = self.reserve(src.nbytes, timeout)
+        try:
+            v[:] = src
+        except BaseException:
+            self.abort()
+            raise
+        self.commit(src.nbytes)
+
+    def _room(self, rec, deadline):
+        """Waits until rec bytes after tail are free."""
+        w, cap, t = self._w, self._cap, self._tail
+        while cap - ((t - self._head) & M32) < rec:
+            h = w.load(OFF_HEAD)
+            if h != self._head:
+                # A head past tail, or behind it by more than the capacity,
+                # would count bytes the consumer has not released as free.
+                _check_positions(t, h, cap)
+                self._head = h
+                continue
+            if not self._await(OFF_HEAD, h, OFF_PROD_SLEEP, STATE_CONS_CLOSED, deadline):
+                raise PeerGone("ring: the consumer has closed")
+
+    def _clear_stamp(self, pos):
+        """Clears the stamp word at pos, the position after the records
+        about to be committed, if its bytes are free (by the head as last
+        seen); else they are a record the consumer has not released."""
+        if self._cap - ((pos - self._head) & M32) >= RECORD_HEAD:
+            self._w.store(HEADER_SIZE + (pos & self._mask) + 4, 0)
+
+    def _publish(self, tail):
+        w = self._w
+        self._tail = tail
+        w.store(OFF_TAIL, tail)
+        if w.load(OFF_CONS_SLEEP):
+            w.wake(OFF_TAIL, 1)
+
+    def close(self):
+        """Closes the producing end: the consumer gets EOFError once it has
+        read every committed message; a reservation is dropped. See
+        _End.close."""
+        self._n = -1
+        self._view = None
+        super().close()
+
+
+class Consumer(_End):
+    """The reading end of a ring (Go: ring.Consumer). Make one with
+    create_consumer or open_consumer; use it from one thread at a time."""
+
+    _kind = END_CONSUMER
+
+    def _setup(self, *args):
+        super()._setup(*args)
+        _, head = self._start
+        self._head = head  # = the shared word, ours alone
+        self._next = head  # the position after the records taken
+        self._ro = memoryview(self._mm).toreadonly()
+        self._views.append(self._ro)
+        self._base = 1  # views before this index in _views are ours
+
+    def next(self, timeout=None):
+        """Takes the next message, waiting while the ring has none, and
+        returns it: a read-only memoryview into the ring, valid until the
+        release that frees it, or close. A next after a next without release
+        takes the message after; one release frees them all. Messages taken
+        and not released keep their room: a producer that needs it waits.
+        A next that fails takes nothing.
+
+        Raises EOFError once the producer has closed and every message has
+        been taken; TimeoutError if the wait outlasts timeout seconds
+        (timeout=0: never wait); PeerGone if the producer's process died
+        (after every message it committed has been taken); Corrupt if a
+        record or tail breaks LAYOUT.md's rules ("A record is corrupt");
+        Closed after close."""
+        self._check_open()
+        w, cap, mask = self._w, self._cap, self._mask
+        deadline = None
+        while True:
+            nxt = self._next
+            off = nxt & mask
+            at = HEADER_SIZE + off
+            st = w.load(at + 4)
+            if st & ~STAMP_KIND != nxt | STAMPED:
+                if deadline is None and timeout is not None:
+                    deadline = time.monotonic() + timeout
+                self._wait(at + 4, st, deadline)
+                continue
+            n = w.load(at)  # once: a corrupt peer may change it
+            if n > cap - off - RECORD_HEAD:
+                raise Corrupt(f"ring: record of {n} bytes at {off}")
+            rec = RECORD_HEAD + _align(n)
+            if (nxt + rec - self._head) & M32 > cap:
+                raise Corrupt(f"ring: record of {n} bytes at {nxt}, more than the capacity past head {self._head}")
+            padding = st & STAMP_KIND == KIND_PADDING
+            if padding and (off == 0 or n != cap - off - RECORD_HEAD):
+                # The producer pads only to the buffer's end, never from its
+                # start: any other padding is a peer's.
+                raise Corrupt(f"ring: padding of {n} bytes at {off}")
+            self._next = (nxt + rec) & M32
+            if padding:
+                if nxt == self._head:
+                    self._publish()  # a producer may wait for us to pass it
+                continue
+            v = self._ro[at + RECORD_HEAD : at + RECORD_HEAD + n]
+            self._views.append(v)
+            return v
+
+    def release(self):
+        """Gives back to the producer the bytes of every message taken since
+        the last release, in one store, and wakes the producer if it waits:
+        the views next returned for them are released. Raises ValueError if
+        no message is taken, Closed after close."""
+        self._check_open()
+        if self._next == self._head:
+            raise ValueError("ring: release without next")
+        views = self._views
+        for v in views[self._base :]:
+            try:
+                v.release()
+            except BufferError:
+                pass
+        del views[self._base :]
+        self._publish()
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        """Iteration: releases the messages taken, if any, then returns the
+        next one; stops at the end of the stream (EOFError)."""
+        self._check_open()
+        if self._next != self._head:
+            self.release()
+        try:
+            return self.next()
+        except EOFError:
+            raise StopIteration from None
+
+    def _wait(self, sw, old, deadline):
+        """Waits while the stamp word of the record at next, sw (an offset),
+        holds old: it sleeps on tail, which the producer stores after its
+        stamps (LAYOUT.md, "Consuming" and "End of stream")."""
+        w, cap = self._w, self._cap
+        nxt = self._next
+        while True:
+            closed = w.load(OFF_STATE) & STATE_PROD_CLOSED
+            t = w.load(OFF_TAIL)
+            # tail may be behind next by the records whose stamps this end
+            # has taken, but by no more than the capacity; nor ahead of it
+            # by more.
+            if t % ALIGN or (t - nxt + cap) & M32 > 2 * cap:
+                raise _bad_positions(t, nxt)
+            if _past(t, nxt):
+                st = w.load(sw)
+                if not _stamped(st, nxt):
+                    raise Corrupt(f"ring: no record at {nxt}, before tail {t} (stamp {st:#x})")
+                return
+            if w.load(sw) != old:
+                return
+            if closed:
+                raise EOFError("ring: end of stream")
+            try:
+                self._await(OFF_TAIL, t, OFF_CONS_SLEEP, STATE_PROD_CLOSED, deadline)
+            except (PeerGone, TimeoutError):
+                if w.load(sw) != old:
+                    return  # stamped, by a producer that died before it stored tail
+                raise
+
+    def _publish(self):
+        w = self._w
+        self._head = self._next
+        w.store(OFF_HEAD, self._next)
+        if w.load(OFF_PROD_SLEEP):
+            w.wake(OFF_HEAD, 1)
+
+
+def create_producer(capacity):
+    """Makes a new ring whose buffer holds capacity bytes, rounded up to a
+    power of two (64 to 1 GiB), and returns its producing end; another
+    process takes the consuming end with open_consumer(p.key) (or Go's
+    ring.OpenConsumer). The segment is 0600 and its name goes with the
+    creator's close. Raises InvalidSize (TooLarge above 1 GiB), or OSError
+    from making the segment (ENOSPC for a full /dev/shm)."""
+    return Producer._create(capacity)
+
+
+def create_consumer(capacity):
+    """Makes a new ring as create_producer does, and returns its consuming
+    end; another process takes the producing end with open_producer(c.key)."""
+    return Consumer._create(capacity)
+
+
+def open_producer(key):
+    """Maps ring key, which a consumer created, and returns its producing
+    end. Raises InvalidKey, FileNotFoundError, NotSegment, Corrupt,
+    VersionError, Busy (the creator is the producer, or another process has
+    opened the ring), PeerGone (the creator has closed or died)."""
+    return Producer._open(key)
+
+
+def open_consumer(key):
+    """Maps ring key, which a producer created, and returns its consuming
+    end; raises as open_producer does."""
+    return Consumer._open(key)

@@ -1,0 +1,430 @@
+"""Tests of shmmap.ring: both ends in this process (threads) or in a child
+process, against ring/LAYOUT.md (version 3), and against a hostile peer that
+writes into the segment. Every test removes what it made, and checks that
+no name, fd or mapping of /dev/shm is left."""
+
+import mmap
+import os
+import random
+import signal
+import struct
+import subprocess
+import sys
+import threading
+import time
+import unittest
+import zlib
+
+from shmmap import ring
+from shmmap.errors import (
+    Busy,
+    Closed,
+    Corrupt,
+    InvalidKey,
+    InvalidSize,
+    PeerGone,
+    ShmmapError,
+    TooLarge,
+    VersionError,
+)
+
+H = ring.HEADER_SIZE
+
+
+def held():
+    """The fds and mappings of /dev/shm this process holds."""
+    out = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("/dev/shm"):
+            out.append("fd " + target)
+    with open("/proc/self/maps") as f:
+        out += ["map " + line.split()[-1] for line in f if "/dev/shm" in line]
+    return sorted(out)
+
+
+class RingTest(unittest.TestCase):
+    def setUp(self):
+        self.before = held()
+        self.keys = []
+        self.addCleanup(self.check_leaks)
+
+    def check_leaks(self):
+        import gc
+
+        gc.collect()
+        for key in self.keys:
+            path = "/dev/shm" + key
+            if os.path.lexists(path):
+                os.unlink(path)
+                self.fail(f"{key} left in /dev/shm")
+        self.assertEqual(held(), self.before)
+
+    def pair(self, capacity=4096, creator="producer"):
+        """A ring made by one end and opened by the other, in this process;
+        both are closed at cleanup."""
+        if creator == "producer":
+            p = ring.create_producer(capacity)
+            self.keys.append(p.key)
+            self.addCleanup(p.close)
+            c = ring.open_consumer(p.key)
+            self.addCleanup(c.close)
+        else:
+            c = ring.create_consumer(capacity)
+            self.keys.append(c.key)
+            self.addCleanup(c.close)
+            p = ring.open_producer(c.key)
+            self.addCleanup(p.close)
+        return p, c
+
+    def segment(self, key):
+        """A read-write mapping of ring key's segment, as a hostile peer has
+        it."""
+        fd = os.open("/dev/shm" + key, os.O_RDWR)
+        try:
+            mm = mmap.mmap(fd, os.fstat(fd).st_size)
+        finally:
+            os.close(fd)
+        self.addCleanup(mm.close)
+        return mm
+
+
+def put32(mm, off, v):
+    struct.pack_into("=I", mm, off, v & 0xFFFFFFFF)
+
+
+def get32(mm, off):
+    return struct.unpack_from("=I", mm, off)[0]
+
+
+class TestMessages(RingTest):
+    def test_order_wrap_and_padding(self):
+        # A small ring that wraps and pads many times over; messages of
+        # every size from 0 to the maximum, each checked.
+        for creator in ("producer", "consumer"):
+            p, c = self.pair(256, creator)
+            rnd = random.Random(7)
+            sizes = [rnd.randint(0, p.max_message) for _ in range(3000)]
+            pat = bytes(range(256)) * 3
+
+            def produce():
+                for i, n in enumerate(sizes):
+                    p.send(pat[i % 256 : i % 256 + n], timeout=10)
+
+            th = threading.Thread(target=produce)
+            th.start()
+            for i, n in enumerate(sizes):
+                m = c.next(timeout=10)
+                self.assertEqual(bytes(m), pat[i % 256 : i % 256 + n], f"message {i}")
+                c.release()
+            th.join()
+
+    def test_layout(self):
+        # The records as LAYOUT.md (version 3) has them: 16-byte heads, n
+        # at +0, the stamp at +4, zeros at +8, the message at +16.
+        p, c = self.pair(128)
+        mm = self.segment(p.key)
+        self.assertEqual(mm[0:8], b"shmring\x00")
+        self.assertEqual([get32(mm, o) for o in (8, 12, 16, 20, 24)], [3, 512, 128, 16, 1])
+        p.send(b"abc")
+        self.assertEqual(get32(mm, H), 3)
+        self.assertEqual(get32(mm, H + 4), 0 | 4)
+        self.assertEqual(mm[H + 8 : H + 16], bytes(8))
+        self.assertEqual(mm[H + 16 : H + 19], b"abc")
+        self.assertEqual(get32(mm, 128), 32)  # tail: 16 + round_up(3, 16)
+        self.assertEqual(get32(mm, H + 32 + 4), 0)  # cleared after it
+        self.assertEqual(bytes(c.next()), b"abc")
+        c.release()
+        p.send(b"y" * 33)  # 16 + 48: tail 96
+        self.assertEqual(get32(mm, 128), 96)
+        self.assertEqual(bytes(c.next()), b"y" * 33)
+        c.release()
+        # 40 bytes take 64, more than the 32 left before the end: a padding
+        # record of 32 - 16 at 96, committed with the message at 0.
+        p.send(b"x" * 40)
+        self.assertEqual(get32(mm, H + 96), 16)
+        self.assertEqual(get32(mm, H + 96 + 4), 96 | 4 | 1)
+        self.assertEqual(get32(mm, H + 0), 40)
+        self.assertEqual(get32(mm, H + 4), 128 | 4)
+        self.assertEqual(get32(mm, 128), 128 + 64)
+        self.assertEqual(bytes(c.next()), b"x" * 40)
+        c.release()
+        self.assertEqual(get32(mm, 256), 192)  # head
+
+    def test_sizes(self):
+        p, c = self.pair(4096)
+        self.assertEqual(p.max_message, 4096 - 16)
+        self.assertEqual(c.max_message, 4096 - 16)
+        with self.assertRaises(TooLarge):
+            p.reserve(p.max_message + 1)
+        with self.assertRaises(InvalidSize):
+            p.reserve(-1)
+        v = p.reserve(p.max_message)
+        self.assertEqual(len(v), p.max_message)
+        self.assertFalse(v.readonly)
+        v[:] = b"\x5a" * len(v)
+        p.commit(len(v))
+        m = c.next()
+        self.assertTrue(m.readonly)
+        self.assertEqual(bytes(m), b"\x5a" * p.max_message)
+        c.release()
+        p.send(b"")
+        self.assertEqual(len(c.next()), 0)
+        for bad in (0, -5):
+            with self.assertRaises(InvalidSize):
+                ring.create_producer(bad)
+        with self.assertRaises(TooLarge):
+            ring.create_consumer((1 << 30) + 1)
+        q = ring.create_producer(100)  # rounded up
+        self.keys.append(q.key)
+        self.addCleanup(q.close)
+        self.assertEqual(q.max_message, 128 - 16)
+
+    def test_commit_prefix_and_abort(self):
+        p, c = self.pair(256)
+        v = p.reserve(100)
+        v[:5] = b"hello"
+        v[5:] = b"\xff" * 95
+        p.commit(5)
+        with self.assertRaises(ValueError):
+            v[0]  # released by commit
+        with self.assertRaises(ValueError):
+            p.commit(1)  # no reservation
+        v = p.reserve(10)
+        with self.assertRaises(ValueError):
+            p.commit(11)
+        p.abort()
+        with self.assertRaises(ValueError):
+            v[0]
+        p.send(b"world")
+        self.assertEqual(bytes(c.next()), b"hello")
+        self.assertEqual(bytes(c.next()), b"world")  # a batch, one release
+        c.release()
+        with self.assertRaises(ValueError):
+            c.release()
+
+    def test_views_released(self):
+        p, c = self.pair(256)
+        p.send(b"one")
+        p.send(b"two")
+        a, b = c.next(), c.next()
+        c.release()
+        for v in (a, b):
+            with self.assertRaises(ValueError):
+                bytes(v)
+        p.send(b"three")
+        m = c.next()
+        part = m[1:3]  # derived: stays readable memory after close
+        c.close()
+        with self.assertRaises(ValueError):
+            bytes(m)
+        self.assertEqual(len(bytes(part)), 2)
+        del part
+
+    def test_timeouts(self):
+        p, c = self.pair(64)
+        t0 = time.monotonic()
+        with self.assertRaises(TimeoutError):
+            c.next(timeout=0.05)
+        self.assertLess(time.monotonic() - t0, 1)
+        with self.assertRaises(TimeoutError):
+            c.next(timeout=0)
+        p.send(b"x" * 40, timeout=0)
+        with self.assertRaises(TimeoutError):
+            p.reserve(40, timeout=0.05)
+        self.assertEqual(len(c.next(timeout=0)), 40)
+
+    def test_eof(self):
+        p, c = self.pair(256)
+        for i in range(3):
+            p.send(bytes([i]) * 10)
+        p.close()
+        self.assertEqual([bytes(m) for m in c], [bytes([i]) * 10 for i in range(3)])
+        with self.assertRaises(EOFError):
+            c.next(timeout=0)
+
+    def test_eof_wakes_waiter(self):
+        # With liveness checks 5 s apart, only the close's wake-up ends the
+        # wait in time.
+        p, c = self.pair(256)
+        self.addCleanup(setattr, ring, "POLL", ring.POLL)
+        ring.POLL = 5.0
+        threading.Timer(0.1, p.close).start()
+        t0 = time.monotonic()
+        with self.assertRaises(EOFError):
+            c.next(timeout=10)
+        self.assertLess(time.monotonic() - t0, 2)  # woken, not polled
+
+    def test_consumer_close(self):
+        p, c = self.pair(64)
+        p.send(b"x" * 40)
+        threading.Timer(0.1, c.close).start()
+        with self.assertRaisesRegex(PeerGone, "closed"):
+            p.reserve(40, timeout=5)
+
+    def test_closed(self):
+        p, c = self.pair(64)
+        p.close()
+        c.close()
+        c.close()  # a second close does nothing
+        for call in (lambda: p.reserve(1), lambda: p.send(b""), lambda: p.commit(0), c.next, c.release):
+            with self.assertRaises(Closed):
+                call()
+        p.abort()
+
+    def test_busy_and_keys(self):
+        p, c = self.pair(64)
+        with self.assertRaises(Busy):
+            ring.open_consumer(p.key)  # opened already
+        q = ring.create_consumer(64)
+        self.keys.append(q.key)
+        self.addCleanup(q.close)
+        with self.assertRaises(Busy):
+            ring.open_consumer(q.key)  # the creator is the consumer
+        for bad in ("", "/", "..", "/a/b", "a\x00"):
+            with self.assertRaises(InvalidKey):
+                ring.open_consumer(bad)
+        with self.assertRaises(FileNotFoundError):
+            ring.open_consumer("/shmmap_test_no_such_ring")
+        self.assertEqual(os.stat("/dev/shm" + p.key).st_mode & 0o777, 0o600)
+
+    def test_sigint_interrupts_wait(self):
+        p, c = self.pair(64)
+
+        class Interrupt(Exception):
+            pass
+
+        def handler(signum, frame):
+            raise Interrupt
+
+        old = signal.signal(signal.SIGALRM, handler)
+        self.addCleanup(signal.signal, signal.SIGALRM, old)
+        signal.setitimer(signal.ITIMER_REAL, 0.1)
+        t0 = time.monotonic()
+        with self.assertRaises(Interrupt):
+            c.next(timeout=5)
+        self.assertLess(time.monotonic() - t0, 1)
+        self.assertEqual(c._w.load(ring.OFF_CONS_SLEEP), 0)  # flag cleared
+
+    def test_no_syscalls_when_keeping_up(self):
+        # The sleeper-flag rule: with no sleeper, commit and release make
+        # no futex call (the Words' wake is never called).
+        p, c = self.pair(4096)
+        calls = []
+        for end in (p, c):
+            end._w = Spy(end._w, calls)
+        for i in range(100):
+            p.send(b"x" * 10)
+            c.next()
+            c.release()
+        self.assertEqual(calls, [])
+
+
+class Spy:
+    """Words that records its wake calls."""
+
+    def __init__(self, w, calls):
+        self._w, self._calls = w, calls
+
+    def wake(self, *a):
+        self._calls.append(a)
+        return self._w.wake(*a)
+
+    def __getattr__(self, name):
+        return getattr(self._w, name)
+
+
+CHILD = r"""
+import sys, time
+from shmmap import ring
+mode, key = sys.argv[1], sys.argv[2]
+if mode.startswith("create-"):
+    end = (ring.create_producer if mode == "create-producer" else ring.create_consumer)(64)
+    print(end.key, flush=True)
+elif mode == "produce":
+    p = ring.open_producer(key)
+    p.send(b"a" * 100)
+    v = p.reserve(100)
+    v[:50] = b"b" * 50
+else:
+    c = ring.open_consumer(key)
+print("ready", flush=True)
+time.sleep(60)
+"""
+
+
+class TestDeadPeer(RingTest):
+    def child(self, mode, key):
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+        proc = subprocess.Popen(
+            [sys.executable, "-c", CHILD, mode, key], stdout=subprocess.PIPE, env=env
+        )
+        self.addCleanup(proc.wait)
+        self.addCleanup(proc.kill)
+        if mode.startswith("create-"):
+            proc.key = proc.stdout.readline().decode().strip()
+        self.assertEqual(proc.stdout.readline(), b"ready\n")
+        proc.stdout.close()
+        return proc
+
+    def expect_gone(self, proc, call):
+        got = []
+
+        def run():
+            try:
+                call()
+                got.append(None)
+            except BaseException as e:
+                got.append(e)
+
+        th = threading.Thread(target=run)
+        th.start()
+        th.join(0.3)
+        self.assertTrue(th.is_alive(), f"returned {got} while the peer lived")
+        proc.kill()
+        proc.wait()
+        t0 = time.monotonic()
+        th.join(5)
+        d = time.monotonic() - t0
+        self.assertFalse(th.is_alive())
+        self.assertIsInstance(got[0], PeerGone)
+        self.assertLess(d, 1.0)
+
+    def test_producer_killed(self):
+        c = ring.create_consumer(4096)
+        self.keys.append(c.key)
+        self.addCleanup(c.close)
+        proc = self.child("produce", c.key)
+        self.assertEqual(bytes(c.next()), b"a" * 100)
+        c.release()
+        self.expect_gone(proc, lambda: c.next(timeout=5))  # never the half message
+
+    def test_consumer_killed(self):
+        p = ring.create_producer(64)
+        self.keys.append(p.key)
+        self.addCleanup(p.close)
+        proc = self.child("consume", p.key)
+        p.send(b"x" * 40)
+        self.expect_gone(proc, lambda: p.reserve(40, timeout=5))
+
+    def test_creator_killed(self):
+        # The opener learns of the creator's death by its OFD lock, both
+        # while it waits and when it opens.
+        for kind in ("producer", "consumer"):
+            proc = self.child("create-" + kind, "-")
+            key = proc.key
+            self.keys.append(key)
+            self.addCleanup(lambda key=key: os.path.lexists("/dev/shm" + key) and os.unlink("/dev/shm" + key))
+            if kind == "producer":
+                c = ring.open_consumer(key)
+                self.addCleanup(c.close)
+                self.expect_gone(proc, lambda: c.next(timeout=5))
+            else:
+                proc.kill()
+                proc.wait()
+                with self.assertRaises(PeerGone):
+                    ring.open_producer(key)
