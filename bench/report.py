@@ -93,6 +93,22 @@ SERIES = {
     "python-pipe": ("Python multiprocessing.Pipe", "#bcbd22", ":", "*"),
 }
 
+# Python (bench/python/msgbench.py): the ring from Python against what a
+# Python user picks instead, and Go <-> Python against Go <-> Go (cmd/shmbench
+# sending with Send), in the workloads of issue 20; its targets: the ring at
+# least PY_MIN_1MIB times faster than multiprocessing.Pipe at 1 MiB, and
+# faster at 64 B.
+PY_ROWS = [("pingpong", 64), ("pingpong", 1 << 20), ("stream", 64 << 10), ("stream", 1 << 20)]
+PY_IMPLS = {
+    "py-ring": "Python ring",
+    "py-go-ring": "Python ↔ Go ring",
+    "go-shmmap-send": "Go ↔ Go ring",
+    "py-pipe": "multiprocessing.Pipe",
+    "py-queue": "multiprocessing.Queue",
+    "py-uds": "Unix socket",
+}
+PY_MIN_1MIB = 5.0
+
 # The targets of issue 19, judged in the messaging tables.
 PINGPONG_MAX = 1.3  # blocking ping-pong: Go's time over the C futex ring's
 STREAM_MIN = 0.8  # stream: Go's throughput over the C futex ring's
@@ -478,10 +494,65 @@ def messaging_table(msg, pin, missed):
             for cells in [head, ["---"] * len(head)] + rows]
 
 
-def not_run_note(msg, pin):
+def python_table(msg, pin, missed):
+    """The Python workloads in pin mode: one row per (workload, size), each
+    implementation's number, and how many times faster than
+    multiprocessing.Pipe the Python ring and Python <-> Go are (Pipe's time
+    over theirs, or their throughput over Pipe's), judged for the Python
+    ring. Each target missed is added to missed."""
+    impls = [i for i in PY_IMPLS if (pin, i) in msg.ran]
+    if "py-ring" not in impls:
+        return []
+    head = ["workload", "size"] + [PY_IMPLS[i] for i in impls] + \
+        ["Python ring vs Pipe", "Python ↔ Go vs Pipe"]
+    rows = []
+    for op, size in PY_ROWS:
+        def faster(impl):
+            if op == "pingpong":
+                return msg.ratio(pin, "py-pipe", impl, op, size)
+            return msg.ratio(pin, impl, "py-pipe", op, size)
+        target = PY_MIN_1MIB if size == 1 << 20 else 1.0 if size == 64 else None
+        ring = ratio_cell(faster("py-ring"), None if target is None else (lambda r: r >= target))
+        if ring.endswith("✗"):
+            missed.append(f"{PINS[pin]}, {op} {human_size(size)}, Python ring vs Pipe: {ring}")
+        rows.append([op, human_size(size)] + [msg_cell(op, msg.value(pin, i, op, size)) for i in impls] +
+                    [ring, ratio_cell(faster("py-go-ring"))])
+    return [markdown_row(r) for r in [head, ["---"] * len(head)] + rows]
+
+
+def python_section(msg, missed):
+    """The Python part of BENCHMARKS.md, or "" where it did not run."""
+    tables = {pin: t for pin in PINS if (t := python_table(msg, pin, missed))}
+    if not tables:
+        return ""
+    s = f"""
+## Messaging from Python (bench/python/msgbench.py)
+
+The Python package's ring (`python/`, `shmmap.ring`) between two Python
+processes, and between Python and a Go child (cmd/shmbench, sending with
+`Producer.Send`), against what a Python user picks instead:
+multiprocessing.Pipe (send_bytes, recv_bytes), multiprocessing.Queue (put,
+get) and a Unix stream socket (sendall; recv_into a buffer), all run by the
+same script on Debian's python3; Go ↔ Go is the Send row above. Measured as
+the peers measure (each side compares every byte it receives with what it
+expects, one memcmp); pingpong one way, stream GB/s. "vs Pipe" is how many
+times faster than multiprocessing.Pipe, the median of per-round ratios;
+✓/✗: issue 20's targets, at least {PY_MIN_1MIB}x at 1 MiB and faster at 64 B.
+"""
+    for pin, t in tables.items():
+        s += f"\n### {PINS[pin]} (SHMMAP_PEERS_PIN={pin})\n\n" + "\n".join(t) + "\n"
+        note = not_run_note(msg, pin, PY_IMPLS)
+        if note:
+            s += "\n" + note + "\n"
+    return s
+
+
+def not_run_note(msg, pin, only=None):
     """Sentences naming the setups and peers that did not run in pin mode, and why."""
     why = defaultdict(list)
     for (p, impl), error in sorted(msg.not_run.items()):
+        if (impl not in only) if only is not None else impl.startswith("py-"):
+            continue
         if p == pin and (pin, impl) not in msg.ran:
             why[error.removeprefix("not run: ")].append(f"`{impl}`")
     return " ".join(f"{' and '.join(impls)} did not run: {error}." for error, impls in why.items())
@@ -709,6 +780,10 @@ def main():
         print("\n".join(t))
     if missed:
         print("messaging targets missed: " + "; ".join(missed))
+    py_missed = []
+    py_section = python_section(msg, py_missed)
+    if py_missed:
+        print("python targets missed: " + "; ".join(py_missed))
     msg_section = ""
     if tables:
         charts = os.path.dirname(svg_path)
@@ -747,7 +822,7 @@ over the implementation's.
 
 Ceiling: {', '.join(ceil) if ceil else 'n/a'}.
 
-{msg_section}
+{msg_section}{py_section}
 ## Syscalls per op (strace)
 
 {chr(10).join(syscall_table(out))}
