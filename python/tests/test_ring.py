@@ -252,7 +252,9 @@ class TestMessages(RingTest):
         p, c = self.pair(256)
         self.addCleanup(setattr, ring, "POLL", ring.POLL)
         ring.POLL = 5.0
-        threading.Timer(0.1, p.close).start()
+        closer = threading.Timer(0.1, p.close)
+        closer.start()
+        self.addCleanup(closer.join)  # before the leak check: close unlinks last
         t0 = time.monotonic()
         with self.assertRaises(EOFError):
             c.next(timeout=10)
@@ -261,7 +263,9 @@ class TestMessages(RingTest):
     def test_consumer_close(self):
         p, c = self.pair(64)
         p.send(b"x" * 40)
-        threading.Timer(0.1, c.close).start()
+        closer = threading.Timer(0.1, c.close)
+        closer.start()
+        self.addCleanup(closer.join)  # before the leak check: close unlinks last
         with self.assertRaisesRegex(PeerGone, "closed"):
             p.reserve(40, timeout=5)
 

@@ -1,4 +1,4 @@
-"""The examples of README.md's sections on segments and handover, run as
+"""The examples of README.md's sections on segments, handover and rings, run as
 the README gives them, each printing what the README says it prints."""
 
 import os
@@ -18,7 +18,7 @@ except ImportError:
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 README = os.path.join(os.path.dirname(HERE), "README.md")
-SECTIONS = ("Segments by key", "Handing segments over")
+SECTIONS = ("Segments by key", "Handing segments over", "Rings")
 
 
 def examples():
