@@ -143,7 +143,7 @@ func words(b []byte) []uint64 {
 // small one goes round a page, and the producer reads the consumer's head
 // (a cache line from the other CPU) only when the page is full, not for
 // every message.
-func PingPongCapacity(size int) int { return max(size+8, 4096) }
+func PingPongCapacity(size int) int { return max(size+16, 4096) } // 16: the record's head
 
 // Send sends message i, the pattern with its stamps, as p's Sender says.
 func (p *Payload) Send(ctx context.Context, w *ring.Producer, i uint64) error {
