@@ -260,7 +260,15 @@ def init_segment(fd, size):
                 raise OSError(errno.ENOMEM, "fallocate: %d bytes are more than this machine's "
                               "memory and swap (%d)" % (size, total))
     try:
-        os.posix_fallocate(fd, 0, size)
+        # In pieces of _BIG, as Go's InitSegment: tmpfs has given up (and
+        # undone) a fallocate on any pending signal, and Python retries one
+        # that EINTR ends, so one multi-GiB call under a periodic signal
+        # could restart forever.
+        off = 0
+        while off < size:
+            n = min(_BIG, size - off)
+            os.posix_fallocate(fd, off, n)
+            off += n
     except OSError as e:
         if e.errno not in (errno.EOPNOTSUPP, errno.ENODEV, errno.ENOSYS):
             raise OSError(e.errno, "fallocate: " + e.strerror) from None

@@ -11,6 +11,13 @@ subclasses (FileNotFoundError, PermissionError, OSError with errno ENOSPC).
 class ShmmapError(Exception):
     """The base class of every exception this package defines."""
 
+    def __str__(self):
+        # OSError's own str() shows "[Errno None] None: 'path'" once a
+        # filename is set on an error made from a message alone.
+        if isinstance(self, OSError) and self.strerror is None and self.args:
+            return str(self.args[0])
+        return super().__str__()
+
 
 # Segments (Go: package shmmap's Err values).
 

@@ -56,12 +56,17 @@ def send_segment(sock, seg):
     socket's errors are its own: BrokenPipeError once the other end is
     closed, OSError for a closed socket."""
     if isinstance(seg, Segment):
-        # Under the Segment's lock, so that no close in another thread can
-        # close the descriptor, and another file take its number, before
-        # it is sent.
+        # A duplicate taken under the Segment's lock, so that no close in
+        # another thread can close the descriptor, and another file take
+        # its number, before it is sent; sent outside the lock, so that a
+        # send that waits on a full socket holds up no close, buf or array.
         with seg._lock:
             seg._check("sendmsg")
-            _send(sock, seg._fd)
+            fd = os.dup(seg._fd)
+        try:
+            _send(sock, fd)
+        finally:
+            os.close(fd)
         return
     fd = seg if isinstance(seg, int) else seg.fileno()
     _send(sock, fd)

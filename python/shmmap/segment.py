@@ -78,7 +78,7 @@ class Segment:
         self._lock = threading.Lock()
         self._mm = mm
         self._buf = memoryview(mm)
-        self._fd = fd
+        self._fd = -2 if fd is None else fd  # -2: being handed over (create)
         self._creator = creator
         self._pid = os.getpid()  # a forked child is not the creator
         self.name = name
@@ -100,13 +100,14 @@ class Segment:
     @property
     def buf(self):
         """The mapped memory as a memoryview of unsigned bytes (format "B"),
-        read-only for a read-only mapping (a write raises TypeError). The
-        same object each time; slices of it are views too. Valid until
-        close(), and, once taken, for as long as it is alive (see the
+        read-only for a read-only mapping (a write raises TypeError). A new
+        view each time, so that one caller's release() (or with-block)
+        leaves every other view working; slices of it are views too. Valid
+        until close(), and, once taken, for as long as it is alive (see the
         module's documentation). Raises Closed after close()."""
         with self._lock:
             self._check("buf")
-            return self._buf
+            return self._buf[:]
 
     def array(self, dtype, shape=None, offset=0):
         """A NumPy ndarray of dtype over the mapped memory, without a copy:
@@ -225,8 +226,10 @@ class Segment:
         fd = getattr(self, "_fd", -1)
         if fd >= 0:
             self._fd = -1
-            _warn("unclosed %r" % self, ResourceWarning, source=self)
-            _close(fd)
+            _close(fd)  # first: a half-made Segment (an exception in
+            # __init__) has no key for its repr
+            _warn("unclosed <shmmap.Segment %s>" % getattr(self, "name", "?"),
+                  ResourceWarning, source=self)
 
     def _check(self, what):
         if self._fd < 0:
@@ -328,27 +331,46 @@ def create(size):
         except OSError as e:
             raise _linux.os_error("shm_open", key, e) from None
         mm = None
+        tried = [key]  # every name _link may have given the file
         try:
             _linux.lock_creator(fd)
             _linux.init_segment(fd, size)
             mm = _linux.map_fd(fd, size, True, key)
             if not named:
-                key = _link(fd, key)
+                key = _link(fd, key, tried)
+            seg = Segment(mm, None, key, key, False, False, True)
+            _creators.add(seg)
+            seg._fd = fd  # the Segment owns fd only from here on
+            return seg
         except BaseException as e:
+            # Also an exception from a signal handler after the link: the
+            # name may exist though _link did not return. Remove only a
+            # name that is still this file.
             if mm is not None:
-                mm.close()
-            if named:
                 try:
-                    _linux.unlink_name(key)
-                except OSError:
-                    pass
+                    mm.close()
+                except BufferError:
+                    pass  # a half-made Segment's memoryview: it goes with it
+            _unlink_own(fd, tried)
             os.close(fd)
             if isinstance(e, _linux.CannotLink):
                 continue  # named from the start, this time
             raise _named(e, key) from None
-        seg = Segment(mm, fd, key, key, False, False, True)
-        _creators.add(seg)
-        return seg
+
+
+def _unlink_own(fd, names):
+    """Remove whichever of names is the file fd (create's failure path)."""
+    try:
+        st = os.fstat(fd)
+    except OSError:
+        return
+    for name in names:
+        try:
+            now = os.lstat(_linux.SHM_DIR + name)
+            if (now.st_dev, now.st_ino) == (st.st_dev, st.st_ino):
+                _linux.unlink_name(name)
+        except OSError:
+            pass
 
 
 def _named(e, path):
@@ -360,7 +382,7 @@ def _named(e, path):
     return e
 
 
-def _link(fd, key):
+def _link(fd, key, tried):
     """Give the new unnamed file fd a name: key, or another fresh key if
     that one is taken. Returns the key it got."""
     for _ in range(_MAX_CREATE_TRIES):
@@ -369,6 +391,7 @@ def _link(fd, key):
             return key
         except FileExistsError:
             key = new_key()
+            tried.append(key)
         except _linux.CannotLink:
             raise
         except OSError as e:

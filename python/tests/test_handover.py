@@ -10,6 +10,7 @@ import unittest
 import shmmap
 
 from ._segtest import SegTestCase, held
+from .test_segment import within
 
 
 class TestHandover(SegTestCase):
@@ -32,6 +33,37 @@ class TestHandover(SegTestCase):
 
     def send_fds(self, sock, fds, data=b"\0"):
         sock.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))] if fds else [])
+
+    def test_send_waiting_holds_up_no_close(self):
+        """A send_segment that waits on a full socket holds up no close of
+        the Segment in another thread; the send completes after it."""
+        import threading
+        a, b = self.pair()
+        a.setblocking(False)
+        try:
+            while True:  # fill the socket's buffer
+                a.send(b"x" * 65536)
+        except BlockingIOError:
+            pass
+        a.setblocking(True)
+        seg = shmmap.create_anonymous(4096)
+        sent = threading.Thread(target=shmmap.send_segment, args=(a, seg))
+        sent.start()
+        within(self, 10)
+        import time
+        time.sleep(0.1)  # the send waits on the full socket
+        t0 = time.monotonic()
+        seg.close()
+        self.assertLess(time.monotonic() - t0, 1, "close waited for the send")
+        b.setblocking(False)
+        while sent.is_alive():  # drain, so that the send ends
+            try:
+                data, fds, _, _ = socket.recv_fds(b, 1 << 16, 4)
+                for fd in fds:
+                    os.close(fd)
+            except BlockingIOError:
+                time.sleep(0.01)
+        sent.join()
 
     def test_round_trip(self):
         for typ in (socket.SOCK_STREAM, socket.SOCK_SEQPACKET, socket.SOCK_DGRAM):

@@ -292,6 +292,9 @@ class TestCreateAttach(SegTestCase):
                     shmmap.attach(key, readonly=readonly)
                 self.assertIsInstance(cm.exception, OSError)
                 self.assertEqual(cm.exception.filename, key)
+                # The message says why, not OSError's "[Errno None] None".
+                self.assertIn("not a shared memory segment", str(cm.exception))
+                self.assertNotIn("None", str(cm.exception))
         with open(target, "rb") as f:
             self.assertEqual(f.read(), b"x" * 4096)
 
@@ -311,6 +314,35 @@ class TestCreateAttach(SegTestCase):
                 self.assertEqual(cm.exception.errno, errno.ENOSPC, target)
                 self.assertEqual(cm.exception.filename, key, target)
                 self.assertFalse(exists(key), target)
+
+    def test_create_interrupted_leaves_nothing(self):
+        """An exception from a signal handler (Ctrl-C) after the segment got
+        its name, before create returns, leaves no name, fd or mapping."""
+        key = "/shmmap_" + "I" * 22
+        self.made(key)
+        from shmmap import segment
+
+        def interrupt(*args):
+            raise KeyboardInterrupt
+        for no_tmpfile in (False, True):
+            with mock.patch.object(_linux, "no_tmpfile", no_tmpfile), \
+                    mock.patch.object(_keys, "new_key", lambda: key), \
+                    mock.patch("shmmap.segment.new_key", lambda: key), \
+                    mock.patch.object(segment._creators, "add", side_effect=interrupt):
+                with self.assertRaises(KeyboardInterrupt):
+                    shmmap.create(4096)
+            self.assertFalse(exists(key), no_tmpfile)
+
+    def test_buf_views_independent(self):
+        """Each .buf is a view of its own: one released (a with-block) leaves
+        the others, and .buf, working."""
+        with shmmap.create(4096) as seg:
+            self.made(seg.key)
+            keep = seg.buf
+            with seg.buf as m:
+                m[0] = 7
+            self.assertEqual((keep[0], seg.buf[0]), (7, 7))
+            del keep
 
     def test_full(self):
         """More than /dev/shm has free is ENOSPC at create, at once."""
