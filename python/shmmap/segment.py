@@ -324,10 +324,18 @@ def create(size):
     system. On failure nothing is left behind: no name, fd or mapping.
     """
     size = _create_size(size)
+    taken = 0
     while True:
         key = new_key()
         try:
             fd, named = _linux.open_new(key)
+        except FileExistsError as e:
+            # Named from the start (no O_TMPFILE), and someone has that
+            # name: another fresh key, as Go's Create does.
+            taken += 1
+            if taken < _MAX_CREATE_TRIES:
+                continue
+            raise _linux.os_error("shm_open", key, e) from None
         except OSError as e:
             raise _linux.os_error("shm_open", key, e) from None
         mm = None

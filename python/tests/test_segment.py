@@ -1,11 +1,13 @@
 """Segments by key: create, attach, close, unlink, and what they refuse."""
 
 import errno
+import fcntl
 import gc
 import os
 import signal
 import socket
 import stat
+import struct
 import subprocess
 import sys
 import unittest
@@ -100,6 +102,10 @@ class TestCreateAttach(SegTestCase):
         fd = _linux.open_name(seg.key, os.O_RDONLY)
         self.addCleanup(os.close, fd)
         self.assertEqual(_linux.creator_holds(fd), (True, True))
+        # On the whole file, as Go's: a probe of its last byte alone sees it.
+        probe = struct.pack(_linux._FLOCK, fcntl.F_WRLCK, os.SEEK_SET, 4095, 1, 0)
+        got = fcntl.fcntl(fd, _linux.F_OFD_GETLK, probe)
+        self.assertNotEqual(struct.unpack(_linux._FLOCK, got)[0], fcntl.F_UNLCK)
         other = self.attach(seg.key)
         self.assertEqual(_linux.creator_holds(other.fileno()), (True, True))
         other.close()
@@ -117,6 +123,20 @@ class TestCreateAttach(SegTestCase):
         self.assertEqual(_linux.creator_holds(fd), (True, True))
         seg.close()
         self.assertFalse(exists(seg.key))
+
+    def test_named_fallback_taken(self):
+        """Named from the start, a key that someone has is passed over for
+        another fresh one."""
+        taken = self.own_name("taken")
+        fd = os.open(SHM + taken, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
+        os.close(fd)
+        keys = iter([taken, "/shmmap_" + "T" * 22])
+        self.made("/shmmap_" + "T" * 22)
+        with mock.patch.object(_linux, "no_tmpfile", True), \
+                mock.patch("shmmap.segment.new_key", lambda: next(keys)):
+            seg = self.create(4096)
+        self.assertEqual(seg.key, "/shmmap_" + "T" * 22)
+        seg.close()
 
     def test_unlink(self):
         seg = self.create(4096)
