@@ -54,7 +54,10 @@ until it is gone, but its bytes are the ring's and may change at any moment.
 Atomics. The shared words are loaded and stored through shmmap._native, a
 small C extension: C11 sequentially consistent atomics (an XCHG store and a
 MOV load on x86-64; STLR and LDAR on arm64), the futex, and the creator's
-open file description lock, as LAYOUT.md asks.
+open file description lock, as LAYOUT.md asks. Its Producer and Consumer
+types hold an end's positions and do the per-message work in one call each
+(the checks of every record and position included); this module does the
+rest: opening, closing, and the waits' deadlines and liveness checks.
 """
 
 import errno
@@ -135,20 +138,6 @@ KEY_PREFIX = "/shmmap_"
 MAX_KEY_LEN = 1 + 255
 _BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 _OPEN_FLAGS = os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
-
-
-def _align(n):
-    return (n + ALIGN - 1) & ~(ALIGN - 1)
-
-
-def _past(a, b):
-    """Whether position a is past b: (a - b) mod 2^32, signed, above 0."""
-    return 0 < ((a - b) & M32) < 0x80000000
-
-
-def _stamped(st, pos):
-    """Whether st, a stamp word, is the stamp of a committed record at pos."""
-    return st & ~STAMP_KIND == pos | STAMPED
 
 
 def _bad_positions(tail, head):
@@ -362,13 +351,26 @@ class _End:
         self._key = key
         self._fd = fd
         self._mm = mm
-        self._w = _native.Words(mm)
         self._cap = capacity
-        self._mask = capacity - 1
         self._creator = creator
         self._closed = False
-        self._views = []  # views handed out and not yet released
-        self._start = (tail, head)
+        # The end proper (shmmap._native.Producer or Consumer): the positions
+        # and the per-message work, over the mapping it holds until close;
+        # the views it hands out are slices of _base, which it releases.
+        base = memoryview(mm)
+        if self._kind == END_CONSUMER:
+            base = base.toreadonly()
+        self._base = base
+        try:
+            end = _native.Producer if self._kind == END_PRODUCER else _native.Consumer
+            self._w = end(mm, base, capacity, tail, head, Corrupt)
+        except BaseException:
+            base.release()
+            mm.close()
+            if creator:
+                self._unlink()
+            os.close(fd)
+            raise
 
     @property
     def key(self):
@@ -390,14 +392,6 @@ class _End:
         if self._closed:
             raise Closed("ring: use of a closed end")
 
-    def _drop_views(self):
-        for v in self._views:
-            try:
-                v.release()
-            except BufferError:
-                pass  # exported (a NumPy array over it): kept alive by it
-        self._views.clear()
-
     def close(self):
         """Closes this end (LAYOUT.md, "Closing"): the peer learns of it
         (a consumer gets EOFError once it has read every message; a producer
@@ -417,7 +411,11 @@ class _End:
             bit, word = STATE_CONS_CLOSED, OFF_HEAD
         w.fetch_or(OFF_STATE, bit)
         w.wake(word, _WAKE_ALL)  # the peer sleeps on the word this end writes
-        self._drop_views()
+        w.drop_views()
+        try:
+            self._base.release()
+        except BufferError:
+            pass  # exported (a NumPy array over it): kept alive by it
         w.release()
         try:
             self._mm.close()
@@ -474,42 +472,27 @@ class _End:
             return False
         return _native.creator_holds(self._fd) is not False
 
-    def _await(self, word, old, sleeping, peer_closed, deadline):
-        """Sleeps while word (tail or head, the peer's) holds old (LAYOUT.md,
-        "Waiting, in full"). Returns True when word has moved or may have,
-        False when the peer has closed; raises PeerGone when it died, or
-        TimeoutError at deadline (a time.monotonic value, or None)."""
+    def _napped(self, deadline, peer_closed):
+        """What a waiting end does when a nap (at most POLL) ran out with
+        nothing new (LAYOUT.md, "Waiting, in full"): raises TimeoutError at
+        deadline (a time.monotonic value, or None), PeerGone if the peer's
+        process died without a last word; else returns, to look again."""
+        if deadline is not None and time.monotonic() >= deadline:
+            raise TimeoutError("ring: timed out")
         w = self._w
-        while True:
-            w.store(sleeping, 1)
-            try:
-                if w.load(word) != old:
-                    return True
-                if w.load(OFF_STATE) & peer_closed:
-                    return False
-                nap = POLL
-                if deadline is not None:
-                    nap = deadline - time.monotonic()
-                    if nap <= 0:
-                        raise TimeoutError("ring: timed out")
-                    nap = min(nap, POLL)
-                woken = w.wait(word, old, nap)
-            finally:
-                w.store(sleeping, 0)
-            if w.load(word) != old:
-                return True
-            if woken:
-                continue
-            if deadline is not None and time.monotonic() >= deadline:
-                raise TimeoutError("ring: timed out")
-            if self._creator and not w.load(OFF_STATE) & STATE_OPENED:
-                continue  # no peer yet
-            if not self._peer_alive():
-                if w.load(word) != old:
-                    return True  # a last word from the peer
-                if w.load(OFF_STATE) & peer_closed:
-                    return False
-                raise PeerGone("ring: the other end's process has died")
+        if self._creator and not w.load(OFF_STATE) & STATE_OPENED:
+            return  # no peer yet
+        # A dead peer's last store may still be there to read first.
+        if not self._peer_alive() and not w.moved() and not w.load(OFF_STATE) & peer_closed:
+            raise PeerGone("ring: the other end's process has died")
+
+
+def _nap(deadline):
+    """How long the next sleep of a wait may last: POLL, or less to end at
+    deadline (0: not at all)."""
+    if deadline is None:
+        return POLL
+    return min(max(deadline - time.monotonic(), 0.0), POLL)
 
 
 def _end_name(kind):
@@ -547,25 +530,6 @@ class Producer(_End):
 
     _kind = END_PRODUCER
 
-    def _setup(self, *args):
-        super()._setup(*args)
-        self._tail, self._head = self._start  # tail: = the shared word, ours alone
-        self._n = -1  # the reserved message's length, or -1: none
-        self._pad = 0
-        self._rw = memoryview(self._mm)
-        self._views.append(self._rw)
-        self._view = None
-
-    def _release_view(self):
-        v = self._view
-        if v is not None:
-            self._view = None
-            self._views.remove(v)
-            try:
-                v.release()
-            except BufferError:
-                pass
-
     def reserve(self, n, timeout=None):
         """Returns n bytes of the ring for the next message, a writable
         memoryview, waiting while the ring is too full (LAYOUT.md, "Header
@@ -583,38 +547,33 @@ class Producer(_End):
         consumer closes or its process dies meanwhile; Corrupt if the
         consumer's head is not a ring position; Closed after close. A
         reserve that fails leaves no reservation."""
-        self._check_open()
-        self._release_view()
-        self._n = -1
+        if self._closed:
+            raise Closed("ring: use of a closed end")
+        v = self._w.reserve(n)  # the previous reservation dropped
+        if v is None:
+            v = self._reserve_wait(n, timeout)
+        return v
+
+    def _reserve_wait(self, n, timeout):
+        """reserve when the room is not free now, or n is not a length."""
         if not isinstance(n, int):
             raise TypeError(f"ring: message length {n!r} is not an int")
-        cap = self._cap
         if n < 0:
             raise InvalidSize(f"ring: message of {n} bytes")
-        if n > cap - RECORD_HEAD:
-            raise TooLarge(f"ring: message of {n} bytes, at most {cap - RECORD_HEAD}")
+        if n > self._cap - RECORD_HEAD:
+            raise TooLarge(f"ring: message of {n} bytes, at most {self._cap - RECORD_HEAD}")
         deadline = None if timeout is None else time.monotonic() + timeout
-        rec = RECORD_HEAD + _align(n)
-        off = self._tail & self._mask
-        pad = 0
-        left = cap - off
-        if rec > left:
-            if left + rec <= cap:
-                pad = left
-            else:
-                self._room(left, deadline)
-                t = self._tail
-                self._clear_stamp((t + left) & M32)
-                self._w.stamp(HEADER_SIZE + off, left - RECORD_HEAD, t | STAMPED | KIND_PADDING)
-                self._publish((t + left) & M32)
-            off = 0
-        self._room(pad + rec, deadline)
-        self._n, self._pad = n, pad
-        start = HEADER_SIZE + off + RECORD_HEAD
-        v = self._rw[start : start + n]
-        self._view = v
-        self._views.append(v)
-        return v
+        w = self._w
+        while True:
+            need = w.need(n)
+            if need < 0:  # a padding record to go alone first
+                self._room(-need, deadline)
+                w.pad()
+                continue
+            self._room(need, deadline)
+            v = w.reserve(n)  # the room is there now
+            if v is not None:
+                return v
 
     def commit(self, n):
         """Sends the first n bytes of the reserved message as the message
@@ -622,35 +581,25 @@ class Producer(_End):
         reservation's view is released. Raises ValueError if there is no
         reservation or n is out of 0 to the reserved length (the
         reservation stays), Closed after close."""
-        self._check_open()
-        if self._n < 0:
-            raise ValueError("ring: commit without reserve")
-        if not isinstance(n, int) or not 0 <= n <= self._n:
-            raise ValueError(f"ring: commit({n!r}) of a reservation of {self._n} bytes")
-        w = self._w
-        t, pad, mask = self._tail, self._pad, self._mask
-        msg = (t + pad) & M32
-        nxt = (msg + RECORD_HEAD + _align(n)) & M32
-        self._release_view()
-        self._clear_stamp(nxt)
-        w.stamp(HEADER_SIZE + (msg & mask), n, msg | STAMPED | KIND_MESSAGE)
-        if pad:
-            w.stamp(HEADER_SIZE + (t & mask), pad - RECORD_HEAD, t | STAMPED | KIND_PADDING)
-        self._publish(nxt)
-        self._n = -1
+        if self._closed:
+            raise Closed("ring: use of a closed end")
+        self._w.commit(n)
 
     def abort(self):
         """Drops the reservation, if any, and releases its view: nothing of
         it reaches the consumer. A padding record that reserve published
         alone stays published. Does nothing on a closed end."""
         if not self._closed:
-            self._release_view()
-        self._n = -1
+            self._w.abort()
 
     def send(self, data, timeout=None):
         """Sends a copy of data (bytes, bytearray, or any contiguous buffer)
         as the next message: reserve, copy, commit. Waits and raises as
         reserve does; on an error nothing is sent."""
+        if self._closed:
+            raise Closed("ring: use of a closed end")
+        if self._w.send(data):  # in one call when the room is free
+            return
         src = memoryview(data)
         if src.format != "B" or src.ndim != 1:
             src = src.cast("B")
@@ -664,39 +613,13 @@ class Producer(_End):
 
     def _room(self, rec, deadline):
         """Waits until rec bytes after tail are free."""
-        w, cap, t = self._w, self._cap, self._tail
-        while cap - ((t - self._head) & M32) < rec:
-            h = w.load(OFF_HEAD)
-            if h != self._head:
-                # A head past tail, or behind it by more than the capacity,
-                # would count bytes the consumer has not released as free.
-                _check_positions(t, h, cap)
-                self._head = h
-                continue
-            if not self._await(OFF_HEAD, h, OFF_PROD_SLEEP, STATE_CONS_CLOSED, deadline):
-                raise PeerGone("ring: the consumer has closed")
-
-    def _clear_stamp(self, pos):
-        """Clears the stamp word at pos, the position after the records
-        about to be committed, if its bytes are free (by the head as last
-        seen); else they are a record the consumer has not released."""
-        if self._cap - ((pos - self._head) & M32) >= RECORD_HEAD:
-            self._w.store(HEADER_SIZE + (pos & self._mask) + 4, 0)
-
-    def _publish(self, tail):
         w = self._w
-        self._tail = tail
-        w.store(OFF_TAIL, tail)
-        if w.load(OFF_CONS_SLEEP):
-            w.wake(OFF_TAIL, 1)
-
-    def close(self):
-        """Closes the producing end: the consumer gets EOFError once it has
-        read every committed message; a reservation is dropped. See
-        _End.close."""
-        self._n = -1
-        self._view = None
-        super().close()
+        while not w.room(rec):
+            r = w.await_head(_nap(deadline))
+            if r == 2:
+                raise PeerGone("ring: the consumer has closed")
+            if r == 0:
+                self._napped(deadline, STATE_CONS_CLOSED)
 
 
 class Consumer(_End):
@@ -704,15 +627,6 @@ class Consumer(_End):
     create_consumer or open_consumer; use it from one thread at a time."""
 
     _kind = END_CONSUMER
-
-    def _setup(self, *args):
-        super()._setup(*args)
-        _, head = self._start
-        self._head = head  # = the shared word, ours alone
-        self._next = head  # the position after the records taken
-        self._ro = memoryview(self._mm).toreadonly()
-        self._views.append(self._ro)
-        self._base = 1  # views before this index in _views are ours
 
     def next(self, timeout=None):
         """Takes the next message, waiting while the ring has none, and
@@ -728,55 +642,21 @@ class Consumer(_End):
         (after every message it committed has been taken); Corrupt if a
         record or tail breaks LAYOUT.md's rules ("A record is corrupt");
         Closed after close."""
-        self._check_open()
-        w, cap, mask = self._w, self._cap, self._mask
-        deadline = None
-        while True:
-            nxt = self._next
-            off = nxt & mask
-            at = HEADER_SIZE + off
-            st = w.load(at + 4)
-            if st & ~STAMP_KIND != nxt | STAMPED:
-                if deadline is None and timeout is not None:
-                    deadline = time.monotonic() + timeout
-                self._wait(at + 4, st, deadline)
-                continue
-            n = w.load(at)  # once: a corrupt peer may change it
-            if n > cap - off - RECORD_HEAD:
-                raise Corrupt(f"ring: record of {n} bytes at {off}")
-            rec = RECORD_HEAD + _align(n)
-            if (nxt + rec - self._head) & M32 > cap:
-                raise Corrupt(f"ring: record of {n} bytes at {nxt}, more than the capacity past head {self._head}")
-            padding = st & STAMP_KIND == KIND_PADDING
-            if padding and (off == 0 or n != cap - off - RECORD_HEAD):
-                # The producer pads only to the buffer's end, never from its
-                # start: any other padding is a peer's.
-                raise Corrupt(f"ring: padding of {n} bytes at {off}")
-            self._next = (nxt + rec) & M32
-            if padding:
-                if nxt == self._head:
-                    self._publish()  # a producer may wait for us to pass it
-                continue
-            v = self._ro[at + RECORD_HEAD : at + RECORD_HEAD + n]
-            self._views.append(v)
-            return v
+        if self._closed:
+            raise Closed("ring: use of a closed end")
+        v = self._w.take()
+        if v is None:
+            v = self._next_wait(timeout)
+        return v
 
     def release(self):
         """Gives back to the producer the bytes of every message taken since
         the last release, in one store, and wakes the producer if it waits:
         the views next returned for them are released. Raises ValueError if
         no message is taken, Closed after close."""
-        self._check_open()
-        if self._next == self._head:
-            raise ValueError("ring: release without next")
-        views = self._views
-        for v in views[self._base :]:
-            try:
-                v.release()
-            except BufferError:
-                pass
-        del views[self._base :]
-        self._publish()
+        if self._closed:
+            raise Closed("ring: use of a closed end")
+        self._w.give(True)
 
     def __iter__(self):
         return self
@@ -784,50 +664,31 @@ class Consumer(_End):
     def __next__(self):
         """Iteration: releases the messages taken, if any, then returns the
         next one; stops at the end of the stream (EOFError)."""
-        self._check_open()
-        if self._next != self._head:
-            self.release()
-        try:
-            return self.next()
-        except EOFError:
-            raise StopIteration from None
-
-    def _wait(self, sw, old, deadline):
-        """Waits while the stamp word of the record at next, sw (an offset),
-        holds old: it sleeps on tail, which the producer stores after its
-        stamps (LAYOUT.md, "Consuming" and "End of stream")."""
-        w, cap = self._w, self._cap
-        nxt = self._next
-        while True:
-            closed = w.load(OFF_STATE) & STATE_PROD_CLOSED
-            t = w.load(OFF_TAIL)
-            # tail may be behind next by the records whose stamps this end
-            # has taken, but by no more than the capacity; nor ahead of it
-            # by more.
-            if t % ALIGN or (t - nxt + cap) & M32 > 2 * cap:
-                raise _bad_positions(t, nxt)
-            if _past(t, nxt):
-                st = w.load(sw)
-                if not _stamped(st, nxt):
-                    raise Corrupt(f"ring: no record at {nxt}, before tail {t} (stamp {st:#x})")
-                return
-            if w.load(sw) != old:
-                return
-            if closed:
-                raise EOFError("ring: end of stream")
-            try:
-                self._await(OFF_TAIL, t, OFF_CONS_SLEEP, STATE_PROD_CLOSED, deadline)
-            except (PeerGone, TimeoutError):
-                if w.load(sw) != old:
-                    return  # stamped, by a producer that died before it stored tail
-                raise
-
-    def _publish(self):
+        if self._closed:
+            raise Closed("ring: use of a closed end")
         w = self._w
-        self._head = self._next
-        w.store(OFF_HEAD, self._next)
-        if w.load(OFF_PROD_SLEEP):
-            w.wake(OFF_HEAD, 1)
+        w.give(False)
+        v = w.take()
+        if v is None:
+            try:
+                v = self._next_wait(None)
+            except EOFError:
+                raise StopIteration from None
+        return v
+
+    def _next_wait(self, timeout):
+        """next when the record at next has no stamp yet: waits on tail,
+        which the producer stores after its stamps (LAYOUT.md, "Consuming"
+        and "End of stream"), and takes the record once it is there."""
+        w = self._w
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            if w.await_tail(_nap(deadline)):
+                v = w.take()
+                if v is not None:
+                    return v
+            else:
+                self._napped(deadline, STATE_PROD_CLOSED)
 
 
 def create_producer(capacity):

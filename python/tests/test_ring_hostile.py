@@ -85,6 +85,7 @@ class TestCorruptRecords(RingTest):
             "tail not a multiple of 16": (10, 0, 8),
             "tail more than a lap ahead": (10, 0, 3 * cap),
             "tail far behind": (10, 0, -2 * cap),
+            "tail behind, not a multiple of 16": (10, 0, -8),
         }
         for name, (n, stamp, tail) in cases.items():
             with self.subTest(name):
@@ -132,6 +133,19 @@ class TestCorruptRecords(RingTest):
         put32(mm, H + 128, 16)
         put32(mm, H + 128 + 4, 128 | 4 | 1)
         with self.assertRaises(Corrupt):
+            c.next(timeout=0)
+
+    def test_uncommitted_room(self):
+        # What a producer wrote in room it reserved and did not commit may
+        # look like a record; the stamp word after the records it commits
+        # is cleared, so the consumer does not take it (LAYOUT.md,
+        # "Committing").
+        p, c = self.pair(256)
+        v = p.reserve(100)
+        v[:] = struct.pack("=IIQ", 5, 32 | 4, 0) * 6 + bytes(4)  # a record head each 16 bytes
+        p.commit(5)  # the message at 0 to 32; 32 has a fake head
+        self.assertEqual(bytes(c.next(timeout=0)), struct.pack("=IIQ", 5, 32 | 4, 0)[:5])
+        with self.assertRaises(TimeoutError):
             c.next(timeout=0)
 
     def test_bad_head(self):
@@ -225,6 +239,144 @@ class TestWords(unittest.TestCase):
     def test_read_only(self):
         with self.assertRaises(BufferError):
             _native.Words(b"x" * 64)
+
+
+class TestEnds(unittest.TestCase):
+    """The C ends (_native.Producer, _native.Consumer) by themselves, over a
+    bytearray as the ring's mapping, which the test writes as a peer may."""
+
+    CAP = 256
+
+    def end(self, kind, buf=None, cap=CAP, tail=0, head=0, view=None, corrupt=Corrupt):
+        buf = bytearray(H + cap) if buf is None else buf
+        view = memoryview(buf) if view is None else view
+        e = kind(buf, view, cap, tail, head, corrupt)
+        self.addCleanup(e.release)
+        self.addCleanup(e.drop_views)
+        return e
+
+    def test_refusals(self):
+        buf = bytearray(H + 256)
+        for cap in (0, 32, 100, 512, 1 << 31):  # not a ring's, or past buf
+            with self.assertRaises((ValueError, OverflowError)):
+                _native.Consumer(buf, memoryview(buf), cap, 0, 0, Corrupt)
+        for tail, head in ((8, 0), (0, 8), (16, 32), (512, 0)):
+            with self.assertRaises(ValueError):
+                _native.Producer(buf, memoryview(buf), 256, tail, head, Corrupt)
+        with self.assertRaises(ValueError):  # a view of other bytes
+            _native.Producer(buf, memoryview(bytearray(H + 256)), 256, 0, 0, Corrupt)
+        with self.assertRaises(ValueError):
+            _native.Producer(buf, memoryview(buf)[1:], 256, 0, 0, Corrupt)
+        with self.assertRaises(TypeError):
+            _native.Producer(buf, buf, 256, 0, 0, Corrupt)
+        with self.assertRaises(TypeError):
+            _native.Producer(buf, memoryview(buf), 256, 0, 0, "Corrupt")
+        buf.append(0)  # none of them kept the buffer
+
+    def test_released(self):
+        # After release (close), every call raises; none touches memory.
+        p = self.end(_native.Producer)
+        c = self.end(_native.Consumer)
+        p.release()
+        c.release()
+        calls = [lambda: p.reserve(1), lambda: p.send(b"x"), lambda: p.commit(0), lambda: p.room(16),
+                 p.pad, lambda: p.need(1), lambda: p.await_head(0), p.moved, c.take, lambda: c.give(True),
+                 lambda: c.await_tail(0), c.moved]
+        for call in calls:
+            with self.assertRaises(ValueError):
+                call()
+        p.abort()
+        p.drop_views()
+        c.drop_views()
+        q = _native.Producer.__new__(_native.Producer)  # never initialised
+        with self.assertRaises(ValueError):
+            q.reserve(1)
+
+    def test_arguments(self):
+        p = self.end(_native.Producer)
+        self.assertIsNone(p.reserve(-1))
+        self.assertIsNone(p.reserve(self.CAP - 15))
+        self.assertIsNone(p.reserve("1"))
+        self.assertIsNone(p.reserve(1 << 70))
+        for bad in (-1, 1 << 70, self.CAP - 15, "x"):
+            with self.assertRaises((ValueError, TypeError, OverflowError)):
+                p.need(bad)
+        with self.assertRaises(ValueError):
+            p.room(self.CAP + 16)
+        with self.assertRaises(ValueError):
+            p.commit(0)  # no reservation
+        v = p.reserve(10)
+        for bad in (11, -1, 1 << 70, "1", 1.0):
+            with self.assertRaises(ValueError):
+                p.commit(bad)
+        p.commit(10)
+        with self.assertRaises(ValueError):
+            v[0]  # released by commit
+        for nap in (-1, 3601, float("nan")):
+            with self.assertRaises(ValueError):
+                p.await_head(nap)
+        self.assertFalse(p.send(object()))  # not a buffer: ring.py says why
+        self.assertFalse(p.send(memoryview(b"abcd")[::2]))  # not contiguous
+        self.assertEqual(p.need(self.CAP - 16), -(self.CAP - 32))  # padding alone first
+        self.assertEqual(p.need(0), 16)
+        q = self.end(_native.Producer, tail=256 + 32, head=128)
+        with self.assertRaises(ValueError):
+            q.pad()  # 224 bytes to the end, 96 free
+        self.assertEqual(q.need(220), -224)  # 240 bytes: not before the end, nor with the padding
+        with self.assertRaises(Corrupt):
+            q.room(224)  # the shared head, 0, is more than a lap behind tail
+        self.assertEqual(q.tail, 256 + 32)  # nothing published
+
+    def test_fuzz(self):
+        # Random words anywhere in the header and buffer between random calls
+        # of both ends, which share the bytearray: only Corrupt, EOFError and
+        # the documented None/False/ValueError answers may come out, and
+        # views never reach past the buffer.
+        rnd = random.Random(int(os.environ.get("SHMMAP_FUZZ_SEED", "2")))
+        seen = set()
+        for round_ in range(300):
+            cap = rnd.choice((64, 128, 256))
+            buf = bytearray(H + cap + rnd.choice((0, 16, 4096)))
+            mv = memoryview(buf)
+            ro = mv.toreadonly()
+            p = _native.Producer(buf, mv, cap, 0, 0, Corrupt)
+            c = _native.Consumer(buf, ro, cap, 0, 0, Corrupt)
+            for step in range(60):
+                for _ in range(rnd.randint(0, 2)):
+                    off = rnd.choice((28, 128, 132, 256, 260, H + rnd.randrange(0, cap, 4)))
+                    v = rnd.choice((0, 4, 5, 16, 0xFFFFFFF0, rnd.getrandbits(32), rnd.randrange(0, 4 * cap, 16) | rnd.choice((0, 4, 5))))
+                    struct.pack_into("=I", buf, off, v)
+                op = rnd.randrange(6)
+                try:
+                    if op == 0:
+                        r = p.send(bytes(rnd.randint(0, cap)))
+                    elif op == 1:
+                        r = p.reserve(rnd.randint(0, cap))
+                        if r is not None:
+                            self.assertLessEqual(len(r), cap - 16)
+                            r[:] = b"\x01" * len(r)
+                            p.commit(rnd.randint(0, len(r)))
+                    elif op == 2:
+                        r = c.take()
+                        if r is not None:
+                            self.assertLessEqual(len(r), cap - 16)
+                            bytes(r)
+                    elif op == 3:
+                        r = c.give(False)
+                    elif op == 4:
+                        r = c.await_tail(0)
+                    else:
+                        r = p.room(rnd.randrange(0, cap + 1, 16)) and p.need(rnd.randint(0, cap - 16))
+                    seen.add("ok")
+                except (Corrupt, EOFError) as e:
+                    seen.add(type(e).__name__)
+            for e in (p, c):
+                e.drop_views()
+                e.release()
+            ro.release()
+            mv.release()
+            buf.append(0)  # every view released, the buffer free
+        self.assertEqual(seen, {"ok", "Corrupt", "EOFError"})
 
 
 if __name__ == "__main__":
