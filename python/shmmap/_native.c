@@ -42,8 +42,11 @@ typedef struct {
 	PyObject_HEAD
 	Py_buffer view;	 /* valid while has_view */
 	int has_view;
+	int attached;	 /* once set, never cleared: one buffer per object, ever */
 	int waiting;	 /* futex waits in flight, the GIL released */
 } Words;
+
+static PyTypeObject WordsType;
 
 /* word returns the word at off, after checking it lies in w's buffer and is
  * 4-aligned; NULL with an exception set otherwise. */
@@ -65,7 +68,7 @@ static _Atomic uint32_t *word(Words *w, Py_ssize_t off)
  * if it cannot. */
 static int words_attach(Words *self, PyObject *obj)
 {
-	if (self->has_view) {
+	if (self->attached) {
 		PyErr_SetString(PyExc_ValueError, "Words: already initialised");
 		return -1;
 	}
@@ -77,6 +80,7 @@ static int words_attach(Words *self, PyObject *obj)
 		return -1;
 	}
 	self->has_view = 1;
+	self->attached = 1;
 	return 0;
 }
 
@@ -86,6 +90,12 @@ static int Words_init(Words *self, PyObject *args, PyObject *kwds)
 	static char *kwlist[] = {"buffer", NULL};
 	if (!PyArg_ParseTupleAndKeywords(args, kwds, "O:Words", kwlist, &obj))
 		return -1;
+	if (Py_TYPE(self) != &WordsType) {
+		/* A Producer or Consumer is initialised by End_init alone, which
+		 * checks the buffer against the capacity. */
+		PyErr_SetString(PyExc_TypeError, "Words.__init__ on a ring end");
+		return -1;
+	}
 	return words_attach(self, obj);
 }
 
@@ -599,6 +609,7 @@ static int End_init(End *self, PyObject *args, PyObject *kwds)
 	if ((size_t)self->w.view.len < HEADER_SIZE + (size_t)cap || b->buf != self->w.view.buf ||
 	    b->len != self->w.view.len || b->ndim != 1 || b->itemsize != 1) {
 		self->w.has_view = 0;
+		self->w.attached = 0; /* nothing kept: a later init may try again */
 		PyBuffer_Release(&self->w.view);
 		PyErr_SetString(PyExc_ValueError, "End: buffer shorter than the ring, or view not of all its bytes");
 		return -1;

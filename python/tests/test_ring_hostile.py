@@ -255,6 +255,23 @@ class TestEnds(unittest.TestCase):
         self.addCleanup(e.drop_views)
         return e
 
+    def test_one_buffer_ever(self):
+        """An end never takes another buffer, whose length its capacity
+        would not fit: not through Words.__init__ (before or after release),
+        nor a second __init__; and one never initialised refuses Words'."""
+        for kind in (_native.Producer, _native.Consumer):
+            e = self.end(kind)
+            with self.assertRaises((TypeError, ValueError)):
+                _native.Words.__init__(e, bytearray(64))
+            with self.assertRaises(ValueError):
+                kind.__init__(e, bytearray(H + self.CAP), memoryview(bytearray(H + self.CAP)), self.CAP, 0, 0, Corrupt)
+            e.release()
+            with self.assertRaises((TypeError, ValueError)):
+                _native.Words.__init__(e, bytearray(64))
+            fresh = kind.__new__(kind)
+            with self.assertRaises(TypeError):
+                _native.Words.__init__(fresh, bytearray(64))
+
     def test_refusals(self):
         buf = bytearray(H + 256)
         for cap in (0, 32, 100, 512, 1 << 31):  # not a ring's, or past buf
