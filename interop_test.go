@@ -57,6 +57,30 @@ func runPeer(t *testing.T, cmd *exec.Cmd) (stdout, stderr string) {
 	return string(out), errb.String()
 }
 
+// startFDPeer starts c, a peer program, with one end of a socket pair as
+// its fd 3, and returns the other end, the peer's stdout, and a wait that
+// fails t unless the peer exits 0 and quietly.
+func startFDPeer(t *testing.T, c *exec.Cmd) (*net.UnixConn, *bytes.Buffer, func() error) {
+	t.Helper()
+	ours, theirs := socketPairFiles(t)
+	c.ExtraFiles = []*os.File{theirs}
+	var stdout, stderr bytes.Buffer
+	c.Stdout, c.Stderr = &stdout, &stderr
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	theirs.Close() // the peer's now: it must see our end alone
+	conn := fileConn(t, ours)
+	ours.Close()
+	return conn, &stdout, func() error {
+		err := c.Wait()
+		if err != nil || stderr.Len() > 0 {
+			t.Errorf("%s: %v\nstdout:\n%s\nstderr:\n%s", c, err, stdout.Bytes(), stderr.Bytes())
+		}
+		return err
+	}
+}
+
 // readmeBlock returns the first code block in lang of the README's section
 // on Python and Node: the tests run them exactly as the README shows them.
 func readmeBlock(t *testing.T, lang string) string {
@@ -356,28 +380,10 @@ func TestPythonFD(t *testing.T) {
 	checkLeaks(t)
 	python := numPy(t)
 	script := filepath.Join("testdata", "python", "interop.py")
-	// start runs interop.py cmd with one end of a socket pair as its fd 3
-	// and returns the other end.
-	start := func(t *testing.T, cmd string) (*net.UnixConn, *exec.Cmd, func() error) {
+	// start runs interop.py cmd with a socket as its fd 3 (startFDPeer).
+	start := func(t *testing.T, cmd string) (*net.UnixConn, *bytes.Buffer, func() error) {
 		t.Helper()
-		ours, theirs := socketPairFiles(t)
-		c := peerCommand(t, python, "-I", script, cmd, strconv.Itoa(interopFloats))
-		c.ExtraFiles = []*os.File{theirs}
-		var stdout, stderr bytes.Buffer
-		c.Stdout, c.Stderr = &stdout, &stderr
-		if err := c.Start(); err != nil {
-			t.Fatal(err)
-		}
-		theirs.Close() // Python's now: it must see our end alone
-		conn := fileConn(t, ours)
-		ours.Close()
-		return conn, c, func() error {
-			err := c.Wait()
-			if err != nil || stderr.Len() > 0 {
-				t.Errorf("%s: %v\nstdout:\n%s\nstderr:\n%s", c, err, stdout.Bytes(), stderr.Bytes())
-			}
-			return err
-		}
+		return startFDPeer(t, peerCommand(t, python, "-I", script, cmd, strconv.Itoa(interopFloats)))
 	}
 
 	t.Run("GoSends", func(t *testing.T) {
@@ -388,11 +394,10 @@ func TestPythonFD(t *testing.T) {
 			t.Fatal(err)
 		}
 		want := fillQuarters(v)
-		conn, cmd, wait := start(t, "recv-fd")
+		conn, out, wait := start(t, "recv-fd")
 		if err := SendSegment(conn, m.File()); err != nil {
 			t.Fatal(err)
 		}
-		out := cmd.Stdout.(*bytes.Buffer)
 		if wait() != nil {
 			return
 		}

@@ -134,29 +134,10 @@ func TestPythonPackageCreatorLiveness(t *testing.T) {
 // Python's create_anonymous and refuses an unsealed memfd.
 func TestPythonPackageHandover(t *testing.T) {
 	checkLeaks(t)
-	// start runs shmmap_peer.py cmd with one end of a socket pair as its
-	// fd 3 and returns the other end, and a wait that fails t unless the
-	// peer exits 0 and quietly.
+	// start runs shmmap_peer.py cmd with a socket as its fd 3 (startFDPeer).
 	start := func(t *testing.T, cmd string) (*net.UnixConn, *bytes.Buffer, func() error) {
 		t.Helper()
-		ours, theirs := socketPairFiles(t)
-		c := pythonPeer(t, cmd, strconv.Itoa(interopFloats))
-		c.ExtraFiles = []*os.File{theirs}
-		var stdout, stderr bytes.Buffer
-		c.Stdout, c.Stderr = &stdout, &stderr
-		if err := c.Start(); err != nil {
-			t.Fatal(err)
-		}
-		theirs.Close() // Python's now: it must see our end alone
-		conn := fileConn(t, ours)
-		ours.Close()
-		return conn, &stdout, func() error {
-			err := c.Wait()
-			if err != nil || stderr.Len() > 0 {
-				t.Errorf("%s: %v\nstdout:\n%s\nstderr:\n%s", c, err, stdout.Bytes(), stderr.Bytes())
-			}
-			return err
-		}
+		return startFDPeer(t, pythonPeer(t, cmd, strconv.Itoa(interopFloats)))
 	}
 
 	t.Run("GoSends", func(t *testing.T) {
