@@ -205,6 +205,14 @@ func goToPython(t *testing.T, mode string) {
 	if cerr := p.Close(); err == nil {
 		err = cerr
 	}
+	pyStreamDone(t, err, cmd, out, stderr, total, crc, start)
+}
+
+// pyStreamDone ends a stream of pyCount messages, total bytes with CRC-32
+// crc, that started at start: it fails t with the Go side's err, then
+// compares the Python peer's summary line with Go's and waits for it.
+func pyStreamDone(t *testing.T, err error, cmd *exec.Cmd, out *bufio.Reader, stderr *bytes.Buffer, total int, crc uint32, start time.Time) {
+	t.Helper()
 	if err != nil {
 		t.Fatalf("%v; python's stderr:\n%s", err, stderr)
 	}
@@ -254,17 +262,7 @@ func pythonToGo(t *testing.T, mode string) {
 		}
 		return nil
 	})
-	if err != nil {
-		t.Fatalf("%v; python's stderr:\n%s", err, stderr)
-	}
-	got := pyLine(t, out, stderr)
-	if werr := cmd.Wait(); werr != nil {
-		t.Fatalf("python: %v\n%s", werr, stderr)
-	}
-	t.Logf("%d messages, %d bytes in %v", pyCount, total, time.Since(start).Round(time.Millisecond))
-	if want := fmt.Sprintf("count %d bytes %d crc32 %d", pyCount, total, crc); got != want {
-		t.Errorf("python printed %q, want %q", got, want)
-	}
+	pyStreamDone(t, err, cmd, out, stderr, total, crc, start)
 }
 
 // TestPythonProducerKilled: a Go consumer, the creator, reads every message
