@@ -88,7 +88,7 @@ def ring_child(op, size, in_key, out_key):
                 except EOFError:
                     break
                 stamp(buf, i)
-                check(m, buf, i, "python-ring child")
+                check(m, buf, i, "py-ring child")
                 c.release()
                 if out is not None:
                     out.send(buf)
@@ -101,8 +101,8 @@ def ring_child(op, size, in_key, out_key):
 
 
 def conn_child(kind, op, size, a, b, cpu, parent_end):
-    """The child of python-pipe (a: a Connection), python-queue (a, b:
-    Queues, to the child and back) and python-uds (a: a socket)."""
+    """The child of py-pipe (a: a Connection), py-queue (a, b:
+    Queues, to the child and back) and py-uds (a: a socket)."""
     # With fork this process also holds the parent's end: close it, so
     # that the parent's close of it ends recv_bytes with EOFError.
     if parent_end is not None:
@@ -111,12 +111,11 @@ def conn_child(kind, op, size, a, b, cpu, parent_end):
         os.sched_setaffinity(0, {cpu})
     buf = pattern(size)
     if kind == "py-uds":
-        rbuf = bytearray(size)
-        rview = memoryview(rbuf)
+        rview = memoryview(bytearray(size))
     i = 0
     while True:
         if op == "stream" and i == WARM:
-            ack(kind, a, b, b"warm")
+            send(kind, a, b, b"warm")
         if kind == "py-pipe":
             try:
                 m = a.recv_bytes()
@@ -129,38 +128,42 @@ def conn_child(kind, op, size, a, b, cpu, parent_end):
             if m is None:
                 break
         else:
-            if not recv_exact(a, memoryview(rbuf)[:8]):
+            m = recv_frame(a, rview)
+            if m is None:
                 break
-            n = struct.unpack("<Q", rbuf[:8])[0]
-            recv_exact(a, rview[:n])
-            m = rview[:n]
         stamp(buf, i)
         check(m, buf, i, kind + " child")
         if op == "pingpong":
             send(kind, a, b, buf)
         i += 1
     if op == "stream":
-        ack(kind, a, b, b"done %d" % i)
+        send(kind, a, b, b"done %d" % i)
 
 
 def send(kind, a, b, buf):
+    """A child's message to its parent: a reply, or a stream's report."""
     if kind == "py-pipe":
         a.send_bytes(buf)
     elif kind == "py-queue":
         b.put(bytes(buf))
     else:
-        a.sendall(struct.pack("<Q", len(buf)))
-        a.sendall(buf)
+        send_frame(a, buf)
 
 
-def ack(kind, a, b, msg):
-    """A stream child's report to its parent, on the way back."""
-    if kind == "py-pipe":
-        a.send_bytes(msg)
-    elif kind == "py-queue":
-        b.put(msg)
-    else:
-        a.sendall(struct.pack("<Q", len(msg)) + msg)
+def send_frame(s, buf):
+    """py-uds's message: its length (8 bytes), then its bytes."""
+    s.sendall(struct.pack("<Q", len(buf)))
+    s.sendall(buf)
+
+
+def recv_frame(s, view):
+    """The next message of send_frame from s, read into view (a memoryview
+    of a buffer at least as long); None at the end of the stream."""
+    if not recv_exact(s, view[:8]):
+        return None
+    n = struct.unpack("<Q", view[:8])[0]
+    recv_exact(s, view[:n])
+    return view[:n]
 
 
 def recv_exact(s, view):
@@ -180,7 +183,7 @@ def recv_exact(s, view):
 
 
 class Conn:
-    """The parent's side of python-pipe, python-queue or python-uds."""
+    """The parent's side of py-pipe, py-queue or py-uds."""
 
     def __init__(self, kind, op, size, cpu):
         self.kind = kind
@@ -199,8 +202,7 @@ class Conn:
         self.p.start()
         if kind != "py-queue":
             args[0].close()
-        self.rbuf = bytearray(max(size, 64))
-        self.rview = memoryview(self.rbuf)
+        self.rview = memoryview(bytearray(max(size, 64)))
 
     def send(self, buf):
         if self.kind == "py-pipe":
@@ -208,19 +210,17 @@ class Conn:
         elif self.kind == "py-queue":
             self.a.put(bytes(buf))
         else:
-            self.a.sendall(struct.pack("<Q", len(buf)))
-            self.a.sendall(buf)
+            send_frame(self.a, buf)
 
     def recv(self):
         if self.kind == "py-pipe":
             return self.a.recv_bytes()
         if self.kind == "py-queue":
             return self.b.get()
-        if not recv_exact(self.a, self.rview[:8]):
+        m = recv_frame(self.a, self.rview)
+        if m is None:
             raise RuntimeError("the child closed the connection")
-        n = struct.unpack("<Q", self.rbuf[:8])[0]
-        recv_exact(self.a, self.rview[:n])
-        return self.rview[:n]
+        return m
 
     def release(self):
         pass
@@ -251,7 +251,7 @@ class Conn:
 
 
 class Ring:
-    """The parent's side of python-ring and python-go-ring: it creates the
+    """The parent's side of py-ring and py-go-ring: it creates the
     rings (and, for a Go child, the payload segment) and starts the child."""
 
     def __init__(self, kind, op, size, cpu, shmbench):
