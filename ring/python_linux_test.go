@@ -133,17 +133,23 @@ func pyPeer(t *testing.T, stdin *io.WriteCloser, args ...string) (*exec.Cmd, *bu
 	return cmd, bufio.NewReader(out), stderr
 }
 
-// pyLine reads a line of the Python peer's output, failing t with its
-// stderr if there is none within a minute.
-func pyLine(t *testing.T, out *bufio.Reader, stderr *bytes.Buffer) string {
-	t.Helper()
+// nextLine reads the next line of out, with its newline (without one at
+// the end of the output), in a goroutine of its own, and sends it.
+func nextLine(out *bufio.Reader) <-chan string {
 	ch := make(chan string, 1)
 	go func() {
 		s, _ := out.ReadString('\n')
 		ch <- s
 	}()
+	return ch
+}
+
+// pyLine reads a line of the Python peer's output, failing t with its
+// stderr if there is none within a minute.
+func pyLine(t *testing.T, out *bufio.Reader, stderr *bytes.Buffer) string {
+	t.Helper()
 	select {
-	case s := <-ch:
+	case s := <-nextLine(out):
 		if !strings.HasSuffix(s, "\n") {
 			t.Fatalf("the Python peer ended its output with %q; stderr:\n%s", s, stderr)
 		}
@@ -341,11 +347,7 @@ func TestPythonProducerSeesDeath(t *testing.T) {
 // Python end prints "gone" within peerGoneWithin of the kill.
 func pyExpectGone(t *testing.T, kill func(), cmd *exec.Cmd, out *bufio.Reader, stderr *bytes.Buffer) {
 	t.Helper()
-	line := make(chan string, 1)
-	go func() {
-		s, _ := out.ReadString('\n')
-		line <- s
-	}()
+	line := nextLine(out)
 	select {
 	case s := <-line:
 		t.Fatalf("python printed %q while its peer lived; stderr:\n%s", s, stderr)
