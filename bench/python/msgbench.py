@@ -11,6 +11,8 @@ Measures, as ../shared/peers measures its peers (python/msg.py, c/msg.c):
               the child reports it has read all.
 between a parent and a child process, for each implementation:
     py-ring         shmmap.ring, Python on both ends (send; next, release)
+    py-ring-spin    the same, with both ends spinning up to SPIN before they
+                    sleep (set_spin), as Go's go-shmmap-spin
     py-go-ring      shmmap.ring, this Python process and a Go child
                     (cmd/shmbench --ring-child, sending with Producer.Send)
     py-pipe         multiprocessing.Pipe (send_bytes, recv_bytes)
@@ -35,9 +37,10 @@ import time
 
 PINGPONG_SIZES = (64, 1 << 20)
 STREAM_SIZES = (64 << 10, 1 << 20)
-IMPLS = ("py-ring", "py-go-ring", "py-pipe", "py-queue", "py-uds")
+IMPLS = ("py-ring", "py-ring-spin", "py-go-ring", "py-pipe", "py-queue", "py-uds")
 MAX_SAMPLES = 200_000
 STREAM_BYTES = 1 << 30
+SPIN = 100e-6  # seconds: py-ring-spin's set_spin, bench/compare's --spin for Go
 WARM = 32
 K = 0x9E3779B97F4A7C15  # bench/ringbench: the last 8 bytes hold i*K
 now = time.perf_counter_ns
@@ -73,11 +76,14 @@ def ring_capacity(size, op):
 # and "done N" at the end.
 
 
-def ring_child(op, size, in_key, out_key):
+def ring_child(op, size, spin, in_key, out_key):
     from shmmap import ring
     buf = pattern(size)
     with ring.open_consumer(in_key) as c:
         out = ring.open_producer(out_key) if op == "pingpong" else None
+        c.set_spin(spin)
+        if out is not None:
+            out.set_spin(spin)
         try:
             i = 0
             while True:
@@ -251,7 +257,7 @@ class Conn:
 
 
 class Ring:
-    """The parent's side of py-ring and py-go-ring: it creates the
+    """The parent's side of py-ring, py-ring-spin and py-go-ring: it creates the
     rings (and, for a Go child, the payload segment) and starts the child."""
 
     def __init__(self, kind, op, size, cpu, shmbench):
@@ -263,8 +269,12 @@ class Ring:
         keys = [self.out.key] + ([self.inp.key] if self.inp else [])
         mode = "echo" if op == "pingpong" else "sink"
         env = dict(os.environ)
-        if kind == "py-ring":
-            args = [sys.executable, os.path.abspath(__file__), "--child", op, str(size)] + keys
+        spin = SPIN if kind == "py-ring-spin" else 0
+        self.out.set_spin(spin)
+        if self.inp is not None:
+            self.inp.set_spin(spin)
+        if kind != "py-go-ring":
+            args = [sys.executable, os.path.abspath(__file__), "--child", op, str(size), str(spin)] + keys
             if cpu is not None:
                 args = ["taskset", "-c", str(cpu)] + args
         else:
@@ -366,8 +376,14 @@ def stream(peer, size, target_ns):
     return {"iters": msgs, "ns_per_op": round(t / msgs, 1), "gbps": round(sent / t, 3), "bytes": sent}
 
 
+class NotRun(Exception):
+    """A measurement that this setup does not make (its line's error)."""
+
+
 def measure(impl, op, size, target_ns, child_cpu, shmbench):
-    if impl in ("py-ring", "py-go-ring"):
+    if impl == "py-ring-spin" and os.environ.get("SHMMAP_PEERS_PIN") == "same":
+        raise NotRun("not run: SHMMAP_PEERS_PIN=same leaves one CPU to two spinners")
+    if impl in ("py-ring", "py-ring-spin", "py-go-ring"):
         peer = Ring(impl, op, size, child_cpu, shmbench)
     else:
         peer = Conn(impl, op, size, child_cpu)
@@ -389,8 +405,8 @@ def main():
     ap.add_argument("--child", nargs="+")
     a = ap.parse_args()
     if a.child:
-        op, size, *keys = a.child
-        ring_child(op, int(size), keys[0], keys[1] if len(keys) > 1 else None)
+        op, size, spin, *keys = a.child
+        ring_child(op, int(size), float(spin), keys[0], keys[1] if len(keys) > 1 else None)
         return
     target = 10**8 if a.quick else 10**9
     pin = os.environ.get("SHMMAP_PEERS_PIN", "")

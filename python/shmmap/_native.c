@@ -534,6 +534,63 @@ static int futex_nap(End *e, size_t off, uint32_t old, double nap)
 	return -1;
 }
 
+/* cpu_relax hints to the CPU that the caller spins on a word. */
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#elif defined(__aarch64__)
+	__asm__ __volatile__("yield");
+#endif
+}
+
+static double mono_seconds(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* spin_while watches the word at w while it holds old, for at most secs
+ * seconds (0 to 1, checked by the caller), with the GIL released and
+ * without a system call, and returns whether it moved (ring.py, set_spin;
+ * Go's spinWhile). The clock is read every 16 loads. */
+static int spin_while(End *e, _Atomic uint32_t *w, uint32_t old, double secs)
+{
+	int moved = 0;
+	e->w.waiting++;
+	Py_BEGIN_ALLOW_THREADS
+	double end = 0;
+	for (unsigned long i = 1;; i++) {
+		if (atomic_load(w) != old) {
+			moved = 1;
+			break;
+		}
+		cpu_relax();
+		if (i % 16 == 0) {
+			if (i == 16)
+				end = mono_seconds() + secs;
+			else if (mono_seconds() >= end)
+				break;
+		}
+	}
+	Py_END_ALLOW_THREADS
+	e->w.waiting--;
+	return moved;
+}
+
+static int parse_spin(PyObject *arg, double *secs)
+{
+	*secs = PyFloat_AsDouble(arg);
+	if (*secs == -1.0 && PyErr_Occurred())
+		return -1;
+	if (!(*secs >= 0 && *secs <= 1)) {
+		PyErr_SetString(PyExc_ValueError, "spin out of 0 to 1 seconds");
+		return -1;
+	}
+	return 0;
+}
+
 enum { AW_NAPPED = 0, AW_AGAIN = 1, AW_PEER_CLOSED = 2 };
 
 /* await_word is one step of LAYOUT.md's "Waiting, in full": it stores 1 in
@@ -956,6 +1013,19 @@ static PyObject *P_await_head(End *p, PyObject *arg)
 	return r < 0 ? NULL : PyLong_FromLong(r);
 }
 
+PyDoc_STRVAR(P_spin_doc, "spin(secs) -> bool\n\n"
+	"Watches head while it holds the head last seen, for at most secs seconds\n"
+	"(0 to 1), with the GIL released and no system call; returns whether it\n"
+	"moved. For a wait for room, before await_head.");
+
+static PyObject *P_spin(End *p, PyObject *arg)
+{
+	double secs;
+	if (parse_spin(arg, &secs) < 0 || !end_open(p))
+		return NULL;
+	return PyBool_FromLong(spin_while(p, at(p, OFF_HEAD), p->head, secs));
+}
+
 PyDoc_STRVAR(P_moved_doc, "moved() -> bool\n\nWhether the shared head differs from the head last seen.");
 
 static PyObject *P_moved(End *p, PyObject *Py_UNUSED(ignored))
@@ -1082,6 +1152,20 @@ static PyObject *C_give(End *c, PyObject *strict)
 	Py_RETURN_TRUE;
 }
 
+PyDoc_STRVAR(C_spin_doc, "spin(secs) -> bool\n\n"
+	"Watches the stamp word of the record at next while it holds what take()\n"
+	"last found there, for at most secs seconds (0 to 1), with the GIL\n"
+	"released and no system call; returns whether it changed. For a wait\n"
+	"for a record, before await_tail; take() looks at what came.");
+
+static PyObject *C_spin(End *c, PyObject *arg)
+{
+	double secs;
+	if (parse_spin(arg, &secs) < 0 || !end_open(c))
+		return NULL;
+	return PyBool_FromLong(spin_while(c, &rec_at(c, c->pos)[1], c->old, secs));
+}
+
 PyDoc_STRVAR(C_await_doc, "await_tail(nap) -> int\n\n"
 	"One step of the wait for the record at next, after take() found none\n"
 	"(LAYOUT.md, \"Consuming\", \"End of stream\", \"Waiting, in full\"): loads\n"
@@ -1154,6 +1238,7 @@ static PyMethodDef Producer_methods[] = {
 	{"abort", (PyCFunction)P_abort, METH_NOARGS, P_abort_doc},
 	{"send", (PyCFunction)P_send, METH_O, P_send_doc},
 	{"await_head", (PyCFunction)P_await_head, METH_O, P_await_doc},
+	{"spin", (PyCFunction)P_spin, METH_O, P_spin_doc},
 	{"moved", (PyCFunction)P_moved, METH_NOARGS, P_moved_doc},
 	{"drop_views", (PyCFunction)P_drop_views, METH_NOARGS, drop_views_doc},
 	{NULL, NULL, 0, NULL},
@@ -1163,6 +1248,7 @@ static PyMethodDef Consumer_methods[] = {
 	{"take", (PyCFunction)C_take, METH_NOARGS, C_take_doc},
 	{"give", (PyCFunction)C_give, METH_O, C_give_doc},
 	{"await_tail", (PyCFunction)C_await_tail, METH_O, C_await_doc},
+	{"spin", (PyCFunction)C_spin, METH_O, C_spin_doc},
 	{"moved", (PyCFunction)C_moved, METH_NOARGS, C_moved_doc},
 	{"drop_views", (PyCFunction)C_drop_views, METH_NOARGS, drop_views_doc},
 	{NULL, NULL, 0, NULL},

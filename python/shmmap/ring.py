@@ -34,6 +34,16 @@ of a message. A timeout (seconds, None for none) ends a wait with
 TimeoutError; timeout=0 takes what is there and never waits. Ctrl-C
 interrupts a wait with KeyboardInterrupt.
 
+Spinning. A wake-up costs the sleeper's system calls and the kernel's
+hand-over, which is slow when the sleeper's CPU is idle and must be woken
+first. set_spin(seconds) makes an end's waits first watch the ring for up
+to that long (at most 10 ms), with the GIL released and without a system
+call, and sleep only after that: when the peer answers within it, on
+another CPU, the hand-over costs only the transfer of cache lines. The
+price is a CPU kept busy for up to that long by each wait, so spin only
+with a CPU to spare for each end. By default neither end spins (as Go's
+SetSpin).
+
 Hostile peers. The peer shares the segment and may write anything there at
 any moment. Every position and record this end reads is checked before it
 indexes anything (LAYOUT.md, "A record is corrupt" and "The positions are
@@ -130,6 +140,7 @@ STAMPED = 4
 
 M32 = 0xFFFFFFFF
 POLL = 0.2  # seconds between liveness checks of a waiting end, as Go's
+MAX_SPIN = 0.01  # seconds: the longest spin set_spin allows, as Go's maxSpin
 _WAKE_ALL = 0x7FFFFFFF
 
 # Segments (Go: shmmap.CreateNamed, Map; internal/shm/open_linux.go).
@@ -354,6 +365,7 @@ class _End:
         self._cap = capacity
         self._creator = creator
         self._closed = False
+        self._spin = 0.0
         # The end proper (shmmap._native.Producer or Consumer): the positions
         # and the per-message work, over the mapping it holds until close;
         # the views it hands out are slices of _base, which it releases.
@@ -371,6 +383,30 @@ class _End:
                 self._unlink()
             os.close(fd)
             raise
+
+    def set_spin(self, seconds):
+        """Makes this end's waits (reserve's for room, next's for a message)
+        first watch the ring for up to seconds before they sleep, and 0
+        (the default) not at all; see "Spinning" in the module's doc. Values
+        above 10 ms count as 10 ms, below 0 as 0; a wait's timeout ends its
+        spin too. Raises TypeError for a non-number, ValueError for NaN."""
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+            raise TypeError(f"ring: spin of {seconds!r}: want seconds, a number")
+        if seconds != seconds:
+            raise ValueError("ring: spin of NaN seconds")
+        self._spin = min(max(float(seconds), 0.0), MAX_SPIN)
+
+    def _spun(self, deadline):
+        """Whether a spin of at most set_spin's time, and not past deadline,
+        saw the word this end waits on change."""
+        spin = self._spin
+        if spin <= 0:
+            return False
+        if deadline is not None:
+            spin = min(spin, deadline - time.monotonic())
+            if spin <= 0:
+                return False
+        return self._w.spin(spin)
 
     @property
     def key(self):
@@ -614,6 +650,8 @@ class Producer(_End):
     def _room(self, rec, deadline):
         """Waits until rec bytes after tail are free."""
         w = self._w
+        if w.room(rec) or (self._spun(deadline) and w.room(rec)):
+            return
         while not w.room(rec):
             r = w.await_head(_nap(deadline))
             if r == 2:
@@ -682,6 +720,10 @@ class Consumer(_End):
         and "End of stream"), and takes the record once it is there."""
         w = self._w
         deadline = None if timeout is None else time.monotonic() + timeout
+        if self._spun(deadline):
+            v = w.take()
+            if v is not None:
+                return v
         while True:
             if w.await_tail(_nap(deadline)):
                 v = w.take()

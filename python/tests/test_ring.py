@@ -379,6 +379,145 @@ time.sleep(60)
 """
 
 
+class TestSpin(RingTest):
+    """set_spin: a wait watches the ring first, and sleeps only after."""
+
+    def long_spins(self):
+        # Spins that outlast a slow machine's scheduling, as Go's tests
+        # raise maxSpin.
+        self.addCleanup(setattr, ring, "MAX_SPIN", ring.MAX_SPIN)
+        ring.MAX_SPIN = 1.0
+
+    def test_set_spin_values(self):
+        p, c = self.pair(64)
+        for given, want in [(0.001, 0.001), (1, 0.01), (float("inf"), 0.01), (-1, 0.0),
+                            (float("-inf"), 0.0), (0, 0.0)]:
+            c.set_spin(given)
+            self.assertEqual(c._spin, want, given)
+        for bad in ("1", None, True, b"", 1j):
+            with self.assertRaises(TypeError):
+                p.set_spin(bad)
+        with self.assertRaises(ValueError):
+            p.set_spin(float("nan"))
+        self.assertEqual(p._spin, 0.0)
+
+    def test_native_spin_bounds(self):
+        p, c = self.pair(64)
+        for bad in (-0.1, 1.5, float("nan"), float("inf")):
+            with self.assertRaises(ValueError):
+                c._w.spin(bad)
+            with self.assertRaises(ValueError):
+                p._w.spin(bad)
+        with self.assertRaises(TimeoutError):
+            c.next(timeout=0)  # take() found no record: spin watches its stamp
+        self.assertFalse(c._w.spin(0.001))
+        self.assertFalse(p._w.spin(0.001))
+
+    def test_native_spin_sees_change(self):
+        p, c = self.pair(64)
+        with self.assertRaises(TimeoutError):
+            c.next(timeout=0)
+        sender = threading.Timer(0.05, p.send, (b"x" * 40,))
+        sender.start()
+        self.addCleanup(sender.join)
+        self.assertTrue(c._w.spin(1.0))  # the stamp at next changed
+        sender.join()
+        drainer = threading.Timer(0.05, lambda: (c.next(), c.release()))
+        self.assertFalse(p._w.room(64))
+        drainer.start()
+        self.addCleanup(drainer.join)
+        self.assertTrue(p._w.spin(1.0))  # head moved
+
+    def test_consumer_spin_takes_without_sleep(self):
+        self.long_spins()
+        p, c = self.pair(4096)
+        c.set_spin(1.0)
+        sender = threading.Timer(0.05, p.send, (b"spun",))
+        sender.start()
+        self.addCleanup(sender.join)
+        self.assertEqual(bytes(c.next(timeout=5)), b"spun")
+        sender.join()
+        # The consumer never set its sleeper flag: the commit made no call.
+        self.assertEqual(p._w.wakes, 0)
+
+    def test_producer_spin_gets_room_without_sleep(self):
+        self.long_spins()
+        p, c = self.pair(64)
+        p.send(b"x" * 40)  # the ring is full
+        p.set_spin(1.0)
+
+        def drain():
+            c.next()
+            c.release()
+
+        drainer = threading.Timer(0.05, drain)
+        drainer.start()
+        self.addCleanup(drainer.join)
+        p.send(b"y" * 40, timeout=5)
+        drainer.join()
+        self.assertEqual(c._w.wakes, 0)  # the producer never slept
+        self.assertEqual(bytes(c.next(timeout=5)), b"y" * 40)
+
+    def test_spin_then_sleep(self):
+        # A message that comes after the spin still comes: the wait sleeps.
+        p, c = self.pair(4096)
+        c.set_spin(0.001)
+        sender = threading.Timer(0.2, p.send, (b"late",))
+        sender.start()
+        self.addCleanup(sender.join)
+        self.assertEqual(bytes(c.next(timeout=5)), b"late")
+        sender.join()
+        self.assertEqual(p._w.wakes, 1)
+
+    def test_timeout_ends_spin(self):
+        self.long_spins()
+        p, c = self.pair(64)
+        c.set_spin(1.0)
+        p.set_spin(1.0)
+        t0 = time.monotonic()
+        with self.assertRaises(TimeoutError):
+            c.next(timeout=0.05)
+        p.send(b"x" * 40)
+        with self.assertRaises(TimeoutError):
+            p.reserve(40, timeout=0.05)
+        self.assertLess(time.monotonic() - t0, 0.9)  # not the full 1 s spins
+        with self.assertRaises(TimeoutError):
+            p.reserve(40, timeout=0)  # timeout=0: no spin, no wait
+
+    def test_eof_after_spin(self):
+        self.long_spins()
+        p, c = self.pair(256)
+        c.set_spin(0.1)
+        closer = threading.Timer(0.02, p.close)
+        closer.start()
+        self.addCleanup(closer.join)
+        with self.assertRaises(EOFError):
+            c.next(timeout=5)
+
+    def test_close_while_spinning(self):
+        # A spin holds the mapping as a futex wait does: close from another
+        # thread meanwhile is refused, never an unmap under the spin.
+        self.long_spins()
+        p, c = self.pair(64)
+        c.set_spin(0.5)
+        got = []
+
+        def close():
+            try:
+                c.close()
+            except BaseException as e:  # noqa: BLE001 - the test looks at it
+                got.append(e)
+
+        closer = threading.Timer(0.05, close)
+        closer.start()
+        self.addCleanup(closer.join)
+        with self.assertRaises(TimeoutError):
+            c.next(timeout=0.3)
+        closer.join()
+        self.assertEqual([type(e) for e in got], [BufferError])
+        self.assertFalse(c.closed)
+
+
 class TestDeadPeer(RingTest):
     def child(self, mode, key):
         env = dict(os.environ)
