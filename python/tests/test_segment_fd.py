@@ -128,6 +128,85 @@ class TestAnonymous(SegTestCase):
                 self.assertIsInstance(cm.exception, OSError)
             self.assertEqual(self.map(fd, readonly=readonly).sealed, sealed, what)
 
+    def test_require_sealed_hugetlbfs(self):
+        """On hugetlbfs a hole punched into the file gives its huge page
+        back, so Go's rule there wants a write seal too; a memfd seen as on
+        hugetlbfs (fstatfs patched) stands in for a huge page pool."""
+        WRITE, FUTURE = _linux.F_SEAL_WRITE, _linux.F_SEAL_FUTURE_WRITE
+        cases = [  # seals, readonly, accepted
+            (SHRINK, True, False),
+            (SHRINK | GROW, False, False),
+            (SHRINK | FUTURE, True, True),
+            (SHRINK | WRITE, True, True),
+            (SHRINK | GROW | FUTURE, True, True),
+            (FUTURE, True, False),
+        ]
+        huge = mock.patch.object(_linux, "fs_type", return_value=_linux.HUGETLBFS_MAGIC)
+        for seals, readonly, accepted in cases:
+            fd = self.memfd(4096, seals)
+            what = (_linux.seal_names(seals), readonly)
+            with huge:
+                if accepted:
+                    self.assertTrue(self.map(fd, readonly=True, require_sealed=True).sealed, what)
+                else:
+                    with self.assertRaises(shmmap.NotSealed, msg=what):
+                        shmmap.map_fd(fd, readonly=readonly, require_sealed=True)
+                self.assertEqual(self.map(fd, readonly=True).sealed, accepted, what)
+            # The same seals on tmpfs: the write seal is not asked for.
+            self.assertEqual(self.map(fd, readonly=True).sealed, bool(seals & SHRINK), what)
+
+    def test_fallocate_in_pieces(self):
+        """Memory is reserved in pieces of _BIG bytes, as Go's InitSegment
+        reserves it (here _BIG is 8 KiB instead of 1 GiB)."""
+        calls = []
+        real = os.posix_fallocate
+
+        def record(fd, off, n):
+            calls.append((off, n))
+            return real(fd, off, n)
+
+        with mock.patch.object(_linux, "_BIG", 8192), mock.patch("os.posix_fallocate", record):
+            seg = self.anon(3 * 8192 + 100)
+        self.assertEqual(calls, [(0, 8192), (8192, 8192), (16384, 8192), (24576, 100)])
+        self.assertEqual(seg.size, 3 * 8192 + 100)
+        self.assertEqual(os.fstat(seg.fileno()).st_size, 3 * 8192 + 100)
+
+    def test_more_than_free(self):
+        """Above _BIG bytes a size that the filesystem's free space (or, for
+        a memfd's hidden tmpfs, memory and swap) cannot hold fails before
+        any fallocate, and leaves nothing."""
+        calls = []
+
+        class Full:
+            f_blocks, f_bavail, f_frsize = 1000, 2, 4096
+
+        class Unbounded:
+            f_blocks, f_bavail, f_frsize = 0, 0, 4096
+
+        for statvfs, memory, err in [(Full, None, errno.ENOSPC), (Unbounded, 20000, errno.ENOMEM)]:
+            patches = [mock.patch.object(_linux, "_BIG", 8192),
+                       mock.patch("os.posix_fallocate", lambda fd, off, n: calls.append(n)),
+                       mock.patch("os.fstatvfs", lambda fd: statvfs())]
+            if memory is not None:
+                patches.append(mock.patch.object(_linux, "_memory_and_swap", return_value=memory))
+            for p in patches:
+                p.start()
+            try:
+                with self.assertRaises(OSError) as cm:
+                    shmmap.create_anonymous(3 * 8192)
+                with self.assertRaises(OSError) as cm2:
+                    seg = shmmap.create(3 * 8192)
+                    seg.unlink()  # the test failed; leave nothing still
+                    seg.close()
+            finally:
+                for p in reversed(patches):
+                    p.stop()
+            self.assertEqual((cm.exception.errno, cm2.exception.errno), (err, err))
+            self.assertEqual(calls, [])
+            # Sizes at most _BIG go straight to fallocate, which decides.
+            with mock.patch.object(_linux, "_BIG", 8192), mock.patch("os.fstatvfs", lambda fd: statvfs()):
+                self.anon(8192)
+
     def test_named_segment_never_sealed(self):
         seg = shmmap.create(4096)
         self.made(seg.key)
