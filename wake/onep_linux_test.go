@@ -10,10 +10,12 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // The tests of a process with one P (GOMAXPROCS=1), where the first sleep
-// of a WaitPeer keeps the P for at most heldSleep (see heldSleep). Each runs in a
+// of a WaitPeer keeps the P for at most heldSleep(). Each runs in a
 // helper process, which sets GOMAXPROCS=1 for itself.
 
 func init() {
@@ -101,12 +103,30 @@ func runOneP(t *testing.T, name string) string {
 }
 
 // TestOnePHeld: with one P a WaitPeer's first sleep keeps it, once per
-// wait, for heldSleep; a WaitUntil's never does (its waker may be a
+// wait, for heldSleep(); a WaitUntil's never does (its waker may be a
 // goroutine of this process, which needs the P), nor any with two Ps.
 func TestOnePHeld(t *testing.T) {
-	want := fmt.Sprint("1 0 0 ", heldSleep)
-	if got := runOneP(t, "held"); got != want || heldSleep > time.Millisecond {
-		t.Fatalf("sleeps that kept the P: WaitPeer with one P, WaitUntil, WaitPeer with two Ps, and the first's length: %s, want %s, at most 1ms", got, want)
+	want := fmt.Sprint("1 0 0 ", heldSleep())
+	if got := runOneP(t, "held"); got != want {
+		t.Fatalf("sleeps that kept the P: WaitPeer with one P, WaitUntil, WaitPeer with two Ps, and the first's length: %s, want %s", got, want)
+	}
+}
+
+// TestHeldSleepIsATick: a held sleep lasts the kernel's tick, the
+// resolution of CLOCK_MONOTONIC_COARSE, within 1 to 10 ms, so that its
+// timer never expires before the tick's (see heldSleep).
+func TestHeldSleepIsATick(t *testing.T) {
+	var ts unix.Timespec
+	if err := unix.ClockGetres(unix.CLOCK_MONOTONIC_COARSE, &ts); err != nil {
+		t.Fatal(err)
+	}
+	tick := time.Duration(ts.Nano())
+	want := min(max(tick, time.Millisecond), 10*time.Millisecond)
+	if got := heldSleep(); got != want {
+		t.Fatalf("heldSleep() = %v, want %v (the tick: %v)", got, want, tick)
+	}
+	if tick < time.Millisecond || tick > 10*time.Millisecond {
+		t.Logf("a tick of %v, outside 1 to 10 ms", tick)
 	}
 }
 

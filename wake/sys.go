@@ -8,6 +8,7 @@ import "math"
 //	wait(addr *uint32, old, tag uint32, timeout time.Duration) (result, error)
 //	waitHeld(addr *uint32, old, tag uint32, timeout time.Duration) (result, error)
 //	const holdP bool
+//	sleepTick() time.Duration
 //	wake(addr *uint32, n int) (int, error)
 //	wakeTag(addr *uint32, tag uint32)
 //

@@ -196,7 +196,7 @@ func waitUntil(ctx context.Context, addr *uint32, old uint32, deadline time.Time
 			// One P: sleep first for a moment without letting it go (see
 			// heldSleep).
 			held = false
-			d := heldSleep
+			d := heldSleep()
 			if timeout >= 0 && timeout < d {
 				d = timeout
 			}
@@ -263,11 +263,21 @@ func Wake(addr *uint32, n int) (woken int, err error) {
 // switches for each wait that lasts longer than a tick, as a ping-pong of
 // large messages does (BENCHMARKS.md). A raw system call keeps the P, so
 // none of that happens, at the cost of the other goroutines waiting for
-// it: for at most heldSleep (a signal, such as a profiler's, ends the
+// it: for at most heldSleep() (a signal, such as a profiler's, ends the
 // held sleep early). (A Gosched before the sleep, to let goroutines that
 // were ready go first, slowed a ping-pong of small messages on one CPU
 // too much: BENCHMARKS.md, "One P".)
-const heldSleep = time.Millisecond
+//
+// heldSleep returns the kernel's tick (sleepTick), within 1 to 10 ms: a
+// sleep's timer that would expire before the CPU's next tick makes the
+// kernel reprogram its clock device when the sleep starts and again when
+// a wake-up cancels it, which on a virtual machine costs a few µs each
+// time, as much as the rest of a small message's hand-over (BENCHMARKS.md,
+// "One P"); a timer a tick away never comes first. At most 10 ms, the
+// slice after which the runtime preempts a goroutine that keeps its P.
+func heldSleep() time.Duration {
+	return min(max(sleepTick(), time.Millisecond), 10*time.Millisecond)
+}
 
 // maxSleep bounds each sleep in the kernel: a far deadline is slept in
 // steps, so that its absolute time fits a 32-bit timespec.

@@ -115,6 +115,9 @@ const maxFaults = 100
 // kept it would need a raw call into libSystem.
 const holdP = false
 
+// sleepTick: with holdP false, no sleep is held to its length.
+func sleepTick() time.Duration { return 0 }
+
 func waitHeld(addr *uint32, old uint32, tag uint32, timeout time.Duration) (result, error) {
 	return wait(addr, old, tag, timeout)
 }

@@ -56,6 +56,17 @@ func waitHeld(addr *uint32, old uint32, tag uint32, timeout time.Duration) (resu
 // holdP: on Linux a short sleep may keep its P (see WaitPeer).
 const holdP = true
 
+// sleepTick returns the period of the kernel's tick, the resolution of
+// CLOCK_MONOTONIC_COARSE (a jiffy: 4 ms with HZ=250), read once; 0 if the
+// kernel does not tell.
+var sleepTick = sync.OnceValue(func() time.Duration {
+	var ts unix.Timespec
+	if unix.ClockGetres(unix.CLOCK_MONOTONIC_COARSE, &ts) != nil {
+		return 0
+	}
+	return time.Duration(ts.Nano())
+})
+
 // futexWait sleeps as wait does, in a raw system call if raw. The calls
 // are direct, so that the compiler keeps &ts valid through each (the rule
 // of unsafe.Pointer for a conversion in a system call's argument list).
