@@ -43,7 +43,7 @@
 // kernel whether its peer is still alive (see Dead peers); a wait ends with
 // ctx.Err() when ctx ends. In a process with one P (GOMAXPROCS=1, as
 // under taskset -c N or a one-CPU cpuset) on Linux, a wait for a peer in
-// another process keeps the P for its first millisecond (wake.WaitPeer),
+// another process keeps the P for its first tick, 1 to 10 ms (wake.WaitPeer),
 // which makes a ping-pong of large messages on one CPU about as fast as
 // with more Ps; the process' other goroutines wait meanwhile. Ends in one
 // process never keep it.

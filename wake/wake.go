@@ -45,13 +45,14 @@
 // In a process with one P (GOMAXPROCS=1: a process run under taskset -c N
 // or in a container given one CPU by cpuset, on a one-CPU machine, or with
 // GOMAXPROCS set; Go gives a container limited by CPU quota at least two),
-// WaitPeer on Linux first sleeps for up to 1 ms keeping the P, and only
-// then sleeps letting it go: with one P, letting it go costs the runtime
+// WaitPeer on Linux first sleeps for up to a tick of the kernel's clock
+// (1 to 10 ms; 4 ms with HZ=250) keeping the P, and only then sleeps
+// letting it go: with one P, letting it go costs the runtime
 // several context switches on the only CPU, more than a short wait itself
 // (BENCHMARKS.md). Meanwhile the process' other goroutines, and a
 // cancellation, wait, as they would behind a goroutine that computes; the
 // waits add up: a goroutine that waits again and again with WaitPeer, each
-// wait ended within the millisecond, keeps the P until the runtime
+// wait ended within the tick, keeps the P until the runtime
 // preempts it (after 10 ms), and many goroutines in WaitPeer at once hold
 // it in turn. Wait and WaitUntil never keep the P: use WaitPeer only where
 // the waker is another process and this one has little else to run.
@@ -59,7 +60,7 @@
 // # Cancellation
 //
 // When a Wait's context ends, Wait returns ctx.Err() promptly (WaitPeer
-// with one P, within about 1 ms: see Threads), even while its thread
+// with one P, within a tick: see Threads), even while its thread
 // sleeps in the kernel: a function registered with
 // context.AfterFunc wakes the sleeper, and repeats until the waiter has
 // gone, so that a cancellation that comes just before the waiter falls
@@ -145,7 +146,7 @@ func WaitUntil(ctx context.Context, addr *uint32, old uint32, deadline time.Time
 // WaitPeer is WaitUntil for a word that only another process changes and
 // wakes, never a goroutine of this one. The difference shows in a process
 // with one P (GOMAXPROCS=1) on Linux: the wait's first sleep, of at most
-// 1 ms, keeps the P (see Threads in the package documentation), which a
+// a tick (1 to 10 ms), keeps the P (see Threads in the package documentation), which a
 // waker in this process would need to run, so that it would wait for that
 // sleep to end; a waker in another process does not. Elsewhere WaitPeer is
 // WaitUntil. Its errors are WaitUntil's: ctx.Err(), os.ErrDeadlineExceeded,
