@@ -146,9 +146,9 @@ func WaitUntil(ctx context.Context, addr *uint32, old uint32, deadline time.Time
 // WaitPeer is WaitUntil for a word that only another process changes and
 // wakes, never a goroutine of this one. The difference shows in a process
 // with one P (GOMAXPROCS=1) on Linux: the wait's first sleep, of at most
-// a tick (1 to 10 ms), keeps the P (see Threads in the package documentation), which a
-// waker in this process would need to run, so that it would wait for that
-// sleep to end; a waker in another process does not. Elsewhere WaitPeer is
+// a tick (1 to 10 ms), keeps the P (see Threads in the package
+// documentation), which a waker in this process would need to run, so that
+// it would wait for that sleep to end; a waker in another process does not. Elsewhere WaitPeer is
 // WaitUntil. Its errors are WaitUntil's: ctx.Err(), os.ErrDeadlineExceeded,
 // an error wrapping ErrAddress, or an *os.SyscallError.
 func WaitPeer(ctx context.Context, addr *uint32, old uint32, deadline time.Time) error {
