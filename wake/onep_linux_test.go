@@ -26,7 +26,7 @@ func init() {
 //
 //   - held: a WaitPeer of 50 ms, a WaitUntil, then a WaitPeer with two
 //     Ps; prints how many sleeps kept the P in each and how long the first
-//     was ("1 0 0 1ms").
+//     was ("1 0 0 4ms" with HZ=250).
 //   - others: a goroutine that sleeps 200 µs at a time runs on while
 //     another waits 300 ms on a word that nothing changes; prints its
 //     count of turns and the wait's error.
@@ -127,6 +127,22 @@ func TestHeldSleepIsATick(t *testing.T) {
 	}
 	if tick < time.Millisecond || tick > 10*time.Millisecond {
 		t.Logf("a tick of %v, outside 1 to 10 ms", tick)
+	}
+}
+
+// TestHeldSleepFor: the tick, kept within 1 to 10 ms, for ticks this
+// kernel does not have: none (ClockGetres failed), gVisor's 1 ns, HZ=1000,
+// 300, 250, 100, and coarser.
+func TestHeldSleepFor(t *testing.T) {
+	ms := time.Millisecond
+	for _, c := range []struct{ tick, want time.Duration }{
+		{-1, ms}, {0, ms}, {1, ms}, {ms - 1, ms}, {ms, ms},
+		{3333333, 3333333}, {4 * ms, 4 * ms}, {10 * ms, 10 * ms},
+		{10*ms + 1, 10 * ms}, {time.Second, 10 * ms},
+	} {
+		if got := heldSleepFor(c.tick); got != c.want {
+			t.Errorf("heldSleepFor(%v) = %v, want %v", c.tick, got, c.want)
+		}
 	}
 }
 

@@ -45,9 +45,9 @@
 // In a process with one P (GOMAXPROCS=1: a process run under taskset -c N
 // or in a container given one CPU by cpuset, on a one-CPU machine, or with
 // GOMAXPROCS set; Go gives a container limited by CPU quota at least two),
-// WaitPeer on Linux first sleeps for up to a tick of the kernel's clock
-// (1 to 10 ms; 4 ms with HZ=250) keeping the P, and only then sleeps
-// letting it go: with one P, letting it go costs the runtime
+// WaitPeer on Linux first sleeps for up to a tick of the kernel's clock,
+// kept within 1 to 10 ms (4 ms with HZ=250), keeping the P, and only then
+// sleeps letting it go: with one P, letting it go costs the runtime
 // several context switches on the only CPU, more than a short wait itself
 // (BENCHMARKS.md). Meanwhile the process' other goroutines, and a
 // cancellation, wait, as they would behind a goroutine that computes; the
@@ -148,9 +148,10 @@ func WaitUntil(ctx context.Context, addr *uint32, old uint32, deadline time.Time
 // with one P (GOMAXPROCS=1) on Linux: the wait's first sleep, of at most
 // a tick (1 to 10 ms), keeps the P (see Threads in the package
 // documentation), which a waker in this process would need to run, so that
-// it would wait for that sleep to end; a waker in another process does not. Elsewhere WaitPeer is
-// WaitUntil. Its errors are WaitUntil's: ctx.Err(), os.ErrDeadlineExceeded,
-// an error wrapping ErrAddress, or an *os.SyscallError.
+// it would wait for that sleep to end; a waker in another process does
+// not. Elsewhere WaitPeer is WaitUntil. Its errors are WaitUntil's:
+// ctx.Err(), os.ErrDeadlineExceeded, an error wrapping ErrAddress, or an
+// *os.SyscallError.
 func WaitPeer(ctx context.Context, addr *uint32, old uint32, deadline time.Time) error {
 	return waitUntil(ctx, addr, old, deadline, true)
 }
@@ -274,10 +275,14 @@ func Wake(addr *uint32, n int) (woken int, err error) {
 // kernel reprogram its clock device when the sleep starts and again when
 // a wake-up cancels it, which on a virtual machine costs a few µs each
 // time, as much as the rest of a small message's hand-over (BENCHMARKS.md,
-// "One P"); a timer a tick away never comes first. At most 10 ms, the
-// slice after which the runtime preempts a goroutine that keeps its P.
-func heldSleep() time.Duration {
-	return min(max(sleepTick(), time.Millisecond), 10*time.Millisecond)
+// "A held sleep lasts a tick"); a timer a tick away never comes first. At
+// most 10 ms, the slice after which the runtime preempts a goroutine that
+// keeps its P; at least 1 ms, for a kernel that reports no tick.
+func heldSleep() time.Duration { return heldSleepFor(sleepTick()) }
+
+// heldSleepFor is heldSleep for a tick of tick.
+func heldSleepFor(tick time.Duration) time.Duration {
+	return min(max(tick, time.Millisecond), 10*time.Millisecond)
 }
 
 // maxSleep bounds each sleep in the kernel: a far deadline is slept in
