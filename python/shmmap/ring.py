@@ -650,12 +650,14 @@ class Producer(_End):
     def _room(self, rec, deadline):
         """Waits until rec bytes after tail are free."""
         w = self._w
-        if w.room(rec) or (self._spun(deadline) and w.room(rec)):
-            return
+        spin = True  # first, and after each move of head that left too little (Go's room)
         while not w.room(rec):
+            if spin and self._spun(deadline):
+                continue
             r = w.await_head(_nap(deadline))
             if r == 2:
                 raise PeerGone("ring: the consumer has closed")
+            spin = r == 1
             if r == 0:
                 self._napped(deadline, STATE_CONS_CLOSED)
 

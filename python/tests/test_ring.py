@@ -517,6 +517,115 @@ class TestSpin(RingTest):
         self.assertEqual([type(e) for e in got], [BufferError])
         self.assertFalse(c.closed)
 
+    def test_native_spin_after_close(self):
+        # The mapping is gone: spin raises, never loads from it.
+        p, c = self.pair(64)
+        p.close()
+        c.close()
+        for end in (p, c):
+            with self.assertRaisesRegex(ValueError, "released"):
+                end._w.spin(0.001)
+
+    def test_spin_lasts_its_time(self):
+        p, c = self.pair(64)
+        with self.assertRaises(TimeoutError):
+            c.next(timeout=0)
+        for end in (p, c):
+            t0 = time.monotonic()
+            self.assertFalse(end._w.spin(0.1))
+            d = time.monotonic() - t0
+            self.assertGreaterEqual(d, 0.1)
+            self.assertLess(d, 0.19)  # not twice its time
+
+    def test_consumer_spin_on_a_stale_stamp(self):
+        # A full ring leaves the stamp of the lap before at next (the
+        # producer's clear had no room): the spin watches that value; and,
+        # with a message taken and not released, it watches next, not head.
+        self.long_spins()
+        p, c = self.pair(64)
+        c.set_spin(1.0)
+        p.send(b"x" * 40)  # one record of 64 bytes: the stamp at 0 stays
+        c.next()
+        c.release()
+        for msg in (b"", b"spun"):  # the first taken and kept
+            sender = threading.Timer(0.05, p.send, (msg,))
+            sender.start()
+            self.addCleanup(sender.join)
+            self.assertEqual(bytes(c.next(timeout=5)), msg)
+            sender.join()
+        self.assertEqual(p._w.wakes, 0)
+
+    def test_spin_sees_a_stamp_before_tail(self):
+        # A producer that died between its stamp and tail: the spinning
+        # consumer takes the message by its stamp alone, as Go's does.
+        self.long_spins()
+        p, c = self.pair(4096)
+        mm = self.segment(p.key)
+        c.set_spin(1.0)
+
+        def stamp_only():
+            struct.pack_into("=IIII", mm, H, 4, 0, 0, 0)
+            mm[H + 16:H + 20] = b"dead"
+            put32(mm, H + 4, 0 | ring.STAMPED)
+
+        stamper = threading.Timer(0.05, stamp_only)
+        stamper.start()
+        self.addCleanup(stamper.join)
+        t0 = time.monotonic()
+        self.assertEqual(bytes(c.next(timeout=5)), b"dead")
+        self.assertLess(time.monotonic() - t0, 0.5)  # by the spin, not after it
+        self.assertEqual(p._w.wakes, 0)
+
+    def test_hostile_stamp_during_spin(self):
+        # A peer writes a value that is no stamp at next while the consumer
+        # spins: next goes on waiting (here, to its timeout), never returns
+        # None.
+        self.long_spins()
+        p, c = self.pair(64)
+        mm = self.segment(p.key)
+        c.set_spin(1.0)
+        poker = threading.Timer(0.05, put32, (mm, H + 4, 0xDEAD0000))
+        poker.start()
+        self.addCleanup(poker.join)
+        with self.assertRaises(TimeoutError):
+            c.next(timeout=0.3)
+
+    def test_producer_spin_then_partial_room(self):
+        # The spin sees head move, but not far enough for a padding record
+        # that must go alone: the producer waits on rather than pad.
+        self.long_spins()
+        p, c = self.pair(256)
+        p.send(b"a" * 192)  # 208 bytes at 0
+        c.next()
+        c.release()  # head 208
+        p.send(b"")  # 16 bytes at 208
+        p.send(b"b" * 16)  # 32 bytes at 224
+        p.send(b"c" * 48)  # 64 bytes at 256: tail 320, 144 bytes free
+        self.assertEqual(p._w.need(192), -192)  # a padding of 192 alone first
+        p.set_spin(1.0)
+        got = []
+
+        def first():
+            c.next()
+            c.release()  # head 224: 160 bytes free, not 192
+
+        def rest():
+            c.next()
+            c.next()
+            c.release()  # head 320: the padding fits
+            got.append(bytes(c.next(timeout=5)))  # passes it, then the message
+
+        a = threading.Timer(0.05, first)
+        b = threading.Timer(0.3, rest)
+        a.start()
+        b.start()
+        self.addCleanup(a.join)
+        self.addCleanup(b.join)
+        p.send(b"z" * 192, timeout=5)
+        b.join()
+        self.assertEqual(got, [b"z" * 192])
+        self.assertEqual(c._w.wakes, 0)  # it spun again after each move, as Go's
+
 
 class TestDeadPeer(RingTest):
     def child(self, mode, key):
