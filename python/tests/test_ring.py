@@ -627,6 +627,33 @@ class TestSpin(RingTest):
         self.assertEqual(c._w.wakes, 0)  # it spun again after each move, as Go's
 
 
+    def test_producer_spins_again_after_a_wake(self):
+        # A producer whose spin ran out sleeps; woken by a release that
+        # leaves too little room, it spins again (Go's room), so the next
+        # release needs no wake-up.
+        self.long_spins()
+        p, c = self.pair(512)
+        for _ in range(8):
+            p.send(b"m" * 48)  # 8 records of 64 bytes: full, tail at the end
+        p.set_spin(0.5)
+
+        def release_one():
+            c.next()
+            c.release()
+
+        def drain():
+            time.sleep(1.0)  # after the first spin: the producer sleeps
+            release_one()  # 64 bytes free: woken, not enough for 128
+            time.sleep(0.05)
+            release_one()  # 128 free, while it spins again
+
+        drainer = threading.Thread(target=drain)
+        drainer.start()
+        self.addCleanup(drainer.join)
+        p.send(b"z" * 112, timeout=10)
+        drainer.join()
+        self.assertEqual(c._w.wakes, 1)
+
 class TestDeadPeer(RingTest):
     def child(self, mode, key):
         env = dict(os.environ)
