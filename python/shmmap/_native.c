@@ -579,16 +579,23 @@ static int spin_while(End *e, _Atomic uint32_t *w, uint32_t old, double secs)
 	return moved;
 }
 
-static int parse_spin(PyObject *arg, double *secs)
+/* parse_seconds reads a float of 0 to max seconds from arg into *secs;
+ * out of that (NaN included), ValueError with message. */
+static int parse_seconds(PyObject *arg, double max, const char *message, double *secs)
 {
 	*secs = PyFloat_AsDouble(arg);
 	if (*secs == -1.0 && PyErr_Occurred())
 		return -1;
-	if (!(*secs >= 0 && *secs <= 1)) {
-		PyErr_SetString(PyExc_ValueError, "spin out of 0 to 1 seconds");
+	if (!(*secs >= 0 && *secs <= max)) {
+		PyErr_SetString(PyExc_ValueError, message);
 		return -1;
 	}
 	return 0;
+}
+
+static int parse_spin(PyObject *arg, double *secs)
+{
+	return parse_seconds(arg, 1, "spin out of 0 to 1 seconds", secs);
 }
 
 enum { AW_NAPPED = 0, AW_AGAIN = 1, AW_PEER_CLOSED = 2 };
@@ -626,14 +633,7 @@ static int await_word(End *e, size_t off, uint32_t old, size_t sleeping, uint32_
 
 static int parse_nap(PyObject *arg, double *nap)
 {
-	*nap = PyFloat_AsDouble(arg);
-	if (*nap == -1.0 && PyErr_Occurred())
-		return -1;
-	if (!(*nap >= 0 && *nap <= 3600)) {
-		PyErr_SetString(PyExc_ValueError, "nap out of 0 to 3600 seconds");
-		return -1;
-	}
-	return 0;
+	return parse_seconds(arg, 3600, "nap out of 0 to 3600 seconds", nap);
 }
 
 /* End(buffer, view, capacity, tail, head, corrupt): see End_doc. */
