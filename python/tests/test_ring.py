@@ -63,6 +63,15 @@ class RingTest(unittest.TestCase):
                 self.fail(f"{key} left in /dev/shm")
         self.assertEqual(held(), self.before)
 
+    def later(self, delay, fn, *args):
+        """Runs fn(*args) in a thread after delay seconds and returns the
+        thread; the test's cleanup waits for it, before the leak check (a
+        close there unlinks last)."""
+        t = threading.Timer(delay, fn, args)
+        t.start()
+        self.addCleanup(t.join)
+        return t
+
     def pair(self, capacity=4096, creator="producer"):
         """A ring made by one end and opened by the other, in this process;
         both are closed at cleanup."""
@@ -252,9 +261,7 @@ class TestMessages(RingTest):
         p, c = self.pair(256)
         self.addCleanup(setattr, ring, "POLL", ring.POLL)
         ring.POLL = 5.0
-        closer = threading.Timer(0.1, p.close)
-        closer.start()
-        self.addCleanup(closer.join)  # before the leak check: close unlinks last
+        self.later(0.1, p.close)
         t0 = time.monotonic()
         with self.assertRaises(EOFError):
             c.next(timeout=10)
@@ -263,9 +270,7 @@ class TestMessages(RingTest):
     def test_consumer_close(self):
         p, c = self.pair(64)
         p.send(b"x" * 40)
-        closer = threading.Timer(0.1, c.close)
-        closer.start()
-        self.addCleanup(closer.join)  # before the leak check: close unlinks last
+        self.later(0.1, c.close)
         with self.assertRaisesRegex(PeerGone, "closed"):
             p.reserve(40, timeout=5)
 
@@ -327,7 +332,7 @@ class TestMessages(RingTest):
                 break
         self.assertEqual((p._w.wakes, c._w.wakes), (0, 0))
         # ... and with one, one call wakes it.
-        threading.Timer(0.1, p.send, (b"y",)).start()
+        self.later(0.1, p.send, b"y")
         c.release()
         self.assertEqual(bytes(c.next(timeout=5)), b"y")
         self.assertEqual((p._w.wakes, c._w.wakes), (1, 0))
@@ -417,24 +422,18 @@ class TestSpin(RingTest):
         p, c = self.pair(64)
         with self.assertRaises(TimeoutError):
             c.next(timeout=0)
-        sender = threading.Timer(0.05, p.send, (b"x" * 40,))
-        sender.start()
-        self.addCleanup(sender.join)
+        sender = self.later(0.05, p.send, b"x" * 40)
         self.assertTrue(c._w.spin(1.0))  # the stamp at next changed
         sender.join()
-        drainer = threading.Timer(0.05, lambda: (c.next(), c.release()))
         self.assertFalse(p._w.room(64))
-        drainer.start()
-        self.addCleanup(drainer.join)
+        self.later(0.05, lambda: (c.next(), c.release()))
         self.assertTrue(p._w.spin(1.0))  # head moved
 
     def test_consumer_spin_takes_without_sleep(self):
         self.long_spins()
         p, c = self.pair(4096)
         c.set_spin(1.0)
-        sender = threading.Timer(0.05, p.send, (b"spun",))
-        sender.start()
-        self.addCleanup(sender.join)
+        sender = self.later(0.05, p.send, b"spun")
         self.assertEqual(bytes(c.next(timeout=5)), b"spun")
         sender.join()
         # The consumer never set its sleeper flag: the commit made no call.
@@ -450,9 +449,7 @@ class TestSpin(RingTest):
             c.next()
             c.release()
 
-        drainer = threading.Timer(0.05, drain)
-        drainer.start()
-        self.addCleanup(drainer.join)
+        drainer = self.later(0.05, drain)
         p.send(b"y" * 40, timeout=5)
         drainer.join()
         self.assertEqual(c._w.wakes, 0)  # the producer never slept
@@ -462,9 +459,7 @@ class TestSpin(RingTest):
         # A message that comes after the spin still comes: the wait sleeps.
         p, c = self.pair(4096)
         c.set_spin(0.001)
-        sender = threading.Timer(0.2, p.send, (b"late",))
-        sender.start()
-        self.addCleanup(sender.join)
+        sender = self.later(0.2, p.send, b"late")
         self.assertEqual(bytes(c.next(timeout=5)), b"late")
         sender.join()
         self.assertEqual(p._w.wakes, 1)
@@ -488,9 +483,7 @@ class TestSpin(RingTest):
         self.long_spins()
         p, c = self.pair(256)
         c.set_spin(0.1)
-        closer = threading.Timer(0.02, p.close)
-        closer.start()
-        self.addCleanup(closer.join)
+        self.later(0.02, p.close)
         with self.assertRaises(EOFError):
             c.next(timeout=5)
 
@@ -508,9 +501,7 @@ class TestSpin(RingTest):
             except BaseException as e:  # noqa: BLE001 - the test looks at it
                 got.append(e)
 
-        closer = threading.Timer(0.05, close)
-        closer.start()
-        self.addCleanup(closer.join)
+        closer = self.later(0.05, close)
         with self.assertRaises(TimeoutError):
             c.next(timeout=0.3)
         closer.join()
@@ -548,9 +539,7 @@ class TestSpin(RingTest):
         c.next()
         c.release()
         for msg in (b"", b"spun"):  # the first taken and kept
-            sender = threading.Timer(0.05, p.send, (msg,))
-            sender.start()
-            self.addCleanup(sender.join)
+            sender = self.later(0.05, p.send, msg)
             self.assertEqual(bytes(c.next(timeout=5)), msg)
             sender.join()
         self.assertEqual(p._w.wakes, 0)
@@ -568,9 +557,7 @@ class TestSpin(RingTest):
             mm[H + 16:H + 20] = b"dead"
             put32(mm, H + 4, 0 | ring.STAMPED)
 
-        stamper = threading.Timer(0.05, stamp_only)
-        stamper.start()
-        self.addCleanup(stamper.join)
+        self.later(0.05, stamp_only)
         t0 = time.monotonic()
         self.assertEqual(bytes(c.next(timeout=5)), b"dead")
         self.assertLess(time.monotonic() - t0, 0.5)  # by the spin, not after it
@@ -584,9 +571,7 @@ class TestSpin(RingTest):
         p, c = self.pair(64)
         mm = self.segment(p.key)
         c.set_spin(1.0)
-        poker = threading.Timer(0.05, put32, (mm, H + 4, 0xDEAD0000))
-        poker.start()
-        self.addCleanup(poker.join)
+        self.later(0.05, put32, mm, H + 4, 0xDEAD0000)
         with self.assertRaises(TimeoutError):
             c.next(timeout=0.3)
 
@@ -615,17 +600,12 @@ class TestSpin(RingTest):
             c.release()  # head 320: the padding fits
             got.append(bytes(c.next(timeout=5)))  # passes it, then the message
 
-        a = threading.Timer(0.05, first)
-        b = threading.Timer(0.3, rest)
-        a.start()
-        b.start()
-        self.addCleanup(a.join)
-        self.addCleanup(b.join)
+        self.later(0.05, first)
+        b = self.later(0.3, rest)
         p.send(b"z" * 192, timeout=5)
         b.join()
         self.assertEqual(got, [b"z" * 192])
         self.assertEqual(c._w.wakes, 0)  # it spun again after each move, as Go's
-
 
     def test_producer_spins_again_after_a_wake(self):
         # A producer whose spin ran out sleeps; woken by a release that
