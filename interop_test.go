@@ -284,6 +284,29 @@ func fillQuarters(v []float64) float64 {
 	return sum
 }
 
+// sendQuarters sends the peer that start starts with cmd recv-fd a new
+// anonymous segment of interopFloats values set by fillQuarters, and waits
+// for the peer. It returns the values, their sum, what the peer printed,
+// and whether it exited as it should (startFDPeer's wait has reported it
+// if not).
+func sendQuarters(t *testing.T, start func(*testing.T, string) (*net.UnixConn, *bytes.Buffer, func() error)) (v []float64, sum float64, out string, ok bool) {
+	t.Helper()
+	m := newAnonymous(t, interopFloats*8)
+	v, err := View[float64](m.Bytes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum = fillQuarters(v)
+	conn, stdout, wait := start(t, "recv-fd")
+	if err := SendSegment(conn, m.File()); err != nil {
+		t.Fatal(err)
+	}
+	if wait() != nil {
+		return v, sum, stdout.String(), false
+	}
+	return v, sum, stdout.String(), true
+}
+
 // checkDoubled checks that a peer doubled every value fillQuarters set and
 // printed their sum.
 func checkDoubled(t *testing.T, v []float64, printed string, want float64) {
@@ -388,20 +411,11 @@ func TestPythonFD(t *testing.T) {
 
 	t.Run("GoSends", func(t *testing.T) {
 		checkLeaks(t)
-		m := newAnonymous(t, interopFloats*8)
-		v, err := View[float64](m.Bytes())
-		if err != nil {
-			t.Fatal(err)
-		}
-		want := fillQuarters(v)
-		conn, out, wait := start(t, "recv-fd")
-		if err := SendSegment(conn, m.File()); err != nil {
-			t.Fatal(err)
-		}
-		if wait() != nil {
+		v, want, out, ok := sendQuarters(t, start)
+		if !ok {
 			return
 		}
-		sum, truncate, _ := strings.Cut(strings.TrimSpace(out.String()), "\n")
+		sum, truncate, _ := strings.Cut(strings.TrimSpace(out), "\n")
 		checkDoubled(t, v, sum, want)
 		if want := map[string]string{"linux": "ftruncate: EPERM", "darwin": "ftruncate: EINVAL"}[runtime.GOOS]; truncate != want {
 			t.Errorf("Python's ftruncate of the segment: %q, want %q", truncate, want)
