@@ -34,8 +34,6 @@
 
 #ifndef F_OFD_GETLK
 #define F_OFD_GETLK 36
-#define F_OFD_SETLK 37
-#define F_OFD_SETLKW 38
 #endif
 
 typedef struct {
@@ -1329,28 +1327,6 @@ static int ofd(int fd, short type, int cmd, struct flock *lk)
 	return r;
 }
 
-PyDoc_STRVAR(lock_creator_doc, "lock_creator(fd)\n\n"
-	"Takes the creator's lock on fd as Go's shmmap.CreateNamed does: an open\n"
-	"file description read lock on the whole file (F_OFD_SETLK, F_RDLCK),\n"
-	"waited for if a sweeper holds it for a moment. Raises OSError.");
-
-static PyObject *lock_creator(PyObject *Py_UNUSED(m), PyObject *arg)
-{
-	int fd = as_fd(arg);
-	if (fd < 0)
-		return NULL;
-	struct flock lk;
-	int r = ofd(fd, F_RDLCK, F_OFD_SETLK, &lk);
-	if (r < 0 && (errno == EAGAIN || errno == EACCES)) {
-		Py_BEGIN_ALLOW_THREADS
-		r = ofd(fd, F_RDLCK, F_OFD_SETLKW, &lk);
-		Py_END_ALLOW_THREADS
-	}
-	if (r < 0)
-		return PyErr_SetFromErrno(PyExc_OSError);
-	Py_RETURN_NONE;
-}
-
 PyDoc_STRVAR(creator_holds_doc, "creator_holds(fd) -> bool or None\n\n"
 	"Whether some process holds the creator's lock on fd's file\n"
 	"(F_OFD_GETLK for a write lock); None where the kernel does not say.");
@@ -1367,7 +1343,6 @@ static PyObject *creator_holds(PyObject *Py_UNUSED(m), PyObject *arg)
 }
 
 static PyMethodDef module_methods[] = {
-	{"lock_creator", lock_creator, METH_O, lock_creator_doc},
 	{"creator_holds", creator_holds, METH_O, creator_holds_doc},
 	{NULL, NULL, 0, NULL},
 };

@@ -74,12 +74,12 @@ import errno
 import fcntl
 import mmap
 import os
-import secrets
 import stat
 import sys
 import time
 
-from . import _native
+from . import _native, segment
+from ._keys import normalize
 from .errors import (
     Busy,
     Closed,
@@ -145,9 +145,6 @@ _WAKE_ALL = 0x7FFFFFFF
 
 # Segments (Go: shmmap.CreateNamed, Map; internal/shm/open_linux.go).
 SHM_DIR = "/dev/shm/"
-KEY_PREFIX = "/shmmap_"
-MAX_KEY_LEN = 1 + 255
-_BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 _OPEN_FLAGS = os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
 
 
@@ -162,29 +159,12 @@ def _check_positions(tail, head, capacity):
         raise _bad_positions(tail, head)
 
 
-def _new_key():
-    """A fresh key of Go's Create form: the prefix and 22 base62 digits of
-    128 random bits."""
-    n = int.from_bytes(secrets.token_bytes(16), "little")
-    digits = []
-    for _ in range(22):
-        n, r = divmod(n, 62)
-        digits.append(_BASE62[r])
-    return KEY_PREFIX + "".join(reversed(digits))
-
-
 def _normalize(key):
-    """key in its canonical form, "/name", or InvalidKey (Go's normalize)."""
+    """key in its canonical form, "/name", or InvalidKey (Go's normalize),
+    also for a key that is not a str."""
     if not isinstance(key, str):
         raise InvalidKey(f"ring: key {key!r} is not a str")
-    name = key[1:] if key.startswith("/") else key
-    if name in ("", ".", ".."):
-        raise InvalidKey(f"ring: {key!r} is not a name")
-    if "/" in name or "\x00" in name:
-        raise InvalidKey(f"ring: {key!r} has a slash or NUL after its first byte")
-    if len(name.encode()) + 1 > MAX_KEY_LEN:
-        raise InvalidKey(f"ring: {key!r} is longer than {MAX_KEY_LEN} bytes with its slash")
-    return "/" + name
+    return normalize(key)
 
 
 def _capacity(capacity):
@@ -196,64 +176,6 @@ def _capacity(capacity):
     if capacity > MAX_CAPACITY:
         raise TooLarge(f"ring: capacity {capacity}, at most {MAX_CAPACITY}")
     return max(MIN_CAPACITY, 1 << (capacity - 1).bit_length())
-
-
-def _create_segment(size, init):
-    """Makes a new segment of size bytes as Go's shmmap.CreateNamed does:
-    unnamed (O_TMPFILE) and mode 0 until it holds the creator's lock, is
-    0600, sized and mapped; init(mm) fills it before it gets its name. Returns
-    (key, fd, mm). On failure nothing is left: no name, fd or mapping."""
-    while True:
-        key = _new_key()
-        named = False
-        try:
-            fd = os.open(SHM_DIR, os.O_TMPFILE | os.O_RDWR | os.O_CLOEXEC | os.O_NONBLOCK, 0)
-        except OSError as e:
-            if e.errno not in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):
-                raise
-            fd = os.open(SHM_DIR + key[1:], os.O_RDWR | os.O_CREAT | os.O_EXCL | _OPEN_FLAGS, 0)
-            named = True
-        mm = None
-        try:
-            _native.lock_creator(fd)
-            os.fchmod(fd, 0o600)
-            try:
-                os.posix_fallocate(fd, 0, size)
-            except OSError as e:
-                if e.errno not in (errno.EOPNOTSUPP, errno.ENODEV, errno.ENOSYS):
-                    raise
-                os.ftruncate(fd, size)
-            mm = mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
-            init(mm)
-            if not named:
-                try:
-                    _link(fd, SHM_DIR + key[1:])
-                except FileExistsError:
-                    mm.close()
-                    os.close(fd)
-                    continue  # 2^-128: another key
-            return key, fd, mm
-        except BaseException:
-            if mm is not None:
-                mm.close()
-            if named:
-                try:
-                    os.unlink(SHM_DIR + key[1:])
-                except OSError:
-                    pass
-            os.close(fd)
-            raise
-
-
-def _link(fd, path):
-    """Gives the unnamed file fd the name path: linkat(2) of /proc/self/fd/N
-    with AT_SYMLINK_FOLLOW, as linkat(2) describes (os.link uses linkat
-    only with a directory fd)."""
-    proc = os.open("/proc/self/fd", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.link(str(fd), path, src_dir_fd=proc, follow_symlinks=True)
-    finally:
-        os.close(proc)
 
 
 def _open_segment(key):
@@ -307,7 +229,7 @@ class _End:
             finally:
                 w.release()
 
-        key, fd, mm = _create_segment(HEADER_SIZE + c, init)
+        key, fd, mm = segment._create(HEADER_SIZE + c, init, lambda *made: made)
         self = object.__new__(cls)
         self._setup(key, fd, mm, c, True, 0, 0)
         return self

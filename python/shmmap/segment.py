@@ -323,7 +323,22 @@ def create(size):
     that is not an int, OSError (ENOSPC, ENOMEM, EMFILE...) from the
     system. On failure nothing is left behind: no name, fd or mapping.
     """
-    size = _create_size(size)
+
+    def finish(key, fd, mm):
+        seg = Segment(mm, None, key, key, False, False, True)
+        _creators.add(seg)
+        seg._fd = fd  # the Segment owns fd only from here on
+        return seg
+
+    return _create(_create_size(size), None, finish)
+
+
+def _create(size, init, finish):
+    """create's mechanism, which makes shmmap.ring's rings too: a new
+    segment of size bytes (checked), holding the creator's lock, sized and
+    mapped; init(mm), unless None, fills it before it has a name, and
+    finish(key, fd, mm) makes what is returned. On failure, init's and
+    finish's included, nothing is left behind."""
     taken = 0
     while True:
         key = new_key()
@@ -344,12 +359,11 @@ def create(size):
             _linux.lock_creator(fd)
             _linux.init_segment(fd, size)
             mm = _linux.map_fd(fd, size, True, key)
+            if init is not None:
+                init(mm)
             if not named:
                 key = _link(fd, key, tried)
-            seg = Segment(mm, None, key, key, False, False, True)
-            _creators.add(seg)
-            seg._fd = fd  # the Segment owns fd only from here on
-            return seg
+            return finish(key, fd, mm)
         except BaseException as e:
             # Also an exception from a signal handler after the link: the
             # name may exist though _link did not return. Remove only a
