@@ -70,11 +70,9 @@ types hold an end's positions and do the per-message work in one call each
 rest: opening, closing, and the waits' deadlines and liveness checks.
 """
 
-import errno
 import fcntl
 import mmap
 import os
-import stat
 import sys
 import time
 
@@ -86,7 +84,6 @@ from .errors import (
     Corrupt,
     InvalidKey,
     InvalidSize,
-    NotSegment,
     PeerGone,
     TooLarge,
     VersionError,
@@ -145,7 +142,6 @@ _WAKE_ALL = 0x7FFFFFFF
 
 # Segments (Go: shmmap.CreateNamed, Map; internal/shm/open_linux.go).
 SHM_DIR = "/dev/shm/"
-_OPEN_FLAGS = os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
 
 
 def _bad_positions(tail, head):
@@ -176,25 +172,6 @@ def _capacity(capacity):
     if capacity > MAX_CAPACITY:
         raise TooLarge(f"ring: capacity {capacity}, at most {MAX_CAPACITY}")
     return max(MIN_CAPACITY, 1 << (capacity - 1).bit_length())
-
-
-def _open_segment(key):
-    """Opens segment key read-write (canonical form), a regular file in
-    /dev/shm, and returns (fd, its size)."""
-    try:
-        fd = os.open(SHM_DIR + key[1:], os.O_RDWR | _OPEN_FLAGS)
-    except OSError as e:
-        if e.errno in (errno.ELOOP, errno.ENXIO, errno.EISDIR):
-            raise NotSegment(e.errno, f"ring: {key} is not a shared memory segment") from None
-        raise
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise NotSegment(f"ring: {key} is not a shared memory segment")
-        return fd, st.st_size
-    except BaseException:
-        os.close(fd)
-        raise
 
 
 def _flock(fd, how):
@@ -238,7 +215,8 @@ class _End:
     def _open(cls, key):
         kind = cls._kind
         key = _normalize(key)
-        fd, size = _open_segment(key)
+        fd, st = segment._open(key, key, os.O_RDWR)
+        size = st.st_size
         mm = w = None
         try:
             # LAYOUT.md, "Opening, in this order": the liveness lock first.

@@ -442,7 +442,20 @@ def attach(key, size=0, readonly=False):
     """
     name = normalize(key)
     size = _attach_size(size, key)
-    flags = os.O_RDONLY if readonly else os.O_RDWR
+    fd, st = _open(key, name, os.O_RDONLY if readonly else os.O_RDWR)
+    try:
+        mm = _linux.map_fd(fd, _fit(size, st.st_size, key), not readonly, key)
+    except BaseException:
+        os.close(fd)
+        raise
+    return Segment(mm, fd, name, name, readonly, False, False)
+
+
+def _open(key, name, flags):
+    """attach's open, which shmmap.ring's opens use too: segment name
+    (canonical form; key as the caller gave it, for errors) opened with
+    flags, and checked to be a segment. Returns (fd, its fstat). Raises
+    NotSegment for anything else under the name, OSError from the system."""
     try:
         fd = _linux.open_name(name, flags)
     except OSError as e:
@@ -457,11 +470,10 @@ def attach(key, size=0, readonly=False):
             raise _linux.os_error("fstat", key, e) from None
         if not _linux.is_segment(st):
             raise _linux.not_segment_error("shm_open", key, st.st_mode)
-        mm = _linux.map_fd(fd, _fit(size, st.st_size, key), not readonly, key)
     except BaseException:
         os.close(fd)
         raise
-    return Segment(mm, fd, name, name, readonly, False, False)
+    return fd, st
 
 
 def unlink(key):
