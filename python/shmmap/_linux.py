@@ -229,11 +229,22 @@ def creator_holds(fd):
     held."""
     try:
         st = os.fstat(fd)
-        if not is_segment(st):
-            return False, False
-        if st.st_mode & 0o777 == 0:
-            return True, True
-        lk = struct.pack(_FLOCK, fcntl.F_WRLCK, os.SEEK_SET, 0, 0, 0)
+    except OSError:
+        return False, False
+    if not is_segment(st):
+        return False, False
+    if st.st_mode & 0o777 == 0:
+        return True, True
+    return lock_held(fd)
+
+
+def lock_held(fd):
+    """Whether some process holds a lock on fd's file that a write lock of
+    the whole file would conflict with, as F_OFD_GETLK tells: (held, ok);
+    ok is False where the kernel does not say. (creator_holds, and a ring's
+    question whether its creator lives.)"""
+    lk = struct.pack(_FLOCK, fcntl.F_WRLCK, os.SEEK_SET, 0, 0, 0)
+    try:
         lk = fcntl.fcntl(fd, F_OFD_GETLK, lk)
     except OSError:
         return False, False

@@ -2,8 +2,7 @@
  * shmmap._native: what Python cannot do correctly by itself on shared
  * memory, for shmmap.ring: 32-bit atomic loads, stores, compare-and-swap
  * and fetch-or on words of a writable buffer (the ring's mmap), the futex
- * wait and wake on them, and the creator's lock (an open file description
- * lock, as Go's shmmap.CreateNamed takes it).
+ * wait and wake on them, and each end's per-message work.
  *
  * Every atomic is sequentially consistent (C11 <stdatomic.h>'s default):
  * on x86-64 gcc makes a store an XCHG and a load a plain MOV; on arm64 a
@@ -22,7 +21,6 @@
 #include <Python.h>
 
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <linux/futex.h>
 #include <stdatomic.h>
@@ -31,10 +29,6 @@
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
-
-#ifndef F_OFD_GETLK
-#define F_OFD_GETLK 36
-#endif
 
 typedef struct {
 	PyObject_HEAD
@@ -1300,59 +1294,11 @@ static PyTypeObject ConsumerType = {
 	.tp_getset = Consumer_getset,
 };
 
-/* as_fd returns arg as a file descriptor, or -1 with an exception set. */
-static int as_fd(PyObject *arg)
-{
-	long fd = PyLong_AsLong(arg);
-	if (fd == -1 && PyErr_Occurred())
-		return -1;
-	if (fd < 0 || fd > INT_MAX) {
-		PyErr_SetString(PyExc_ValueError, "not a file descriptor");
-		return -1;
-	}
-	return (int)fd;
-}
-
-/* ofd_lock(fd, type, cmd): fcntl(fd, cmd, {type, whole file}); EINTR is
- * retried. Returns the lock as the kernel filled it in, for F_OFD_GETLK. */
-static int ofd(int fd, short type, int cmd, struct flock *lk)
-{
-	memset(lk, 0, sizeof *lk);
-	lk->l_type = type;
-	lk->l_whence = SEEK_SET;
-	int r;
-	do {
-		r = fcntl(fd, cmd, lk);
-	} while (r < 0 && errno == EINTR);
-	return r;
-}
-
-PyDoc_STRVAR(creator_holds_doc, "creator_holds(fd) -> bool or None\n\n"
-	"Whether some process holds the creator's lock on fd's file\n"
-	"(F_OFD_GETLK for a write lock); None where the kernel does not say.");
-
-static PyObject *creator_holds(PyObject *Py_UNUSED(m), PyObject *arg)
-{
-	int fd = as_fd(arg);
-	if (fd < 0)
-		return NULL;
-	struct flock lk;
-	if (ofd(fd, F_WRLCK, F_OFD_GETLK, &lk) < 0)
-		Py_RETURN_NONE;
-	return PyBool_FromLong(lk.l_type != F_UNLCK);
-}
-
-static PyMethodDef module_methods[] = {
-	{"creator_holds", creator_holds, METH_O, creator_holds_doc},
-	{NULL, NULL, 0, NULL},
-};
-
 static struct PyModuleDef module = {
 	PyModuleDef_HEAD_INIT,
 	.m_name = "shmmap._native",
-	.m_doc = "Atomics, futexes and the creator's lock, for shmmap.ring.",
+	.m_doc = "Atomics, futexes and the ring ends' per-message work, for shmmap.ring.",
 	.m_size = -1,
-	.m_methods = module_methods,
 };
 
 PyMODINIT_FUNC PyInit__native(void)

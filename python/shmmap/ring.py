@@ -63,8 +63,9 @@ until it is gone, but its bytes are the ring's and may change at any moment.
 
 Atomics. The shared words are loaded and stored through shmmap._native, a
 small C extension: C11 sequentially consistent atomics (an XCHG store and a
-MOV load on x86-64; STLR and LDAR on arm64), the futex, and the creator's
-open file description lock, as LAYOUT.md asks. Its Producer and Consumer
+MOV load on x86-64; STLR and LDAR on arm64) and the futex, as LAYOUT.md
+asks. The creator's open file description lock is the segments' own
+(shmmap.create's, and its F_OFD_GETLK). Its Producer and Consumer
 types hold an end's positions and do the per-message work in one call each
 (the checks of every record and position included); this module does the
 rest: opening, closing, and the waits' deadlines and liveness checks.
@@ -76,7 +77,7 @@ import os
 import sys
 import time
 
-from . import _native, segment
+from . import _linux, _native, segment
 from ._keys import normalize
 from .errors import (
     Busy,
@@ -235,7 +236,8 @@ class _End:
             _check_positions(tail, head, c)
             if creator_end == kind:
                 raise Busy(f"ring: {key}: the creator is the {_end_name(kind)}")
-            if _native.creator_holds(fd) is False:
+            held, ok = _linux.lock_held(fd)
+            if ok and not held:
                 raise PeerGone(f"ring: {key}: the creator has closed or died")
             w.store(OFF_OPENER_PID, os.getpid() & M32)
             w.store(OFF_OPENER_TIME, 0)
@@ -406,7 +408,8 @@ class _End:
                 return True
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             return False
-        return _native.creator_holds(self._fd) is not False
+        held, ok = _linux.lock_held(self._fd)
+        return held or not ok
 
     def _napped(self, deadline, peer_closed):
         """What a waiting end does when a nap (at most POLL) ran out with
