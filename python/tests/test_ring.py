@@ -28,22 +28,9 @@ from shmmap.errors import (
     VersionError,
 )
 
+from ._segtest import held
+
 H = ring.HEADER_SIZE
-
-
-def held():
-    """The fds and mappings of /dev/shm this process holds."""
-    out = []
-    for fd in os.listdir("/proc/self/fd"):
-        try:
-            target = os.readlink(f"/proc/self/fd/{fd}")
-        except OSError:
-            continue
-        if target.startswith("/dev/shm"):
-            out.append("fd " + target)
-    with open("/proc/self/maps") as f:
-        out += ["map " + line.split()[-1] for line in f if "/dev/shm" in line]
-    return sorted(out)
 
 
 class RingTest(unittest.TestCase):
