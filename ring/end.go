@@ -15,11 +15,6 @@ import (
 	"github.com/shmmap-go/shmmap/wake"
 )
 
-// pollInterval is how often a waiting end asks whether its peer lives (a
-// variable for tests, which make it long to show that a wake-up, not a
-// poll, ends a wait).
-var pollInterval = 200 * time.Millisecond
-
 // An end is what a Producer and a Consumer share: the mapping, the shared
 // words and the peer's liveness.
 type end struct {
@@ -37,6 +32,8 @@ type end struct {
 	closed  bool
 	spin    time.Duration // how long a wait watches the word before it sleeps
 	pid     uint32        // this process' pid, as the header records it
+	polled  bool          // known to the poller (poll.go)
+	asleep  atomic.Bool   // sleeping, for the poller
 
 	// tail and head as this end found them, once, when it made or opened
 	// the ring, and checked: where it starts.
@@ -192,6 +189,7 @@ func (e *end) close() error {
 			break
 		}
 	}
+	e.unpoll()
 	_, werr := wake.Wake(w, 0) // the peer sleeps on the word this end writes
 	err := e.m.Close()         // the creator's also removes the name
 	e.seg, e.buf = nil, nil
@@ -215,21 +213,22 @@ func (e *end) await(ctx context.Context, w *uint32, old uint32, sleeping *uint32
 			return errPeerClosed
 		}
 		sleeps.Add(1)
-		waitFor := wake.WaitUntil
+		waitFor := wake.Wait
 		if !e.peerHere() {
-			waitFor = wake.WaitPeer // with one P, keeps it for a moment
+			waitFor = waitPeer // with one P, keeps it for a moment
 		}
-		err := waitFor(ctx, w, old, time.Now().Add(pollInterval))
+		round := e.sleep()
+		err := waitFor(ctx, w, old)
+		e.asleep.Store(false)
 		atomic.StoreUint32(sleeping, 0)
 		if atomic.LoadUint32(w) != old {
 			return nil
 		}
-		switch {
-		case err == nil:
-			continue
-		case errors.Is(err, os.ErrDeadlineExceeded):
-		default:
+		if err != nil {
 			return err
+		}
+		if poll.rounds.Load() == round {
+			continue // not the poller's wake-up
 		}
 		if e.creator && atomic.LoadUint32(e.state)&stateOpened == 0 {
 			continue // no peer yet
@@ -257,6 +256,20 @@ func (e *end) peerHere() bool {
 		off = offOpenerPID
 	}
 	return atomic.LoadUint32(word(e.seg, off)) == e.pid
+}
+
+// waitPeer is wake.WaitPeer with no deadline.
+func waitPeer(ctx context.Context, w *uint32, old uint32) error {
+	return wake.WaitPeer(ctx, w, old, time.Time{})
+}
+
+// sleepWord is the word this end sleeps on, which the peer writes: head
+// for the producer, tail for the consumer.
+func (e *end) sleepWord() *uint32 {
+	if e.kind == endProducer {
+		return e.head
+	}
+	return e.tail
 }
 
 // sleeps and wakeups count the waits that went to sleep and the wake-ups

@@ -156,10 +156,26 @@ func TestPaddingWithMessage(t *testing.T) {
 
 // noPoll makes waiting ends sleep without a limit for the rest of t, so
 // that only a wake-up can end a wait: a lost one fails the test.
-func noPoll(t *testing.T) {
-	old := pollInterval
-	pollInterval = time.Hour
-	t.Cleanup(func() { pollInterval = old })
+func noPoll(t *testing.T) { setPoll(t, time.Hour) }
+
+// setPoll makes the poller's rounds d apart for the rest of t, from now:
+// a round already set is moved too.
+func setPoll(t *testing.T, d time.Duration) {
+	old := time.Duration(pollInterval.Swap(int64(d)))
+	movePoll(d)
+	t.Cleanup(func() {
+		pollInterval.Store(int64(old))
+		movePoll(old)
+	})
+}
+
+// movePoll sets the poller's next round, if one is set, d from now.
+func movePoll(d time.Duration) {
+	poll.mu.Lock()
+	defer poll.mu.Unlock()
+	if poll.running.Load() {
+		poll.timer.Reset(d)
+	}
 }
 
 // TestEmptyBlocks: Next on an empty ring sleeps (it says so in the
@@ -403,9 +419,7 @@ func TestContext(t *testing.T) {
 // not ErrPeerGone: a peer that has not come yet has not died.
 func TestCreatorWaitsForOpener(t *testing.T) {
 	keys := checkLeaks(t)
-	old := pollInterval
-	pollInterval = 5 * time.Millisecond
-	t.Cleanup(func() { pollInterval = old })
+	setPoll(t, 5*time.Millisecond)
 	wait := func() (context.Context, context.CancelFunc) {
 		return context.WithTimeout(context.Background(), 100*time.Millisecond)
 	}
