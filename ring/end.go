@@ -202,6 +202,7 @@ func (e *end) close() error {
 // again), errPeerClosed when the peer has closed, or ErrPeerGone, or
 // ctx.Err().
 func (e *end) await(ctx context.Context, w *uint32, old uint32, sleeping *uint32, peerClosed uint32) error {
+	quiet := false // a round of the poller has passed in this wait
 	for {
 		atomic.StoreUint32(sleeping, 1)
 		if atomic.LoadUint32(w) != old {
@@ -212,10 +213,19 @@ func (e *end) await(ctx context.Context, w *uint32, old uint32, sleeping *uint32
 			atomic.StoreUint32(sleeping, 0)
 			return errPeerClosed
 		}
+		if err := ctx.Err(); err != nil {
+			// No sleep, so nothing for the poller: an end that never
+			// closes (a fuzz test's) would stay in poll.ends.
+			atomic.StoreUint32(sleeping, 0)
+			return err
+		}
 		sleeps.Add(1)
 		waitFor := wake.Wait
-		if !e.peerHere() {
-			waitFor = waitPeer // with one P, keeps it for a moment
+		if !quiet && !e.peerHere() {
+			// With one P, keeps it for a moment; not once a round has
+			// passed: the peer is in no hurry, and the poller woke every
+			// sleeping end at once, which would keep the P in turn.
+			waitFor = waitPeer
 		}
 		round := e.sleep()
 		err := waitFor(ctx, w, old)
@@ -230,6 +240,7 @@ func (e *end) await(ctx context.Context, w *uint32, old uint32, sleeping *uint32
 		if poll.rounds.Load() == round {
 			continue // not the poller's wake-up
 		}
+		quiet = true
 		if e.creator && atomic.LoadUint32(e.state)&stateOpened == 0 {
 			continue // no peer yet
 		}

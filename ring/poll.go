@@ -13,7 +13,8 @@ import (
 // whether its peer lives (await). A timeout on every sleep cost each wait
 // reads of the clock and a kernel timer armed and cancelled, a fair part
 // of a small message's hand-over on one CPU (BENCHMARKS.md, "Small
-// messages on one CPU"); the poller costs a wait two stores and a load.
+// messages on one CPU"); the poller costs a wait two stores and three
+// loads.
 //
 // The poller runs only while some end sleeps: the first sleeper starts
 // its timer, and a round that finds no one asleep stops it.

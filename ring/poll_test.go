@@ -2,6 +2,7 @@ package ring
 
 import (
 	"context"
+	"runtime"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -45,7 +46,9 @@ func TestPollWakesEverySleeper(t *testing.T) {
 	for !cs[0].e.asleep.Load() || !cs[1].e.asleep.Load() {
 		time.Sleep(time.Millisecond)
 	}
-	time.Sleep(10 * time.Millisecond) // into the futex
+	for _, c := range cs {
+		waitInFutex(t, c.e.tail) // a wake-up before would be lost
+	}
 	pollRound()
 	waitSleeps(t, 4)
 	time.Sleep(10 * time.Millisecond)
@@ -76,10 +79,10 @@ func TestPollStops(t *testing.T) {
 		t.Fatalf("Next on an empty ring: %v, want %v", err, context.DeadlineExceeded)
 	}
 	if n := poll.rounds.Load() - before; n < 3 {
-		t.Errorf("%d rounds in a wait of 50 rounds' time, want several", n)
+		t.Errorf("%d rounds in a wait of 25 rounds' time, want several", n)
 	}
 	if n := sleeps.Load(); n < 3 {
-		t.Errorf("%d sleeps in a wait of 50 rounds' time, want one after each round", n)
+		t.Errorf("%d sleeps in a wait of 25 rounds' time, want one after each round", n)
 	}
 	for end := time.Now().Add(prompt); poll.running.Load(); time.Sleep(time.Millisecond) {
 		if time.Now().After(end) {
@@ -96,49 +99,145 @@ func TestPollForgetsClosed(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Millisecond)
 	defer cancel()
 	c.Next(ctx)
-	known := func(e *end) bool {
-		poll.mu.Lock()
-		defer poll.mu.Unlock()
-		_, ok := poll.ends[e]
-		return ok
-	}
-	if !known(c.e) {
+	if !polled(c.e) {
 		t.Fatal("an end that slept is not the poller's")
 	}
-	if known(p.e) {
+	if polled(p.e) {
 		t.Error("an end that never slept is the poller's")
 	}
 	e := c.e
 	c.Close()
-	if known(e) {
+	if polled(e) {
 		t.Error("a closed end is still the poller's: it would wake a word unmapped")
+	}
+}
+
+// polled reports whether the poller knows e.
+func polled(e *end) bool {
+	poll.mu.Lock()
+	defer poll.mu.Unlock()
+	_, ok := poll.ends[e]
+	return ok
+}
+
+// TestEndedContextNotPolled: a wait whose context has already ended
+// returns ctx.Err() without a sleep, so it leaves nothing with the poller.
+// The fuzz tests' rings wait only with ended contexts and are never
+// closed: each one that waited stayed in poll.ends, with its arena, for
+// the life of the fuzzing process.
+func TestEndedContextNotPolled(t *testing.T) {
+	const n = 1000
+	kept := 0
+	for range n {
+		r := newFuzzRing(t, endConsumer, 6, 0, false, 0, 0, stateOpened, nil)
+		c := newConsumer(r.e)
+		if _, err := c.Next(r.ctx); err != context.Canceled {
+			t.Fatalf("Next on an empty ring with an ended context: %v, want %v", err, context.Canceled)
+		}
+		if polled(r.e) {
+			kept++
+		}
+		r.e.unpoll() // what the fix makes needless; else the next tests iterate them
+	}
+	if kept > 0 {
+		t.Fatalf("%d of %d fuzz rings (never closed) kept by the poller after a Next with an ended context", kept, n)
+	}
+}
+
+// TestPollRoundKeepsNoP: with one P, a poller's round that wakes many
+// ends whose peers are in other processes does not make each of them keep
+// the P for a tick in turn (wake.WaitPeer's held sleep) before the next
+// one can ask whether its peer lives: the last would learn of a death
+// ends × tick late, and every round.
+func TestPollRoundKeepsNoP(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("only Linux's WaitPeer keeps the P")
+	}
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	checkLeaks(t)
+	noPoll(t)
+	const n = 50
+	var ps []*Producer
+	done := make(chan error, n)
+	counts()
+	for range n {
+		p, c := pair(t, 256)
+		// The consumer's producer is in another process, as far as the
+		// consumer can tell (peerHere): its sleeps first keep the lone P.
+		*word(c.e.seg, offCreatorPID) = c.e.pid + 1
+		ps = append(ps, p)
+		go func() {
+			_, err := c.Next(context.Background())
+			if err == nil {
+				c.Release()
+			}
+			done <- err
+		}()
+	}
+	waitSleeps(t, n)
+	time.Sleep(time.Duration(n) * 10 * time.Millisecond) // past every held sleep
+	counts()
+	start := time.Now()
+	pollRound()
+	for sleeps.Load() < n {
+		if time.Since(start) > prompt {
+			t.Fatalf("%d of %d ends slept again %v after a round", sleeps.Load(), n, prompt)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	d := time.Since(start)
+	t.Logf("%d ends asked about their peers and slept again within %v of a round", n, d)
+	if d > 100*time.Millisecond {
+		t.Errorf("%d ends asked about their peers only within %v of a round: each kept the lone P in turn", n, d)
+	}
+	for _, p := range ps {
+		send(t, p, 10, 1)
+	}
+	for range n {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 
 // TestPollNoSleeperLeft: an end that starts to sleep while a round is
 // ending, which finds no one asleep and stops the poller, is polled all
-// the same: once both are done, the poller runs.
+// the same: once both are done, the poller runs. The round runs in a
+// goroutine already spinning on another P, so that it overlaps the sleep.
 func TestPollNoSleeperLeft(t *testing.T) {
-	setPoll(t, time.Hour) // rounds come only from this test
+	if runtime.GOMAXPROCS(0) < 2 {
+		t.Skip("needs two Ps")
+	}
+	setPoll(t, time.Hour)
 	e := &end{kind: endConsumer, tail: new(uint32)}
 	defer e.unpoll()
-	for i := range 300000 {
-		e.sleep() // the poller runs, as after an earlier sleep
-		e.asleep.Store(false)
-		var gate atomic.Bool
-		done := make(chan struct{})
-		go func() {
-			for !gate.Load() {
+	var gen, fin atomic.Uint64
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		for g := uint64(1); ; g++ {
+			for gen.Load() < g {
+				select {
+				case <-stop:
+					return
+				default:
+				}
 			}
 			pollRound()
-			close(done)
-		}()
-		gate.Store(true)
-		for j := 0; j < i%256; j++ { // land at different moments of the round
+			fin.Store(g)
+		}
+	}()
+	for i := range 200000 {
+		e.sleep()
+		e.asleep.Store(false)
+		g := uint64(i + 1)
+		gen.Store(g)
+		for j := 0; j < i%64; j++ {
 			pause()
 		}
 		e.sleep()
-		<-done
+		for fin.Load() < g {
+		}
 		if !poll.running.Load() {
 			t.Fatalf("sleep %d: an end sleeps and the poller has stopped", i)
 		}

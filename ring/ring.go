@@ -77,8 +77,8 @@
 //
 // If the other end's process dies, however it dies (SIGKILL included, in
 // the middle of writing a message), a waiting Reserve or Next returns an
-// error wrapping ErrPeerGone up to about 200 ms after the death (twice
-// that if the death comes as the wait begins). Next
+// error wrapping ErrPeerGone up to about 200 ms after the death, or after
+// the wait begins if the death came before. Next
 // first delivers every message that was committed before the death, never
 // a part of one. If the other end closes, Next returns io.EOF once it has
 // delivered everything, and Reserve returns an error wrapping ErrPeerGone.
