@@ -84,14 +84,14 @@ func pollRound() {
 	defer poll.mu.Unlock()
 	poll.rounds.Add(1)
 	poll.running.Store(false)
-	any := false
+	woke := false
 	for e := range poll.ends {
 		if e.asleep.Load() {
-			any = true
+			woke = true
 			wake.Wake(e.sleepWord(), 0)
 		}
 	}
-	if any {
+	if woke {
 		poll.running.Store(true)
 		poll.timer.Reset(time.Duration(pollInterval.Load()))
 	}

@@ -39,15 +39,16 @@
 // segment (package wake: the futex on Linux); the other end makes the
 // wake-up system call only when the sleeper flag is set, so that two ends
 // that keep up with each other make no system call at all, and allocate
-// nothing per message. A waiting end sleeps with no timeout of its own: one
-// timer per process, running only while some end sleeps, wakes the
+// nothing per message. A waiting end sleeps with no timeout of its own:
+// one timer per process, running only while some end sleeps, wakes the
 // sleeping ends every 200 ms to ask the kernel whether their peers are
-// still alive (see Dead peers). A wait ends with ctx.Err() when ctx ends. In a process with one P (GOMAXPROCS=1, as
-// under taskset -c N or a one-CPU cpuset) on Linux, a wait for a peer in
-// another process keeps the P for its first tick, 1 to 10 ms (wake.WaitPeer),
-// which makes a ping-pong of large messages on one CPU about as fast as
-// with more Ps; the process' other goroutines wait meanwhile. Ends in one
-// process never keep it.
+// still alive (see Dead peers). A wait ends with ctx.Err() when ctx ends.
+// In a process with one P (GOMAXPROCS=1, as under taskset -c N or a
+// one-CPU cpuset) on Linux, a wait for a peer in another process keeps
+// the P for its first tick, 1 to 10 ms (wake.WaitPeer), which makes a
+// ping-pong of large messages on one CPU about as fast as with more Ps;
+// the process' other goroutines wait meanwhile. Ends in one process never
+// keep it, nor does a wait that has outlasted a round of the timer.
 //
 // # Sending
 //
@@ -78,12 +79,12 @@
 // If the other end's process dies, however it dies (SIGKILL included, in
 // the middle of writing a message), a waiting Reserve or Next returns an
 // error wrapping ErrPeerGone up to about 200 ms after the death, or after
-// the wait begins if the death came before. Next
-// first delivers every message that was committed before the death, never
-// a part of one. If the other end closes, Next returns io.EOF once it has
-// delivered everything, and Reserve returns an error wrapping ErrPeerGone.
-// Until the opening end has opened the ring, the creating end waits for it
-// without a limit. On Linux the kernel vouches for liveness (each end asks
+// the wait begins if the death came before. Next first delivers every
+// message that was committed before the death, never a part of one. If
+// the other end closes, Next returns io.EOF once it has delivered
+// everything, and Reserve returns an error wrapping ErrPeerGone. Until the
+// opening end has opened the ring, the creating end waits for it without
+// a limit. On Linux the kernel vouches for liveness (each end asks
 // about a lock that the other holds on the segment), in every pid, user or
 // time namespace; on macOS a pid and its start time do.
 //
