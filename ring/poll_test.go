@@ -2,7 +2,9 @@ package ring
 
 import (
 	"context"
+	"fmt"
 	"runtime"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -18,6 +20,33 @@ func waitSleeps(t *testing.T, n int64) {
 	}
 }
 
+// nextAll starts a Next of a message of size bytes on each of cs, and
+// returns the channel of their results. The cleanup of t ends every Next
+// still waiting, and waits for it, before the ends close (which unmaps
+// them): after a failure, too.
+func nextAll(t *testing.T, cs []*Consumer, size int) <-chan error {
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	done := make(chan error, len(cs))
+	for _, c := range cs {
+		wg.Go(func() {
+			b, err := c.Next(ctx)
+			if err == nil {
+				if len(b) != size {
+					err = fmt.Errorf("a message of %d bytes, want %d", len(b), size)
+				}
+				c.Release()
+			}
+			done <- err
+		})
+	}
+	t.Cleanup(func() {
+		cancel()
+		wg.Wait()
+	})
+	return done
+}
+
 // TestPollWakesEverySleeper: a round of the poller wakes each end that
 // sleeps, and each, finding its peer alive, sleeps again.
 func TestPollWakesEverySleeper(t *testing.T) {
@@ -26,19 +55,11 @@ func TestPollWakesEverySleeper(t *testing.T) {
 	counts()
 	var ps []*Producer
 	var cs []*Consumer
-	done := make(chan error, 2)
 	for range 2 {
 		p, c := pair(t, 256)
 		ps, cs = append(ps, p), append(cs, c)
-		go func() {
-			b, err := c.Next(context.Background())
-			if err == nil && len(b) != 10 {
-				t.Errorf("a message of %d bytes, want 10", len(b))
-			}
-			c.Release()
-			done <- err
-		}()
 	}
+	done := nextAll(t, cs, 10)
 	waitSleeps(t, 2)
 	for _, c := range cs {
 		waitWord(t, word(c.e.seg, offConsSleep), 1)
@@ -158,22 +179,16 @@ func TestPollRoundKeepsNoP(t *testing.T) {
 	noPoll(t)
 	const n = 50
 	var ps []*Producer
-	done := make(chan error, n)
+	var cs []*Consumer
 	counts()
 	for range n {
 		p, c := pair(t, 256)
 		// The consumer's producer is in another process, as far as the
 		// consumer can tell (peerHere): its sleeps first keep the lone P.
 		*word(c.e.seg, offCreatorPID) = c.e.pid + 1
-		ps = append(ps, p)
-		go func() {
-			_, err := c.Next(context.Background())
-			if err == nil {
-				c.Release()
-			}
-			done <- err
-		}()
+		ps, cs = append(ps, p), append(cs, c)
 	}
+	done := nextAll(t, cs, 10)
 	waitSleeps(t, n)
 	time.Sleep(time.Duration(n) * 10 * time.Millisecond) // past every held sleep
 	counts()
