@@ -25,6 +25,7 @@ var pollInterval atomic.Int64
 
 func init() { pollInterval.Store(int64(200 * time.Millisecond)) }
 
+// poll is the process' one poller.
 var poll struct {
 	running atomic.Bool   // its timer is set, or its round is running
 	rounds  atomic.Uint64 // rounds begun
