@@ -158,7 +158,7 @@ func TestEndedContextNotPolled(t *testing.T) {
 		if polled(r.e) {
 			kept++
 		}
-		r.e.unpoll() // what the fix makes needless; else the next tests iterate them
+		r.e.unpoll() // nothing to forget if it never slept; else later tests would scan them
 	}
 	if kept > 0 {
 		t.Fatalf("%d of %d fuzz rings (never closed) kept by the poller after a Next with an ended context", kept, n)
